@@ -1,0 +1,334 @@
+"""The Ranked List Loss (Wang et al., CVPR 2019; TPAMI 2021), exactly as ../shared/docs/SPEC.md.
+
+    loss = ranked_list_loss(embeddings, labels)                      # CVPR eq. 14, "query" gradient
+    loss = RankedListLoss.from_preset("tpami2021_code")(embeddings, labels)
+
+Embeddings come in raw and are L2-normalised here (the gradient flows through the normalisation).
+Half-precision inputs are computed in float32 and the loss is returned in float32; float64 stays
+float64. The heavy lifting is ranked_list_kernel.run_kernel (blocked, closed-form gradient).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ranklist.losses.ranked_list_kernel import (
+    BlockTermsFn,
+    RankedListParams,
+    block_terms,
+    compiled_block_terms,
+    run_kernel,
+)
+
+REDUCTIONS = ("mean", "official", "sum", "none")
+GRADIENTS = ("query", "full")
+
+# Named settings, each with its source.
+PRESETS: dict[str, dict[str, Any]] = {
+    # CVPR 2019 paper text: section 4.1 "m = 0.4, T = 10, alpha = 1.2"; eq. 13 weights both parts
+    # equally; eq. 14 averages over the queries; plain mean over positives (no positive weighting).
+    # The paper's eq. 14 read literally (constant weights) differentiates both ends of every pair.
+    "cvpr2019": dict(
+        margin=0.4, alpha=1.2, neg_temperature=10.0, pos_temperature=0.0, imbalance=0.5,
+        reduction="mean", gradient="full",
+    ),
+    # The authors' released TPAMI-era Caffe code (RLL-Simpler, "*_Simp_*" folders, e.g.
+    # InshopClothes_Simp_21042020/60_T10_pn04_v63 and CUB ..._tp0_tn10): boundaries 1 -/+ m/2 with
+    # m = 0.4, Tn = 10, Tp = 0, 0.5/0.5 parts, queries weighted by their weight sums ("official"),
+    # gradient w.r.t. the query only (SPEC section 2).
+    "tpami2021_code": dict(
+        margin=0.4, alpha=None, neg_temperature=10.0, pos_temperature=0.0, imbalance=0.5,
+        reduction="official", gradient="query",
+    ),
+    # This library's default: the paper's hyper-parameters with the authors' "query" gradient.
+    "default": dict(
+        margin=0.4, alpha=1.2, neg_temperature=10.0, pos_temperature=0.0, imbalance=0.5,
+        reduction="mean", gradient="query",
+    ),
+}
+
+
+def _check_number(name: str, value: float, low: float, high: float = math.inf) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and low <= value <= high):
+        bounds = f"in [{low}, {high}]" if math.isfinite(high) else f">= {low}"
+        raise ValueError(f"{name} must be a finite number {bounds}, got {value}")
+    return value
+
+
+def ranked_list_params(
+    margin: float, alpha: float | None, neg_temperature: float, pos_temperature: float,
+    imbalance: float,
+) -> RankedListParams:
+    """Validate the hyper-parameters and turn them into the two boundaries (SPEC section 1)."""
+    margin = _check_number("margin", margin, 0.0)
+    if alpha is None:  # RLL-Simpler: boundaries 1 + m/2 (negatives) and 1 - m/2 (positives)
+        neg_boundary, pos_boundary = 1.0 + margin / 2, 1.0 - margin / 2
+    else:
+        neg_boundary = _check_number("alpha", alpha, 0.0)
+        pos_boundary = neg_boundary - margin
+    if pos_boundary < 0:
+        raise ValueError(
+            f"alpha - margin must be >= 0 (the positive boundary), got alpha={alpha}, margin={margin}"
+        )
+    return RankedListParams(
+        pos_boundary=pos_boundary,
+        neg_boundary=neg_boundary,
+        pos_temperature=_check_number("pos_temperature", pos_temperature, 0.0),
+        neg_temperature=_check_number("neg_temperature", neg_temperature, 0.0),
+        imbalance=_check_number("imbalance", imbalance, 0.0, 1.0),
+    )
+
+
+def _check_embeddings(name: str, emb: torch.Tensor) -> None:
+    if not isinstance(emb, torch.Tensor) or emb.dim() != 2 or not emb.is_floating_point():
+        shape = tuple(emb.shape) if isinstance(emb, torch.Tensor) else type(emb).__name__
+        raise ValueError(f"{name} must be a 2-D float tensor [N, D], got {shape}")
+    if emb.shape[0] == 0 or emb.shape[1] == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {tuple(emb.shape)}")
+    if not torch.isfinite(emb).all():
+        bad = (~torch.isfinite(emb)).any(dim=1).nonzero().flatten()[:5].tolist()
+        raise ValueError(f"{name} has non-finite values (rows {bad}...)")
+
+
+def _check_labels(name: str, labels: torch.Tensor, rows: int, emb_name: str) -> None:
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1:
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"{name} must be a 1-D integer tensor, got {shape}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integers, got dtype {labels.dtype}")
+    if labels.shape[0] != rows:
+        raise ValueError(f"{name} has {labels.shape[0]} entries but {emb_name} has {rows} rows")
+
+
+def _compute_dtype(emb: torch.Tensor) -> torch.dtype:
+    return torch.float64 if emb.dtype == torch.float64 else torch.float32
+
+
+class _RankedListFunction(torch.autograd.Function):
+    """Per-query losses L(i) [N] with the closed-form gradient (see ranked_list_kernel).
+
+    Outputs (loss [N], log weight sums [N], non-differentiable). The query-side gradient is computed
+    in the forward pass and rescaled per row in backward. With "full" gradients the reference side
+    is precomputed for a uniform upstream gradient (reductions "mean"/"sum"); any other upstream
+    gradient ("official", "none") recomputes it in backward with the upstream coefficients.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        queries: torch.Tensor,
+        refs: torch.Tensor,
+        labels: torch.Tensor,
+        ref_labels: torch.Tensor,
+        self_index: torch.Tensor,
+        params: RankedListParams,
+        full_gradient: bool,
+        expect_uniform: bool,
+        block_size: int | None,
+        terms_fn: BlockTermsFn,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        query_grad = ctx.needs_input_grad[0]
+        ref_grad = full_gradient and ctx.needs_input_grad[1]
+        uniform = queries.new_ones(queries.shape[0]) if ref_grad and expect_uniform else None
+        result = run_kernel(
+            queries, refs, labels, ref_labels, self_index, params,
+            query_grad=query_grad, ref_row_coef=uniform, block_size=block_size, terms_fn=terms_fn,
+        )
+        ctx.mark_non_differentiable(result.log_weight_sum)
+        ctx.query_grad = result.grad_query
+        ctx.ref_grad_uniform = result.grad_ref
+        ctx.ref_grad = ref_grad
+        ctx.kernel_args = (params, block_size, terms_fn)
+        ctx.save_for_backward(queries, refs, labels, ref_labels, self_index)
+        return result.loss, result.log_weight_sum
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor, _grad_log_sum: torch.Tensor) -> tuple:
+        grad_queries = grad_refs = None
+        if ctx.query_grad is not None:
+            grad_queries = ctx.query_grad * grad_loss[:, None]
+        if ctx.ref_grad:
+            if ctx.ref_grad_uniform is not None and bool((grad_loss == grad_loss[0]).all()):
+                grad_refs = ctx.ref_grad_uniform * grad_loss[0]
+            else:
+                queries, refs, labels, ref_labels, self_index = ctx.saved_tensors
+                params, block_size, terms_fn = ctx.kernel_args
+                grad_refs = run_kernel(
+                    queries, refs, labels, ref_labels, self_index, params, query_grad=False,
+                    ref_row_coef=grad_loss, block_size=block_size, terms_fn=terms_fn,
+                ).grad_ref
+        return grad_queries, grad_refs, None, None, None, None, None, None, None, None
+
+
+def ranked_list_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    margin: float = 0.4,
+    alpha: float | None = 1.2,
+    neg_temperature: float = 10.0,
+    pos_temperature: float = 0.0,
+    imbalance: float = 0.5,
+    reduction: str = "mean",
+    gradient: str = "query",
+    ref_emb: torch.Tensor | None = None,
+    ref_labels: torch.Tensor | None = None,
+    self_index: torch.Tensor | None = None,
+    return_weight_sums: bool = False,
+    block_size: int | None = None,
+    compile: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Ranked List Loss of every embedding's ranked list (CVPR eqs. 9-14, SPEC sections 1-3).
+
+    Args:
+        embeddings: [N, D] raw query embeddings (L2-normalised here), any float dtype and device.
+        labels: [N] integer class labels.
+        margin, alpha: boundaries alpha (negatives) and alpha - margin (positives); alpha=None is
+            RLL-Simpler (1 + margin/2 and 1 - margin/2).
+        neg_temperature, pos_temperature: Tn and Tp of the weights exp(Tn (alpha - d)) and
+            exp(Tp (d - (alpha - m))); 0 gives plain means.
+        imbalance: lambda in L(i) = (1 - lambda) L_P(i) + lambda L_N(i).
+        reduction: "mean" (CVPR eq. 14), "official" (queries weighted by S+_i + S-_i, the authors'
+            code), "sum", or "none" (the [N] per-query losses).
+        gradient: "query" (only each list's query receives gradient; the authors' code) or "full"
+            (both ends of every pair). Weights are constants in both.
+        ref_emb, ref_labels: rank the queries against this reference set instead of the batch.
+        self_index: [N] with the row of ref_emb that is query i itself, or -1 (only with ref_emb;
+            without ref_emb the batch is the reference and each query excludes itself).
+        return_weight_sums: also return S_i = S+_i + S-_i [N] (float64, constants; for a global
+            "official" normaliser across processes).
+        block_size: queries per block (default: about 4M pairs per block).
+        compile: fuse the element-wise work with torch.compile (same numbers; first call compiles).
+    """
+    reduction, gradient = str(reduction), str(gradient)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if gradient not in GRADIENTS:
+        raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+    if block_size is not None and int(block_size) < 1:
+        raise ValueError(f"block_size must be a positive integer, got {block_size}")
+    params = ranked_list_params(margin, alpha, neg_temperature, pos_temperature, imbalance)
+    _check_embeddings("embeddings", embeddings)
+    _check_labels("labels", labels, embeddings.shape[0], "embeddings")
+    device = embeddings.device
+    n = embeddings.shape[0]
+    compute = _compute_dtype(embeddings)
+    queries = F.normalize(embeddings.to(compute), dim=1)
+    labels = labels.to(device=device, dtype=torch.long)
+
+    if ref_emb is None:
+        if ref_labels is not None or self_index is not None:
+            raise ValueError("ref_labels and self_index need ref_emb")
+        refs, ref_labels_long = queries, labels
+        self_rows = torch.arange(n, device=device)
+    else:
+        _check_embeddings("ref_emb", ref_emb)
+        if ref_labels is None:
+            raise ValueError("ref_emb needs ref_labels")
+        _check_labels("ref_labels", ref_labels, ref_emb.shape[0], "ref_emb")
+        if ref_emb.shape[1] != embeddings.shape[1]:
+            raise ValueError(
+                f"ref_emb has dimension {ref_emb.shape[1]} but embeddings has {embeddings.shape[1]}"
+            )
+        refs = F.normalize(ref_emb.to(device=device, dtype=compute), dim=1)
+        ref_labels_long = ref_labels.to(device=device, dtype=torch.long)
+        self_rows = _check_self_index(self_index, n, ref_emb.shape[0], device)
+    if gradient == "query":
+        # The gallery side of every pair is a constant (SPEC section 2).
+        refs = refs.detach()
+
+    terms_fn = compiled_block_terms() if compile else block_terms
+    per_query, log_weight_sum = _RankedListFunction.apply(
+        queries, refs, labels, ref_labels_long, self_rows, params, gradient == "full",
+        reduction in ("mean", "sum"), block_size, terms_fn,
+    )
+    if reduction == "mean":
+        loss = per_query.mean()
+    elif reduction == "sum":
+        loss = per_query.sum()
+    elif reduction == "official":
+        # pi_i = S_i / sum_k S_k as a softmax of log S (finite at any temperature); queries with
+        # nothing mined have S_i = 0. If no query mined anything, the loss is 0.
+        if bool(torch.isfinite(log_weight_sum).any()):
+            loss = (torch.softmax(log_weight_sum, dim=0) * per_query).sum()
+        else:
+            loss = per_query.sum() * 0.0
+    else:
+        loss = per_query
+    if return_weight_sums:
+        return loss, torch.exp(log_weight_sum.double())
+    return loss
+
+
+def _check_self_index(
+    self_index: torch.Tensor | None, n: int, m: int, device: torch.device
+) -> torch.Tensor:
+    if self_index is None:
+        return torch.full((n,), -1, dtype=torch.long, device=device)
+    if not isinstance(self_index, torch.Tensor) or self_index.dim() != 1:
+        raise ValueError(f"self_index must be a 1-D integer tensor of length {n}")
+    if self_index.is_floating_point() or self_index.dtype == torch.bool:
+        raise ValueError(f"self_index must hold integers, got dtype {self_index.dtype}")
+    if self_index.shape[0] != n:
+        raise ValueError(f"self_index has {self_index.shape[0]} entries but embeddings has {n} rows")
+    if n and (int(self_index.min()) < -1 or int(self_index.max()) >= m):
+        raise ValueError(
+            f"self_index values must be -1 or rows of ref_emb in [0, {m}), got range "
+            f"[{int(self_index.min())}, {int(self_index.max())}]"
+        )
+    return self_index.to(device=device, dtype=torch.long)
+
+
+class RankedListLoss(torch.nn.Module):
+    """Module form of ranked_list_loss: holds the configuration, computes nothing itself."""
+
+    def __init__(
+        self,
+        margin: float = 0.4,
+        alpha: float | None = 1.2,
+        neg_temperature: float = 10.0,
+        pos_temperature: float = 0.0,
+        imbalance: float = 0.5,
+        reduction: str = "mean",
+        gradient: str = "query",
+        block_size: int | None = None,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        ranked_list_params(margin, alpha, neg_temperature, pos_temperature, imbalance)
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if gradient not in GRADIENTS:
+            raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+        self.options: dict[str, Any] = dict(
+            margin=margin, alpha=alpha, neg_temperature=neg_temperature,
+            pos_temperature=pos_temperature, imbalance=imbalance, reduction=reduction,
+            gradient=gradient, block_size=block_size, compile=compile,
+        )
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "RankedListLoss":
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref_emb: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+        self_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return ranked_list_loss(  # type: ignore[return-value]
+            embeddings, labels, ref_emb=ref_emb, ref_labels=ref_labels, self_index=self_index,
+            **self.options,
+        )
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.options.items())

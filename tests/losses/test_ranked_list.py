@@ -1,0 +1,339 @@
+"""Ranked List Loss against a slow float64 reference written from the formulas, plus properties."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ranklist import PRESETS, RankedListLoss, ranked_list_loss
+from tests.losses.reference_rll import reference_ranked_list_loss
+
+REDUCTIONS = ["mean", "sum", "official", "none"]
+GRADIENTS = ["query", "full"]
+
+
+def batch(n=24, d=6, classes=5, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randn(n, d, generator=g, dtype=dtype)
+    labels = torch.randint(0, classes, (n,), generator=g)
+    return emb, labels
+
+
+def value_and_grad(fn, emb, **kwargs):
+    emb = emb.detach().clone().requires_grad_(True)
+    out = fn(emb, **kwargs)
+    if out.dim() == 0:
+        out.backward()
+    else:  # a non-uniform upstream gradient for reduction "none"
+        (out * torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype)).sum().backward()
+    return out.detach(), emb.grad
+
+
+def assert_matches_reference(emb, labels, atol=1e-9, **kwargs):
+    got, got_grad = value_and_grad(lambda e, **k: ranked_list_loss(e, labels, **k), emb, **kwargs)
+    want, want_grad = value_and_grad(
+        lambda e, **k: reference_ranked_list_loss(e, labels, **k), emb, **kwargs
+    )
+    torch.testing.assert_close(got, want, atol=atol, rtol=1e-7)
+    torch.testing.assert_close(got_grad, want_grad, atol=atol, rtol=1e-6)
+
+
+@pytest.mark.parametrize("reduction,gradient", list(itertools.product(REDUCTIONS, GRADIENTS)))
+@pytest.mark.parametrize("classes", [2, 12])
+def test_matches_reference(reduction, gradient, classes):
+    emb, labels = batch(classes=classes, seed=classes)
+    assert_matches_reference(emb, labels, reduction=reduction, gradient=gradient)
+
+
+@pytest.mark.parametrize("gradient", GRADIENTS)
+def test_matches_reference_with_positive_weighting_and_simpler_boundaries(gradient):
+    emb, labels = batch(seed=3)
+    for alpha, margin in [(None, 0.4), (1.0, 0.1), (1.4, 1.4)]:
+        assert_matches_reference(
+            emb, labels, alpha=alpha, margin=margin, pos_temperature=3.0, neg_temperature=7.0,
+            imbalance=0.3, reduction="official", gradient=gradient,
+        )
+
+
+@pytest.mark.parametrize("gradient", GRADIENTS)
+def test_pairs_at_distance_zero_and_ties(gradient):
+    emb, labels = batch(n=10, seed=4)
+    # Exact duplicates: same class (a positive at d = 0, never mined) and other class (a negative
+    # at d = 0, mined: strict masks, not "value > 0"). Repeated rows also make tied distances.
+    emb = torch.cat([emb, emb[:3], emb[:3] * 2.0])
+    labels = torch.cat([labels, labels[:3], labels[:3] + 100])
+    for reduction in REDUCTIONS:
+        assert_matches_reference(emb, labels, reduction=reduction, gradient=gradient, atol=1e-7)
+
+
+def test_negative_at_distance_zero_is_mined():
+    emb = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    loss = ranked_list_loss(emb, torch.tensor([0, 1]), reduction="none", alpha=1.2, imbalance=0.5)
+    torch.testing.assert_close(loss, torch.tensor([0.6, 0.6], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("gradient", GRADIENTS)
+def test_empty_sets_and_single_query(gradient):
+    emb, _ = batch(n=8, seed=5)
+    singletons = torch.arange(8)  # every positive set is empty
+    one_class = torch.zeros(8, dtype=torch.long)  # every negative set is empty
+    for labels in (singletons, one_class):
+        for reduction in REDUCTIONS:
+            assert_matches_reference(emb, labels, reduction=reduction, gradient=gradient)
+    single, grad = value_and_grad(
+        lambda e: ranked_list_loss(e, torch.tensor([3]), gradient=gradient), emb[:1]
+    )
+    assert single.item() == 0.0 and torch.count_nonzero(grad) == 0
+
+
+def test_nothing_mined_gives_zero_loss_and_gradient_for_official():
+    emb = torch.eye(4, dtype=torch.float64)  # all pairs at distance sqrt(2) > alpha = 1.2
+    value, grad = value_and_grad(
+        lambda e: ranked_list_loss(e, torch.tensor([0, 1, 2, 3]), reduction="official"), emb
+    )
+    assert value.item() == 0.0 and torch.count_nonzero(grad) == 0
+
+
+def test_gradcheck():
+    # The closed form treats weights as constants and ("query") the gallery as constant, so finite
+    # differences check it where those hold: zero temperatures (uniform weights), and for "query"
+    # a separate, constant reference set. (Everything else is checked against the reference.)
+    emb, labels = batch(n=9, d=4, classes=3, seed=6)
+    ref, ref_labels = batch(n=7, d=4, classes=3, seed=60)
+    for reduction in ["mean", "sum", "none"]:
+        assert torch.autograd.gradcheck(
+            lambda e: ranked_list_loss(
+                e, labels, reduction=reduction, gradient="full", neg_temperature=0.0
+            ),
+            emb.clone().requires_grad_(True),
+        )
+        assert torch.autograd.gradcheck(
+            lambda e: ranked_list_loss(
+                e, labels, ref_emb=ref, ref_labels=ref_labels, reduction=reduction,
+                gradient="query", neg_temperature=0.0,
+            ),
+            emb.clone().requires_grad_(True),
+        )
+
+
+def test_weight_sums_match_reference():
+    emb, labels = batch(seed=7)
+    _, sums = ranked_list_loss(emb, labels, pos_temperature=2.0, return_weight_sums=True)
+    _, want = reference_ranked_list_loss(emb, labels, pos_temperature=2.0, return_weight_sums=True)
+    torch.testing.assert_close(sums, want)
+
+
+def test_blocks_give_the_same_result():
+    emb, labels = batch(n=40, seed=8)
+    for gradient, reduction in itertools.product(GRADIENTS, REDUCTIONS):
+        whole = value_and_grad(
+            lambda e: ranked_list_loss(e, labels, gradient=gradient, reduction=reduction), emb
+        )
+        blocked = value_and_grad(
+            lambda e: ranked_list_loss(
+                e, labels, gradient=gradient, reduction=reduction, block_size=7
+            ),
+            emb,
+        )
+        torch.testing.assert_close(whole, blocked)
+
+
+@pytest.mark.parametrize("gradient", GRADIENTS)
+def test_chunked_reference_calls_equal_the_single_batch_call(gradient):
+    emb, labels = batch(n=30, seed=9)
+    whole, whole_grad = value_and_grad(
+        lambda e: ranked_list_loss(e, labels, gradient=gradient, reduction="sum"), emb
+    )
+    x = emb.detach().clone().requires_grad_(True)
+    total = 0.0
+    for rows in torch.arange(30).split(11):
+        # Each chunk ranks its queries against the whole batch; self_index names their own rows.
+        total = total + ranked_list_loss(
+            x[rows], labels[rows], ref_emb=x, ref_labels=labels, self_index=rows,
+            gradient=gradient, reduction="sum",
+        )
+    total.backward()
+    torch.testing.assert_close(total.detach(), whole)
+    torch.testing.assert_close(x.grad, whole_grad)
+
+
+def test_reference_set_without_self_index_excludes_nothing():
+    emb, labels = batch(n=12, seed=10)
+    ref, ref_labels = batch(n=20, seed=11)
+    for gradient in GRADIENTS:
+        got = ranked_list_loss(emb, labels, ref_emb=ref, ref_labels=ref_labels, gradient=gradient)
+        want = reference_ranked_list_loss(
+            emb, labels, ref_emb=ref, ref_labels=ref_labels, gradient=gradient
+        )
+        torch.testing.assert_close(got, want)
+    # "query": references never receive gradient; "full": they do, as the reference says.
+    r = ref.clone().requires_grad_(True)
+    ranked_list_loss(emb.requires_grad_(True), labels, ref_emb=r, ref_labels=ref_labels).backward()
+    assert r.grad is None and emb.grad is not None
+    r_full = ref.clone().requires_grad_(True)
+    r_ref = ref.clone().requires_grad_(True)
+    ranked_list_loss(emb, labels, ref_emb=r_full, ref_labels=ref_labels, gradient="full").backward()
+    reference_ranked_list_loss(
+        emb, labels, ref_emb=r_ref, ref_labels=ref_labels, gradient="full"
+    ).backward()
+    torch.testing.assert_close(r_full.grad, r_ref.grad)
+
+
+def test_permutation_invariance():
+    emb, labels = batch(seed=12)
+    perm = torch.randperm(len(emb), generator=torch.Generator().manual_seed(0))
+    for gradient in GRADIENTS:
+        value, grad = value_and_grad(lambda e: ranked_list_loss(e, labels, gradient=gradient), emb)
+        p_value, p_grad = value_and_grad(
+            lambda e: ranked_list_loss(e, labels[perm], gradient=gradient), emb[perm]
+        )
+        torch.testing.assert_close(value, p_value)
+        torch.testing.assert_close(grad[perm], p_grad)
+
+
+def test_zero_temperature_is_the_plain_mean():
+    emb, labels = batch(seed=13)
+    f = F.normalize(emb, dim=1)
+    d = torch.cdist(f, f)
+    same = labels[:, None] == labels[None, :]
+    pos = same & ~torch.eye(len(f), dtype=torch.bool) & (d > 0.8)
+    neg = ~same & (d < 1.2)
+    loss_p = torch.where(pos, d - 0.8, 0).sum(1) / pos.sum(1).clamp_min(1)
+    loss_n = torch.where(neg, 1.2 - d, 0).sum(1) / neg.sum(1).clamp_min(1)
+    got = ranked_list_loss(emb, labels, neg_temperature=0.0, reduction="none")
+    torch.testing.assert_close(got, 0.5 * loss_p + 0.5 * loss_n)
+
+
+def test_large_temperature_is_hardest_negative_mining():
+    emb, labels = batch(seed=14)
+    f = F.normalize(emb, dim=1)
+    d = torch.cdist(f, f)
+    neg = labels[:, None] != labels[None, :]
+    hardest = torch.where(neg, d, torch.inf).amin(dim=1)
+    want = torch.where(hardest < 1.2, 1.2 - hardest, 0.0)
+    got = ranked_list_loss(emb, labels, neg_temperature=1e5, imbalance=1.0, reduction="none")
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_half_precision_is_finite_and_close_to_float32(dtype):
+    emb, labels = batch(n=64, d=16, classes=8, seed=15, dtype=torch.float32)
+    for temperature in (10.0, 1e4):
+        want = ranked_list_loss(emb, labels, neg_temperature=temperature, pos_temperature=temperature)
+        x = emb.to(dtype).requires_grad_(True)
+        got = ranked_list_loss(x, labels, neg_temperature=temperature, pos_temperature=temperature)
+        got.backward()
+        assert got.dtype == torch.float32 and x.grad.dtype == dtype
+        assert torch.isfinite(got) and torch.isfinite(x.grad).all()
+        tol = {torch.float16: 5e-3, torch.bfloat16: 3e-2, torch.float32: 0.0}[dtype]
+        # Inputs are rounded to `dtype`; the loss computed from them moves by about that much.
+        if temperature == 10.0:
+            torch.testing.assert_close(got, want, atol=tol * 5, rtol=tol * 5)
+
+
+def test_huge_temperatures_stay_finite_in_official_reduction():
+    emb, labels = batch(seed=16, dtype=torch.float32)
+    x = emb.requires_grad_(True)
+    loss, sums = ranked_list_loss(
+        x, labels, neg_temperature=1e6, pos_temperature=1e6, reduction="official",
+        return_weight_sums=True,
+    )
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+    assert torch.isinf(sums).any()  # the raw sums overflow even float64; the loss does not
+
+
+def test_integer_label_dtypes_and_device_follow_inputs():
+    emb, labels = batch(seed=17, dtype=torch.float32)
+    want = ranked_list_loss(emb, labels)
+    for dtype in (torch.int8, torch.uint8, torch.int16, torch.int32):
+        torch.testing.assert_close(ranked_list_loss(emb, labels.to(dtype)), want)
+    assert ranked_list_loss(emb, labels).device == emb.device
+
+
+def test_compiled_elementwise_kernel_gives_the_same_numbers():
+    emb, labels = batch(n=40, seed=18, dtype=torch.float32)
+    for gradient in GRADIENTS:
+        eager = value_and_grad(lambda e: ranked_list_loss(e, labels, gradient=gradient), emb)
+        fused = value_and_grad(
+            lambda e: ranked_list_loss(e, labels, gradient=gradient, compile=True), emb
+        )
+        torch.testing.assert_close(eager, fused, atol=1e-5, rtol=1e-5)
+
+
+def test_module_and_presets():
+    emb, labels = batch(seed=19)
+    loss_fn = RankedListLoss(margin=0.4, alpha=1.2, neg_temperature=10.0, pos_temperature=0.0,
+                             imbalance=0.5, reduction="mean", gradient="query")
+    torch.testing.assert_close(loss_fn(emb, labels), ranked_list_loss(emb, labels))
+    for name, options in PRESETS.items():
+        got = RankedListLoss.from_preset(name)(emb, labels)
+        torch.testing.assert_close(got, reference_ranked_list_loss(emb, labels, **options))
+    assert RankedListLoss.from_preset("tpami2021_code", margin=0.2).options["margin"] == 0.2
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        RankedListLoss.from_preset("nope")
+
+
+@pytest.mark.parametrize("labels_kind", ["few", "many"])
+def test_forward_agrees_with_pytorch_metric_learning(labels_kind):
+    from pytorch_metric_learning.losses import RankedListLoss as PmlRankedListLoss
+    from pytorch_metric_learning.reducers import DoNothingReducer
+
+    emb, labels = batch(n=48, d=8, classes=4 if labels_kind == "few" else 16, seed=20)
+    for alpha, tn, tp in [(1.2, 10.0, 0.0), (None, 5.0, 2.0)]:
+        pml = PmlRankedListLoss(margin=0.4, Tn=tn, Tp=tp, alpha=alpha, imbalance=0.5,
+                                reducer=DoNothingReducer())
+        theirs = pml(emb, labels)["loss"]["losses"]
+        ours = ranked_list_loss(emb, labels, alpha=alpha, neg_temperature=tn,
+                                pos_temperature=tp, reduction="none")
+        # pml adds 1e-5 per column (N columns) to each weight sum; mined weights are >= 1, so its
+        # value is ours shrunk by at most a relative N * 1e-5. No pair here is at d = 0.
+        bias = 1e-5 * len(emb)
+        assert torch.all(theirs <= ours + 1e-12)
+        assert torch.all(ours - theirs <= bias * ours + 1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(margin=-0.1), "margin must be a finite number >= 0.0, got -0.1"),
+        (dict(neg_temperature=-1), "neg_temperature must be a finite number >= 0.0, got -1.0"),
+        (dict(pos_temperature=float("nan")), "pos_temperature must be a finite number"),
+        (dict(imbalance=1.5), r"imbalance must be a finite number in \[0.0, 1.0\], got 1.5"),
+        (dict(reduction="avg"), "reduction must be one of .* got 'avg'"),
+        (dict(gradient="both"), "gradient must be one of .* got 'both'"),
+        (dict(alpha=0.3, margin=0.4), "alpha - margin must be >= 0"),
+        (dict(block_size=0), "block_size must be a positive integer, got 0"),
+    ],
+)
+def test_bad_hyper_parameters_name_the_value(kwargs, message):
+    emb, labels = batch(n=4)
+    with pytest.raises(ValueError, match=message):
+        ranked_list_loss(emb, labels, **kwargs)
+
+
+def test_bad_inputs_name_the_value():
+    emb, labels = batch(n=6)
+    with pytest.raises(ValueError, match="labels has 5 entries but embeddings has 6 rows"):
+        ranked_list_loss(emb, labels[:5])
+    with pytest.raises(ValueError, match="labels must hold integers, got dtype torch.float32"):
+        ranked_list_loss(emb, labels.float())
+    with pytest.raises(ValueError, match=r"labels must be a 1-D integer tensor, got \(6, 1\)"):
+        ranked_list_loss(emb, labels[:, None])
+    with pytest.raises(ValueError, match=r"embeddings must be a 2-D float tensor \[N, D\], got \(6,\)"):
+        ranked_list_loss(emb[:, 0], labels)
+    bad = emb.clone()
+    bad[2, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"embeddings has non-finite values \(rows \[2\]"):
+        ranked_list_loss(bad, labels)
+    with pytest.raises(ValueError, match="ref_emb has dimension 3 but embeddings has 6"):
+        ranked_list_loss(emb, labels, ref_emb=emb[:, :3], ref_labels=labels)
+    with pytest.raises(ValueError, match="ref_emb needs ref_labels"):
+        ranked_list_loss(emb, labels, ref_emb=emb)
+    with pytest.raises(ValueError, match=r"self_index values must be -1 or rows of ref_emb in \[0, 6\)"):
+        ranked_list_loss(emb, labels, ref_emb=emb, ref_labels=labels, self_index=labels * 0 + 6)
+    with pytest.raises(ValueError, match="ref_labels and self_index need ref_emb"):
+        ranked_list_loss(emb, labels, self_index=torch.arange(6))
