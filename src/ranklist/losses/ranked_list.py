@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from ranklist.losses.ranked_list_kernel import (
     BlockTermsFn,
     RankedListParams,
-    block_terms,
-    compiled_block_terms,
     run_kernel,
+    select_block_terms,
 )
 
 REDUCTIONS = ("mean", "official", "sum", "none")
@@ -181,7 +180,7 @@ def ranked_list_loss(
     self_index: torch.Tensor | None = None,
     return_weight_sums: bool = False,
     block_size: int | None = None,
-    compile: bool = False,
+    compile: bool | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Ranked List Loss of every embedding's ranked list (CVPR eqs. 9-14, SPEC sections 1-3).
 
@@ -203,7 +202,9 @@ def ranked_list_loss(
         return_weight_sums: also return S_i = S+_i + S-_i [N] (float64, constants; for a global
             "official" normaliser across processes).
         block_size: queries per block (default: about 4M pairs per block).
-        compile: fuse the element-wise work with torch.compile (same numbers; first call compiles).
+        compile: fuse the element-wise work with torch.compile (same numbers up to float rounding;
+            the first call compiles). None: automatically, when a compiler is present and the
+            problem has at least 2**20 pairs.
     """
     reduction, gradient = str(reduction), str(gradient)
     if reduction not in REDUCTIONS:
@@ -242,7 +243,7 @@ def ranked_list_loss(
         # The gallery side of every pair is a constant (SPEC section 2).
         refs = refs.detach()
 
-    terms_fn = compiled_block_terms() if compile else block_terms
+    terms_fn = select_block_terms(compile, device, n * refs.shape[0])
     per_query, log_weight_sum = _RankedListFunction.apply(
         queries, refs, labels, ref_labels_long, self_rows, params, gradient == "full",
         reduction in ("mean", "sum"), block_size, terms_fn,
@@ -297,7 +298,7 @@ class RankedListLoss(torch.nn.Module):
         reduction: str = "mean",
         gradient: str = "query",
         block_size: int | None = None,
-        compile: bool = False,
+        compile: bool | None = None,
     ) -> None:
         super().__init__()
         ranked_list_params(margin, alpha, neg_temperature, pos_temperature, imbalance)
