@@ -1,0 +1,117 @@
+"""Evaluation speed and peak memory on an SOP-sized problem; prints JSON.
+
+Synthetic clustered data shaped like Stanford Online Products' test split: 60,502 embeddings of
+dimension 512 in 11,316 classes (~5 per class). Measured, each in its own subprocess, 2 threads:
+- ranklist.retrieval_metrics: Recall@{1,10,100,1000} + MAP@R + R-Precision,
+- ranklist.nmi (faiss k-means, k = 11,316),
+- pytorch-metric-learning's AccuracyCalculator on the same data (precision_at_1, MAP@R,
+  R-Precision; its k-NN is faiss, k = max class size),
+- the floor: one exact all-pairs matrix product (60,502 x 60,502 x 512, blocked).
+Peak memory = the subprocess's peak resident set size minus its size once the data exists.
+
+    python benchmarks/eval_speed.py                 # the SOP-sized run
+    python benchmarks/eval_speed.py --n 10000 --classes 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+
+def _rss_bytes() -> int:
+    import resource
+
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize()
+
+
+def _peak_rss_bytes() -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _data(n: int, classes: int, dim: int):
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(n) % classes  # ~n / classes per class, like SOP
+    centres = torch.randn(classes, dim, generator=gen)
+    emb = centres[labels] + 1.3 * torch.randn(n, dim, generator=gen)
+    return torch.nn.functional.normalize(emb, dim=1), labels
+
+
+def _measure(method: str, n: int, classes: int, dim: int, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    emb, labels = _data(n, classes, dim)
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # reset the peak resident size
+    before = _rss_bytes()
+    start = time.perf_counter()
+    out: dict = {}
+    if method == "floor":
+        block = max(1, (1 << 24) // n)
+        for s in range(0, n, block):
+            emb[s : s + block] @ emb.T
+    elif method == "retrieval_metrics":
+        from ranklist.evaluation import retrieval_metrics
+
+        out = retrieval_metrics(emb, labels, ks=(1, 10, 100, 1000))
+    elif method == "nmi":
+        from ranklist.evaluation import nmi
+
+        out = {"nmi": nmi(emb, labels)}
+    elif method == "pml":
+        from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+
+        calc = AccuracyCalculator(
+            include=("precision_at_1", "mean_average_precision_at_r", "r_precision")
+        )
+        out = calc.get_accuracy(emb, labels, emb, labels, ref_includes_query=True)
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    seconds = time.perf_counter() - start
+    return {"seconds": round(seconds, 2), "peak_extra_mb": round((_peak_rss_bytes() - before) / 2**20),
+            "values": {k: round(float(v), 4) for k, v in out.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--n", type=int, default=60502)
+    parser.add_argument("--classes", type=int, default=11316)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--methods", nargs="+", default=["floor", "retrieval_metrics", "nmi", "pml"])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_measure(args.child, args.n, args.classes, args.dim, args.threads)))
+        return
+    results = {}
+    for method in args.methods:
+        cmd = [sys.executable, __file__, "--child", method, "--n", str(args.n), "--classes",
+               str(args.classes), "--dim", str(args.dim), "--threads", str(args.threads)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            results[method] = {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+        else:
+            results[method] = json.loads(done.stdout)
+        print(method, json.dumps(results[method]), file=sys.stderr)
+    floor = results.get("floor", {}).get("seconds")
+    for method in ("retrieval_metrics", "pml"):
+        if floor and "seconds" in results.get(method, {}):
+            results[method]["x_floor"] = round(results[method]["seconds"] / floor, 2)
+    print(json.dumps({"benchmark": "eval_speed", "n": args.n, "classes": args.classes, "dim": args.dim,
+                      "threads": args.threads, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

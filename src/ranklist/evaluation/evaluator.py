@@ -1,0 +1,92 @@
+"""Embed a dataset split with a model and score every level and their concatenation."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ranklist.evaluation.clustering import nmi
+from ranklist.evaluation.retrieval import retrieval_metrics
+
+CONCAT = "concat"
+
+
+def show_progress(progress: bool) -> bool:
+    """Progress bars only on a terminal; logs and CI get no carriage-return noise."""
+    return progress and sys.stderr.isatty()
+
+
+@torch.no_grad()
+def embed_dataset(
+    model: torch.nn.Module, dataset: Dataset, *, batch_size: int = 128, device: str | torch.device = "cpu",
+    num_workers: int = 0, progress: bool = True, description: str = "embed",
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Raw embeddings of every item per level (model in eval mode, no grad) and the labels."""
+    if len(dataset) == 0:
+        raise ValueError("cannot embed an empty dataset")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    was_training = model.training
+    model.eval()
+    chunks: dict[str, list[torch.Tensor]] = {}
+    labels = []
+    try:
+        for images, batch_labels in tqdm(loader, desc=description, disable=not show_progress(progress), leave=False):
+            for level, emb in model(images.to(device)).items():
+                chunks.setdefault(level, []).append(emb.float().cpu())
+            labels.append(torch.as_tensor(batch_labels))
+    finally:
+        model.train(was_training)
+    return {level: torch.cat(parts) for level, parts in chunks.items()}, torch.cat(labels)
+
+
+@dataclass
+class Evaluator:
+    """Scores a model on a split: Recall@K, MAP@R, R-Precision and NMI per level and concatenated.
+
+    With `gallery_dataset` the split's items are queries searching that gallery (In-shop).
+    """
+
+    batch_size: int = 128
+    device: str = "cpu"
+    num_workers: int = 0
+    progress: bool = True
+    ks: Sequence[int] = (1, 2, 4, 8)
+    compute_nmi: bool = True
+    seed: int = 0
+
+    def evaluate(
+        self, model: torch.nn.Module, dataset: Dataset, gallery_dataset: Dataset | None = None,
+        levels: Sequence[str] | None = None,
+    ) -> dict[str, dict[str, float]]:
+        from ranklist.models import evaluation_embedding
+
+        options = dict(batch_size=self.batch_size, device=self.device, num_workers=self.num_workers, progress=self.progress)
+        outputs, labels = embed_dataset(model, dataset, **options)
+        gallery_outputs = gallery_labels = None
+        if gallery_dataset is not None:
+            gallery_outputs, gallery_labels = embed_dataset(model, gallery_dataset, description="embed gallery", **options)
+        return self.score(outputs, labels, gallery_outputs, gallery_labels, levels, evaluation_embedding)
+
+    def score(self, outputs, labels, gallery_outputs=None, gallery_labels=None, levels=None, combine=None):
+        """Metrics of already computed per-level embeddings (see evaluate)."""
+        if combine is None:
+            from ranklist.models import evaluation_embedding as combine
+        levels = list(levels or outputs)
+        views = {level: [level] for level in levels}
+        if len(levels) > 1:
+            views[CONCAT] = levels
+        results = {}
+        for name, chosen in views.items():
+            emb = combine(outputs, chosen)
+            gallery = combine(gallery_outputs, chosen) if gallery_outputs is not None else None
+            metrics = retrieval_metrics(emb, labels, self.ks, gallery=gallery, gallery_labels=gallery_labels)
+            if self.compute_nmi:
+                metrics["nmi"] = nmi(emb if gallery is None else torch.cat([emb, gallery]),
+                                     labels if gallery is None else torch.cat([labels, gallery_labels]), seed=self.seed)
+            results[name] = metrics
+        return results

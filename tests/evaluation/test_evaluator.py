@@ -1,0 +1,43 @@
+import torch
+from torch.utils.data import TensorDataset
+
+from ranklist.evaluation import Evaluator, embed_dataset, nmi, retrieval_metrics
+from ranklist.models import build_model, evaluation_embedding
+
+
+def tiny_data(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.randn(n, 3, 16, 16, generator=g), torch.arange(n) % 8)
+
+
+def test_embed_dataset_is_batched_no_grad_and_restores_train_mode():
+    model = build_model("small_cnn", pretrained=False, embedding_dim=6, image_size=16).train()
+    outputs, labels = embed_dataset(model, tiny_data(), batch_size=7, progress=False)
+    assert model.training
+    assert set(outputs) == {"L", "M", "H"} and outputs["H"].shape == (40, 6)
+    assert not outputs["H"].requires_grad
+    assert torch.equal(labels, torch.arange(40) % 8)
+    model.eval()
+    with torch.no_grad():
+        direct = model(tiny_data().tensors[0])
+    torch.testing.assert_close(outputs["L"], direct["L"], atol=1e-5, rtol=1e-5)
+
+
+def test_evaluator_scores_each_level_and_the_concatenation():
+    model = build_model("small_cnn", pretrained=False, embedding_dim=6, image_size=16)
+    data = tiny_data()
+    result = Evaluator(ks=(1, 2), progress=False).evaluate(model, data)
+    assert set(result) == {"L", "M", "H", "concat"}
+    outputs, labels = embed_dataset(model, data, progress=False)
+    want = retrieval_metrics(evaluation_embedding(outputs), labels, ks=(1, 2))
+    for key, value in want.items():
+        assert result["concat"][key] == value
+    assert result["concat"]["nmi"] == nmi(evaluation_embedding(outputs), labels)
+    only_h = Evaluator(ks=(1,), progress=False, compute_nmi=False).evaluate(model, data, levels=["H"])
+    assert set(only_h) == {"H"} and "nmi" not in only_h["H"]
+
+
+def test_query_gallery_evaluation():
+    model = build_model("small_cnn", pretrained=False, embedding_dim=6, image_size=16)
+    result = Evaluator(ks=(1, 5), progress=False).evaluate(model, tiny_data(16, 1), gallery_dataset=tiny_data(40, 2))
+    assert result["concat"]["num_queries"] == 16 and result["concat"]["num_excluded_queries"] == 0
