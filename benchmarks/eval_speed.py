@@ -43,7 +43,7 @@ def _data(n: int, classes: int, dim: int):
     gen = torch.Generator().manual_seed(0)
     labels = torch.arange(n) % classes  # ~n / classes per class, like SOP
     centres = torch.randn(classes, dim, generator=gen)
-    emb = centres[labels] + 1.3 * torch.randn(n, dim, generator=gen)
+    emb = centres[labels] + 2.0 * torch.randn(n, dim, generator=gen)
     return torch.nn.functional.normalize(emb, dim=1), labels
 
 

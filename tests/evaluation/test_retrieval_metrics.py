@@ -132,3 +132,11 @@ def test_errors_name_the_bad_value():
         retrieval_metrics(emb.masked_fill(emb > 1, float("nan")), labels)
     with pytest.raises(ValueError, match="no query has a same-class item"):
         retrieval_metrics(emb, torch.arange(10))
+
+
+def test_fused_counting_gives_the_same_metrics(monkeypatch):
+    emb = tied_embeddings(40, 7)
+    labels = torch.randint(0, 8, (40,), generator=torch.Generator().manual_seed(7))
+    want = retrieval_metrics(emb, labels, (1, 2, 4))
+    monkeypatch.setattr(retrieval_module, "AUTO_COMPILE_MIN_PAIRS", 0)  # compile even this tiny case
+    assert_same(retrieval_metrics(emb, labels, (1, 2, 4)), want)

@@ -2,7 +2,7 @@
 
 from ranklist.evaluation.clustering import nmi, normalized_mutual_information
 from ranklist.evaluation.evaluator import CONCAT, Evaluator, embed_dataset
-from ranklist.evaluation.retrieval import nearest_neighbours, retrieval_metrics
+from ranklist.evaluation.retrieval import retrieval_metrics, scan_gallery
 
 __all__ = [
-    "CONCAT", "Evaluator", "embed_dataset","nearest_neighbours", "nmi", "normalized_mutual_information", "retrieval_metrics"]
+    "CONCAT", "Evaluator", "embed_dataset","nmi", "normalized_mutual_information", "retrieval_metrics", "scan_gallery"]

@@ -14,8 +14,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ranklist.compiling import maybe_compiled
+
 # Similarity block: at most this many entries (64 MB of float32) alive at once.
 PAIRS_PER_BLOCK = 1 << 24
+AUTO_COMPILE_MIN_PAIRS = 1 << 26  # ~8,000 x 8,000 and larger: compiling (seconds) pays off
 
 
 def _as_embeddings(name: str, emb: torch.Tensor) -> torch.Tensor:
@@ -38,11 +41,14 @@ def _as_labels(name: str, labels: torch.Tensor, rows: int, emb_name: str, device
 
 def _top_k_block(sim: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the k most similar columns per row, ordered by (-similarity, column index)."""
-    values, index = sim.topk(k, dim=1)
-    boundary = values[:, -1:]
+    extra = 1 if k < sim.shape[1] else 0
+    values, index = sim.topk(k + extra, dim=1)
+    index = index[:, :k]
     # topk picks arbitrarily among items tied at the k-th value; rows where the tie straddles the
-    # cut are settled exactly: every item above the boundary, then the lowest-index tied items.
-    straddles = ((sim >= boundary).sum(dim=1) > k).nonzero().flatten()
+    # cut (the (k+1)-th value equals the k-th) are settled exactly: every item above the boundary,
+    # then the lowest-index tied items.
+    boundary = values[:, k - 1 : k]
+    straddles = (values[:, k - 1] == values[:, k]).nonzero().flatten() if extra else values.new_empty(0).long()
     for row in straddles.tolist():
         above = (sim[row] > boundary[row]).nonzero().flatten()
         tied = (sim[row] == boundary[row]).nonzero().flatten()[: k - above.numel()]
@@ -53,25 +59,68 @@ def _top_k_block(sim: torch.Tensor, k: int) -> torch.Tensor:
     return index.gather(1, order)
 
 
-def nearest_neighbours(
-    queries: torch.Tensor, gallery: torch.Tensor, k: int, *, exclude_self: bool
-) -> torch.Tensor:
-    """[Q, k] gallery indices of each query's k nearest neighbours (cosine), under the tie rule.
+def _class_members(query_labels: torch.Tensor, gallery_labels: torch.Tensor, exclude_self: bool) -> torch.Tensor:
+    """[Q, Rmax] gallery indices of each query's same-class items (-1 padding; self left out)."""
+    order = torch.sort(gallery_labels, stable=True).indices
+    sorted_labels = gallery_labels[order]
+    starts = torch.searchsorted(sorted_labels, query_labels)
+    ends = torch.searchsorted(sorted_labels, query_labels, right=True)
+    width = int((ends - starts).max()) if len(starts) else 0
+    slots = starts[:, None] + torch.arange(max(width, 1), device=order.device)[None, :]
+    inside = slots < ends[:, None]
+    members = torch.where(inside, order[slots.clamp_max(len(order) - 1)], -1)
+    if exclude_self:
+        members = torch.where(members == torch.arange(len(query_labels), device=members.device)[:, None], -1, members)
+    return members
+
+
+def count_vs(sim: torch.Tensor, best: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: how many entries are greater than, and equal to, the row's `best`."""
+    return (sim > best).sum(dim=1), (sim == best).sum(dim=1)
+
+
+def _first_relevant_rank(sim: torch.Tensor, members: torch.Tensor, _count_vs=count_vs) -> torch.Tensor:
+    """1-based rank of each row's first relevant column under the tie rule (large if none).
+
+    The first relevant item is the most similar member, lowest index among equals; its rank counts
+    the columns strictly more similar, plus the equally similar ones with a lower index.
+    """
+    member_sim = torch.where(members >= 0, sim.gather(1, members.clamp_min(0)), float("-inf"))
+    best = member_sim.amax(dim=1, keepdim=True)
+    first = torch.where((member_sim == best) & (members >= 0), members, sim.shape[1]).amin(dim=1, keepdim=True)
+    ahead, equal = _count_vs(sim, best)
+    rank = ahead + 1
+    tied = (equal > 1).nonzero().flatten()  # rare: settle the tie order exactly
+    for row in tied.tolist():
+        rank[row] += int(((sim[row] == best[row]) & (torch.arange(sim.shape[1], device=sim.device) < first[row])).sum())
+    return rank
+
+
+def scan_gallery(
+    queries: torch.Tensor, gallery: torch.Tensor, query_labels: torch.Tensor, gallery_labels: torch.Tensor,
+    k: int, *, exclude_self: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per query: its k nearest gallery indices (tie rule) and the rank of its first relevant item.
 
     exclude_self: queries and gallery are the same set and query i must not retrieve item i.
     Inputs are L2-normalised; the work is blocked so no Q x M matrix is ever held.
     """
     q, m = queries.shape[0], gallery.shape[0]
     block = max(1, min(q, PAIRS_PER_BLOCK // m))
-    out = torch.empty(q, k, dtype=torch.long, device=queries.device)
+    members = _class_members(query_labels, gallery_labels, exclude_self)
+    # Eager boolean reductions over B x M cost about as much as the matrix product; fused, ~nothing.
+    counter = maybe_compiled(count_vs, compile=None, device=queries.device, size=q * m, min_size=AUTO_COMPILE_MIN_PAIRS)
+    top = torch.empty(q, k, dtype=torch.long, device=queries.device)
+    first_rank = torch.empty(q, dtype=torch.long, device=queries.device)
     for start in range(0, q, block):
         stop = min(start + block, q)
         sim = queries[start:stop] @ gallery.T
         if exclude_self:
             rows = torch.arange(stop - start, device=sim.device)
             sim[rows, rows + start] = float("-inf")
-        out[start:stop] = _top_k_block(sim, k)
-    return out
+        top[start:stop] = _top_k_block(sim, k)
+        first_rank[start:stop] = _first_relevant_rank(sim, members[start:stop], counter)
+    return top, first_rank
 
 
 def retrieval_metrics(
@@ -119,12 +168,13 @@ def retrieval_metrics(
     if num_valid == 0:
         raise ValueError("no query has a same-class item in the gallery: every metric is undefined")
 
-    k_max = min(max(ks[-1], int(r.max())), available)
-    neighbours = nearest_neighbours(queries, gal, k_max, exclude_self=self_retrieval)
+    # Recall@K needs only the rank of the first relevant item; MAP@R and R-Precision the top R.
+    k_max = int(r.max())
+    neighbours, first_rank = scan_gallery(queries, gal, query_labels, gal_labels, k_max, exclude_self=self_retrieval)
     relevant = (gal_labels[neighbours] == query_labels[:, None])[valid]  # [Q', k_max]
-    r = r[valid]
+    first_rank, r = first_rank[valid], r[valid]
     for k in ks:
-        result[f"recall@{k}"] = float(relevant[:, :k].any(dim=1).double().mean())
+        result[f"recall@{k}"] = float((first_rank <= k).double().mean())
     rank = torch.arange(1, k_max + 1, device=relevant.device)
     within_r = rank[None, :] <= r[:, None]
     hits = relevant & within_r

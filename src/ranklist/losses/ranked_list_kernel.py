@@ -16,12 +16,12 @@ mined negatives (p, q the normalised weights, constants). Since dd_ij/df_i = (f_
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
+from ranklist.compiling import maybe_compiled
 
 # One B x M block holds at most this many pairs: ~16 MB per float32 matrix, a few of them alive.
 DEFAULT_PAIRS_PER_BLOCK = 1 << 22
@@ -84,34 +84,15 @@ def block_terms(
 
 
 BlockTermsFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-_COMPILED: dict[str, BlockTermsFn] = {}
 
 # Below this many pairs the element-wise work is cheap next to the Python overhead, and a compile
 # (seconds on first use) would not pay for itself.
 AUTO_COMPILE_MIN_PAIRS = 1 << 20
 
 
-def compiler_available(device: torch.device) -> bool:
-    """torch.compile needs a C++ compiler on CPU and Triton on CUDA."""
-    if device.type == "cpu":
-        return any(shutil.which(name) for name in ("c++", "g++", "clang++"))
-    if device.type == "cuda":
-        return importlib.util.find_spec("triton") is not None
-    return False
-
-
 def select_block_terms(compile: bool | None, device: torch.device, pairs: int) -> BlockTermsFn:
-    """The element-wise function to use: eager, or fused by torch.compile (same numbers).
-
-    compile=None decides automatically: fused when a compiler is present and the problem is large.
-    """
-    if compile is None:
-        compile = pairs >= AUTO_COMPILE_MIN_PAIRS and compiler_available(device)
-    if not compile:
-        return block_terms
-    if "fn" not in _COMPILED:
-        _COMPILED["fn"] = torch.compile(block_terms, dynamic=True, fullgraph=True)
-    return _COMPILED["fn"]
+    """block_terms, eager or fused by torch.compile (compile=None: fused on large problems)."""
+    return maybe_compiled(block_terms, compile=compile, device=device, size=pairs, min_size=AUTO_COMPILE_MIN_PAIRS)
 
 
 @dataclass
