@@ -1,0 +1,75 @@
+"""Class-balanced C x K batches (SPEC section 5), usable as a DataLoader `batch_sampler`.
+
+Each epoch walks a seeded random permutation of the classes; batch b takes the next C classes and K
+images of each, drawn without replacement (repeats only when a class has fewer than K images).
+With world_size P, the P processes take consecutive, disjoint groups of C classes for the same step.
+Every draw depends only on (seed, epoch, batch, rank), so resuming mid-epoch is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+
+class ClassBalancedBatchSampler:
+    def __init__(self, labels: Sequence[int] | np.ndarray, classes_per_batch: int, samples_per_class: int,
+                 seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or labels.size == 0:
+            raise ValueError(f"labels must be a non-empty 1-D array, got shape {labels.shape}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        self.classes, inverse = np.unique(labels, return_inverse=True)
+        if classes_per_batch < 1 or samples_per_class < 1:
+            raise ValueError(f"classes_per_batch and samples_per_class must be >= 1, got {classes_per_batch} x {samples_per_class}")
+        if classes_per_batch * world_size > len(self.classes):
+            raise ValueError(
+                f"classes_per_batch={classes_per_batch} x world_size={world_size} exceeds the "
+                f"{len(self.classes)} classes in the labels"
+            )
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.cumsum(np.bincount(inverse))[:-1]
+        self.members = np.split(order, bounds)  # item indices of each class
+        self.classes_per_batch, self.samples_per_class = classes_per_batch, samples_per_class
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch, self.start_batch = 0, 0
+
+    def __len__(self) -> int:
+        """Batches in one epoch (each process gets as many)."""
+        return len(self.classes) // (self.classes_per_batch * self.world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.start_batch = int(epoch), 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batch": self.start_batch, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state.get("seed", self.seed) != self.seed:
+            raise ValueError(f"sampler state is for seed {state['seed']}, this sampler has seed {self.seed}")
+        self.epoch, self.start_batch = int(state["epoch"]), int(state["batch"])
+
+    def batch(self, epoch: int, index: int) -> list[int]:
+        """Item indices of batch `index` of `epoch` for this process."""
+        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.classes))
+        first = (index * self.world_size + self.rank) * self.classes_per_batch
+        rng = np.random.default_rng([self.seed, epoch, index, self.rank, 1])
+        k = self.samples_per_class
+        out: list[int] = []
+        for c in perm[first : first + self.classes_per_batch]:
+            members = self.members[c]
+            if len(members) >= k:
+                chosen = rng.choice(members, size=k, replace=False)
+            else:  # all of them, then repeats
+                chosen = np.concatenate([rng.permutation(members), rng.choice(members, size=k - len(members))])
+            out.extend(int(i) for i in chosen)
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch = self.epoch
+        while self.start_batch < len(self):
+            index = self.start_batch
+            self.start_batch += 1  # counted before yielding: a checkpoint taken now resumes after it
+            yield self.batch(epoch, index)

@@ -1,0 +1,133 @@
+"""Image transforms without torchvision: the paper's and the TPAMI-era crops, and per-backbone
+normalisation. They take a PIL image or a uint8 tensor [3, H, W] and return a float tensor.
+
+Randomness comes from torch's generator (pass one, or rely on the DataLoader's per-worker seeding),
+so a seeded run is reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# name -> (scale applied to [0, 1] pixels, channel order, mean, std) on the scaled values.
+NORMALIZATIONS: dict[str, tuple[float, str, tuple[float, ...], tuple[float, ...]]] = {
+    # Caffe BN-Inception: BGR, 0-255, per-channel mean (104, 117, 128) subtracted, no scaling.
+    "bn_inception": (255.0, "BGR", (104.0, 117.0, 128.0), (1.0, 1.0, 1.0)),
+    # TF-Lite EfficientNet-Lite: (x * 255 - 127) / 128.
+    "efficientnet_lite": (255.0, "RGB", (127.0,) * 3, (128.0,) * 3),
+    "imagenet": (1.0, "RGB", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "none": (1.0, "RGB", (0.0,) * 3, (1.0,) * 3),
+}
+RECIPES = ("paper", "rrc", "resize")
+
+
+def to_uint8_tensor(image: object) -> torch.Tensor:
+    if isinstance(image, torch.Tensor):
+        if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"image tensors must be uint8 [3, H, W], got {image.dtype} {tuple(image.shape)}")
+        return image
+    array = np.asarray(image.convert("RGB"), dtype=np.uint8)  # PIL image
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinear, antialiased resize of a float [3, H, W] tensor."""
+    if image.shape[-2:] == (height, width):
+        return image
+    return F.interpolate(image[None], size=(height, width), mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+def _randint(high: int, generator: torch.Generator | None) -> int:
+    return int(torch.randint(high, (1,), generator=generator)) if high > 0 else 0
+
+
+def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator))
+
+
+@dataclass
+class Normalize:
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.name not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {self.name!r}; choose one of {sorted(NORMALIZATIONS)}")
+        scale, order, mean, std = NORMALIZATIONS[self.name]
+        self.scale, self.bgr = scale, order == "BGR"
+        self.mean = torch.tensor(mean).view(3, 1, 1)
+        self.std = torch.tensor(std).view(3, 1, 1)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """image: float [3, H, W] RGB in [0, 1]."""
+        if self.bgr:
+            image = image.flip(0)
+        return (image * self.scale - self.mean) / self.std
+
+
+@dataclass
+class ImageTransform:
+    """resize / crop / flip, then normalise. train=False is deterministic (centre crop)."""
+
+    train: bool
+    image_size: int
+    resize: int
+    normalization: str = "none"
+    recipe: str = "paper"
+    rrc_scale: tuple[float, float] = (0.16, 1.0)
+    generator: torch.Generator | None = None
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown transform recipe {self.recipe!r}; choose one of {RECIPES}")
+        if self.image_size < 1 or self.resize < self.image_size:
+            raise ValueError(f"need 1 <= image_size <= resize, got image_size={self.image_size}, resize={self.resize}")
+        self.normalize = Normalize(self.normalization)
+
+    def __call__(self, image: object) -> torch.Tensor:
+        x = to_uint8_tensor(image).float() / 255.0
+        size = self.image_size
+        if self.recipe == "resize":
+            x = resize(x, size, size)
+        elif self.recipe == "rrc" and self.train:
+            x = resize(self._random_resized_crop(x), size, size)
+        else:  # the paper's: resize to resize x resize, then a crop of image_size
+            x = resize(x, self.resize, self.resize)
+            margin = self.resize - size
+            top = _randint(margin + 1, self.generator) if self.train else margin // 2
+            left = _randint(margin + 1, self.generator) if self.train else margin // 2
+            x = x[:, top : top + size, left : left + size]
+        if self.train and float(torch.rand((), generator=self.generator)) < 0.5:
+            x = x.flip(-1)
+        return self.normalize(x)
+
+    def _random_resized_crop(self, x: torch.Tensor) -> torch.Tensor:
+        """Area fraction in rrc_scale, aspect ratio in [3/4, 4/3] (log-uniform); centre crop fallback."""
+        height, width = x.shape[-2:]
+        area = height * width
+        for _ in range(10):
+            target = area * _uniform(*self.rrc_scale, self.generator)
+            ratio = math.exp(_uniform(math.log(3 / 4), math.log(4 / 3), self.generator))
+            w = int(round(math.sqrt(target * ratio)))
+            h = int(round(math.sqrt(target / ratio)))
+            if 0 < w <= width and 0 < h <= height:
+                top = _randint(height - h + 1, self.generator)
+                left = _randint(width - w + 1, self.generator)
+                return x[:, top : top + h, left : left + w]
+        side = min(height, width)
+        return x[:, (height - side) // 2 : (height - side) // 2 + side, (width - side) // 2 : (width - side) // 2 + side]
+
+
+def build_transform(
+    train: bool, *, image_size: int, resize: int | None = None, normalization: str = "none",
+    recipe: str = "paper", generator: torch.Generator | None = None,
+) -> Callable[[object], torch.Tensor]:
+    """The paper's recipe by default: resize to `resize` (256 for 227 crops: image_size * 256/227),
+    random crop + horizontal flip for training, centre crop for testing."""
+    resize = resize or int(round(image_size * 256 / 227))
+    return ImageTransform(train, image_size, resize, normalization, recipe, generator=generator)
