@@ -33,6 +33,7 @@ def kmeans_assign(emb: np.ndarray, k: int, *, seed: int = 0, iterations: int = 2
     kmeans = faiss.Kmeans(
         data.shape[1], k, niter=iterations, nredo=restarts, seed=seed, verbose=False,
         max_points_per_centroid=max(256, data.shape[0] // k + 1),
+        min_points_per_centroid=1,  # retrieval test sets have few items per class, by design
     )
     kmeans.train(data)
     _, assignment = kmeans.index.search(data, 1)

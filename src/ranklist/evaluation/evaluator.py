@@ -29,7 +29,8 @@ def embed_dataset(
     """Raw embeddings of every item per level (model in eval mode, no grad) and the labels."""
     if len(dataset) == 0:
         raise ValueError("cannot embed an empty dataset")
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    # Its own generator: embedding draws nothing from the global RNG (training stays reproducible).
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, generator=torch.Generator())
     was_training = model.training
     model.eval()
     chunks: dict[str, list[torch.Tensor]] = {}

@@ -1,0 +1,5 @@
+import sys
+
+from ranklist.cli import main
+
+sys.exit(main())

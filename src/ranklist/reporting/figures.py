@@ -1,0 +1,134 @@
+"""Plots of a run, drawn on matplotlib Figures directly (no pyplot state) and written atomically."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from ranklist.atomic import atomic_write_bytes
+
+LEVEL_ORDER = ["L", "M", "H", "concat"]
+
+
+def save_figure(figure: Figure, path: Path) -> None:
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_training_curves(records: list[dict[str, Any]], path: Path, best_step: int | None = None) -> None:
+    """Loss and learning rate per iteration; validation Recall@1 / MAP@R with the selected step."""
+    figure = Figure(figsize=(10, 3.8))
+    loss_ax, val_ax = figure.subplots(1, 2)
+    train = [r for r in records if "loss" in r]
+    if train:
+        loss_ax.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue", label="loss")
+        lr_ax = loss_ax.twinx()
+        lr_ax.plot([r["step"] for r in train], [r["lr"] for r in train], color="tab:gray", linestyle=":", label="lr")
+        lr_ax.set_ylabel("learning rate (backbone)", color="tab:gray")
+    loss_ax.set(title="training loss (sum over levels)", xlabel="iteration", ylabel="loss")
+    val = [r for r in records if "val/recall@1" in r]
+    for key, colour in (("val/recall@1", "tab:green"), ("val/map@r", "tab:purple")):
+        if val and key in val[0]:
+            val_ax.plot([r["step"] for r in val], [100 * r[key] for r in val], marker="o", color=colour, label=key)
+    if best_step is not None:
+        val_ax.axvline(best_step, color="tab:red", linestyle="--", label=f"selected (iteration {best_step})")
+    val_ax.set(title="validation (held-out training classes)", xlabel="iteration", ylabel="%")
+    if val:
+        val_ax.legend(loc="lower right")
+    save_figure(figure, path)
+
+
+def plot_recall_at_k(test: dict[str, dict[str, float]], path: Path, baseline: dict[str, float] | None = None) -> None:
+    """Recall@K on the test split per level and concatenated (and the baseline)."""
+    rows = [(level, test[level]) for level in LEVEL_ORDER if level in test]
+    if baseline is not None:
+        rows.insert(0, ("before training", baseline))
+    ks = sorted(int(k.split("@")[1]) for k in rows[-1][1] if k.startswith("recall@"))
+    figure = Figure(figsize=(max(6, 1.6 * len(ks) + 3), 4))
+    ax = figure.subplots()
+    width = 0.8 / len(rows)
+    for i, (name, metrics) in enumerate(rows):
+        values = [100 * metrics.get(f"recall@{k}", np.nan) for k in ks]
+        bars = ax.bar(np.arange(len(ks)) + i * width - 0.4 + width / 2, values, width, label=name,
+                      color="lightgray" if name == "before training" else None)
+        for bar, value in zip(bars, values):
+            ax.annotate(f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(np.arange(len(ks)), [f"R@{k}" for k in ks])
+    ax.set(ylabel="%", ylim=(0, 105), title="Recall@K on the unseen test classes")
+    ax.legend(fontsize=8, ncol=len(rows), loc="upper left")
+    save_figure(figure, path)
+
+
+def plot_retrieval_grid(query_images: np.ndarray, neighbour_images: np.ndarray, correct: np.ndarray, path: Path,
+                        query_titles: list[str] | None = None) -> None:
+    """Each row: a query, then its nearest neighbours framed green (same class) or red (not)."""
+    q, k = correct.shape
+    figure = Figure(figsize=(1.3 * (k + 1), 1.4 * q))
+    axes = np.asarray(figure.subplots(q, k + 1, squeeze=False))
+    for row in range(q):
+        cells = [query_images[row]] + [neighbour_images[row, j] for j in range(k)]
+        for col, image in enumerate(cells):
+            ax = axes[row, col]
+            ax.imshow(image, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_title((query_titles[row] if query_titles else "query")[:22], fontsize=7)
+                colour, width = "black", 1.5
+            else:
+                colour, width = ("tab:green", 4) if correct[row, col - 1] else ("tab:red", 4)
+            for spine in ax.spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(width)
+    axes[0, 1].annotate(f"top-{k} neighbours (green: same class, red: other class)", (0, 1.35),
+                        xycoords="axes fraction", fontsize=8)
+    save_figure(figure, path)
+
+
+def plot_embedding_projection(embeddings: np.ndarray, labels: np.ndarray, path: Path, *, max_classes: int = 20,
+                              seed: int = 0, class_names: list[str] | None = None) -> None:
+    """PCA of the test embeddings of a few classes to 2-D, coloured by class."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    chosen = np.sort(rng.choice(classes, size=min(max_classes, len(classes)), replace=False))
+    mask = np.isin(labels, chosen)
+    points = embeddings[mask] - embeddings[mask].mean(axis=0)
+    _, _, vt = np.linalg.svd(points, full_matrices=False)
+    xy = points @ vt[:2].T
+    figure = Figure(figsize=(7, 6))
+    ax = figure.subplots()
+    for i, c in enumerate(chosen):
+        sel = labels[mask] == c
+        name = class_names[c] if class_names else str(c)
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=30, color=_colour(i), label=name[:24])
+    ax.set(title=f"test embeddings, PCA to 2-D ({len(chosen)} classes)", xlabel="PC 1", ylabel="PC 2")
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    save_figure(figure, path)
+
+
+def _colour(i: int):
+    from matplotlib import colormaps
+
+    return colormaps["tab20"](i % 20)
+
+
+def neighbours_for_grid(embeddings: np.ndarray, labels: np.ndarray, num_queries: int, k: int, seed: int):
+    """Random queries and their k nearest neighbours (cosine, self excluded, ties by lower index)."""
+    from ranklist.evaluation.retrieval import scan_gallery
+    import torch
+
+    emb = torch.nn.functional.normalize(torch.as_tensor(embeddings, dtype=torch.float32), dim=1)
+    lab = torch.as_tensor(labels)
+    rng = np.random.default_rng(seed)
+    queries = np.sort(rng.choice(len(labels), size=min(num_queries, len(labels)), replace=False))
+    top, _ = scan_gallery(emb, emb, lab, lab, k, exclude_self=True)
+    neighbours = top[queries].numpy()
+    return queries, neighbours, labels[neighbours] == labels[queries][:, None]

@@ -1,0 +1,81 @@
+"""summary.json and summary.md: the page of a run a person reads first."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ranklist.atomic import atomic_write_text
+
+LEVEL_ORDER = ["L", "M", "H", "concat"]
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
+
+
+def _metric_table(rows: list[tuple[str, dict[str, float]]]) -> list[str]:
+    ks = sorted({int(k.split("@")[1]) for _, m in rows for k in m if k.startswith("recall@")})
+    header = ["embedding"] + [f"R@{k}" for k in ks] + ["MAP@R", "R-Prec", "NMI"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, m in rows:
+        cells = [name] + [_pct(m.get(f"recall@{k}")) for k in ks] + [_pct(m.get("map@r")), _pct(m.get("r_precision")), _pct(m.get("nmi"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    config = summary.get("config", {})
+    model, loss, data = config.get("model", {}), config.get("loss", {}), summary.get("dataset", {})
+    hw = summary.get("hardware", {})
+    lines = [f"# {summary.get('name', 'run')}", ""]
+    lines.append(
+        f"{loss.get('name', '?')} on **{data.get('name', '?')}** with {model.get('backbone', '?')} "
+        f"(levels {', '.join(model.get('levels', []))}, {model.get('embedding_dim', '?')}-d each); "
+        f"{summary.get('iterations', '?')} iterations in {summary.get('train_time_s', '?')} s of training, "
+        f"{summary.get('wall_time_s', '?')} s in all, on {hw.get('cpu', '?')} ({hw.get('threads', '?')} threads, "
+        f"{hw.get('device', '?')}, torch {hw.get('torch', '?')})."
+    )
+    if data:
+        lines += ["", "Data: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data.items() if k != "name") + "."]
+    test = summary.get("test", {})
+    rows = [(level, test[level]) for level in LEVEL_ORDER if level in test]
+    baseline = summary.get("baseline")
+    if baseline:
+        rows.insert(0, (baseline.get("description", "baseline"), baseline["test"].get("H", {})))
+    if rows:
+        lines += ["", "## Test metrics (unseen classes, %)", "", *_metric_table(rows)]
+    if baseline and "concat" in test or (baseline and test):
+        final = test.get("concat") or next(iter(test.values()))
+        before = baseline["test"].get("H", {})
+        if "recall@1" in final and "recall@1" in before:
+            lines += ["", f"Recall@1 {_pct(before['recall@1'])} % before training -> {_pct(final['recall@1'])} % after "
+                          f"({100 * (final['recall@1'] - before['recall@1']):+.1f} points)."]
+    best = summary.get("best")
+    if best:
+        lines += ["", f"Model selection: {best['metric']} = {_pct(best['value'])} % at iteration {best['step']} "
+                      "(validation classes are held-out training classes; the test split was used once, at the end)."]
+    plots = summary.get("plots", {})
+    if plots:
+        lines += ["", "## Plots", ""] + [f"- [{title}]({rel})" for title, rel in plots.items()]
+        lines += [""] + [f"![{title}]({rel})" for title, rel in plots.items()]
+    lines += ["", "The resolved configuration is in `config.yaml`; every logged value is in `metrics.jsonl`.", ""]
+    return "\n".join(lines)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_run_summary(run_dir: str | Path, summary: dict[str, Any]) -> None:
+    run_dir = Path(run_dir)
+    atomic_write_text(run_dir / "summary.json", json.dumps(_json_safe(summary), indent=2))
+    atomic_write_text(run_dir / "summary.md", summary_markdown(summary))

@@ -1,0 +1,173 @@
+"""Typed run configuration: dataclasses, loaded from YAML with dotted command-line overrides.
+
+    config = load_config("configs/sop.yaml", ["loss.neg_temperature=12"])
+
+Unknown keys are errors that list the valid ones; values are range-checked with errors naming them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+
+@dataclass
+class DataConfig:
+    name: str = "emoji"  # a name of ranklist.data.READERS
+    root: Optional[str] = None  # the dataset's folder (emoji: the cache folder; default ~/.cache/ranklist)
+    image_size: int = 64
+    resize: Optional[int] = None  # resize before cropping; default image_size * 256 / 227
+    recipe: str = "paper"  # paper | rrc | resize
+    classes_per_batch: int = 60  # C
+    samples_per_class: int = 3  # K
+    val_fraction: float = 0.2  # training classes held out (class-disjoint) for model selection
+    allow_partial: bool = False
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "efficientnet_lite0"
+    embedding_dim: int = 512  # per level
+    levels: list[str] = field(default_factory=lambda: ["L", "M", "H"])
+    pretrained: bool = True
+    weights: Optional[str] = None  # a weights file (BN-Inception's converted ImageNet state dict)
+    freeze_bn: bool = False
+
+
+@dataclass
+class LossConfig:
+    name: str = "rll"
+    margin: float = 0.4
+    alpha: Optional[float] = 1.2  # null: RLL-Simpler
+    neg_temperature: float = 10.0
+    pos_temperature: float = 0.0
+    imbalance: float = 0.5
+    reduction: str = "mean"
+    gradient: str = "query"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    new_layer_lr_mult: float = 10.0
+    milestones: list[int] = field(default_factory=list)  # iterations where lr *= gamma
+    gamma: float = 0.1
+    warmup_iterations: int = 0
+    grad_clip: Optional[float] = None
+    amp: bool = False  # autocast (bfloat16 on CPU, float16 on CUDA)
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 10000
+    val_every: int = 1000
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    seed: int = 0
+    device: str = "cpu"
+    threads: Optional[int] = None  # torch threads on CPU; default: torch's own choice
+
+
+@dataclass
+class EvalConfig:
+    ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    batch_size: int = 128
+    nmi: bool = True
+    grid_queries: int = 8  # rows of the retrieval grid
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+class ConfigError(ValueError):
+    """A bad configuration file, key or value; the message says which."""
+
+
+def _valid_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        keys.extend(_valid_keys(value, f"{name}.") if OmegaConf.is_dict(value) else [name])
+    return keys
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults <- YAML file <- dotted overrides ("a.b=value"), checked and typed."""
+    schema = OmegaConf.structured(RunConfig)
+    try:
+        merged = schema
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError(f"config file not found: {path}")
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        for item in overrides or []:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} is not of the form key=value")
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
+    except (ConfigKeyError, ConfigAttributeError) as error:
+        key = getattr(error, "full_key", None) or str(error).splitlines()[0]
+        raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(_valid_keys(schema))}") from None
+    except ValidationError as error:
+        raise ConfigError(f"bad config value: {str(error).splitlines()[0]} (key {getattr(error, 'full_key', '?')})") from None
+    config: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    check_config(config)
+    return config
+
+
+def check_config(config: RunConfig) -> None:
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    d, m, o, t, e, loss = config.data, config.model, config.optim, config.train, config.eval, config.loss
+    need(d.image_size >= 16, f"data.image_size must be >= 16, got {d.image_size}")
+    need(d.classes_per_batch >= 2, f"data.classes_per_batch must be >= 2, got {d.classes_per_batch}")
+    need(d.samples_per_class >= 1, f"data.samples_per_class must be >= 1, got {d.samples_per_class}")
+    need(0 <= d.val_fraction < 1, f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
+    need(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
+    need(m.embedding_dim >= 1, f"model.embedding_dim must be >= 1, got {m.embedding_dim}")
+    need(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
+    need(0 <= o.momentum < 1, f"optim.momentum must be in [0, 1), got {o.momentum}")
+    need(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+    need(o.new_layer_lr_mult > 0, f"optim.new_layer_lr_mult must be > 0, got {o.new_layer_lr_mult}")
+    need(0 < o.gamma <= 1, f"optim.gamma must be in (0, 1], got {o.gamma}")
+    need(o.warmup_iterations >= 0, f"optim.warmup_iterations must be >= 0, got {o.warmup_iterations}")
+    need(o.grad_clip is None or o.grad_clip > 0, f"optim.grad_clip must be > 0 or null, got {o.grad_clip}")
+    need(list(o.milestones) == sorted(o.milestones), f"optim.milestones must be increasing, got {o.milestones}")
+    need(t.iterations >= 1, f"train.iterations must be >= 1, got {t.iterations}")
+    for key in ("val_every", "log_every", "checkpoint_every"):
+        need(getattr(t, key) >= 1, f"train.{key} must be >= 1, got {getattr(t, key)}")
+    need(t.threads is None or t.threads >= 1, f"train.threads must be >= 1 or null, got {t.threads}")
+    need(bool(e.ks) and min(e.ks) >= 1, f"eval.ks must be positive, got {e.ks}")
+    need(e.batch_size >= 1, f"eval.batch_size must be >= 1, got {e.batch_size}")
+    if loss.name == "rll":
+        from ranklist.losses.ranked_list import GRADIENTS, REDUCTIONS, ranked_list_params
+
+        try:
+            ranked_list_params(loss.margin, loss.alpha, loss.neg_temperature, loss.pos_temperature, loss.imbalance)
+        except ValueError as error:
+            raise ConfigError(f"loss: {error}") from None
+        need(loss.reduction in REDUCTIONS, f"loss.reduction must be one of {REDUCTIONS}, got {loss.reduction!r}")
+        need(loss.gradient in GRADIENTS, f"loss.gradient must be one of {GRADIENTS}, got {loss.gradient!r}")
+    else:
+        need(False, f"loss.name must be 'rll', got {loss.name!r}")
+
+
+def config_to_yaml(config: RunConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(config))

@@ -1,0 +1,59 @@
+import json
+
+import pytest
+import torch
+
+from ranklist.training import Trainer, load_config
+from ranklist.training.trainer import RunFolderError, lr_factor
+
+
+def test_lr_schedule_warmup_then_steps():
+    assert [lr_factor(s, 2, [4], 0.1) for s in range(6)] == pytest.approx([0.5, 1, 1, 1, 0.1, 0.1])
+
+
+def test_tiny_run_writes_a_complete_run_folder(tiny_recipe, tmp_path):
+    out = tmp_path / "run"
+    summary = Trainer(load_config(tiny_recipe), out, progress=False, log=lambda m: None).run()
+    for name in ["config.yaml", "metrics.jsonl", "summary.json", "summary.md", "checkpoints/last.pt", "checkpoints/best.pt",
+                 "plots/training_curves.png", "plots/recall_at_k.png", "plots/retrieval_grid.png", "plots/embedding_projection.png"]:
+        assert (out / name).is_file(), name
+    assert set(summary["test"]) == {"L", "M", "H", "concat"} and summary["iterations"] == 6
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in records if "val/recall@1" in r] == [0, 3, 6]
+    assert json.loads((out / "summary.json").read_text())["best"]["metric"] == "val/recall@1"
+    assert "| concat |" in (out / "summary.md").read_text()
+
+
+def test_resume_is_bit_for_bit(tiny_recipe, tmp_path):
+    Trainer(load_config(tiny_recipe), tmp_path / "straight", progress=False, log=lambda m: None).run()
+    Trainer(load_config(tiny_recipe, ["train.iterations=3"]), tmp_path / "split", progress=False, log=lambda m: None).run()
+    Trainer(load_config(tiny_recipe), tmp_path / "split", progress=False, log=lambda m: None).run(resume=True)
+    straight = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=False)
+    resumed = torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=False)
+    assert straight["step"] == resumed["step"] == 6
+    for key, value in straight["model_state"].items():
+        assert torch.equal(value, resumed["model_state"][key]), key
+    def log(run):  # everything but the wall-clock times
+        records = [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k != "time_s"} for r in records]
+
+    assert log("split") == log("straight")
+
+
+def test_run_folder_is_never_silently_overwritten(tiny_recipe, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep")
+    with pytest.raises(RunFolderError, match=f"run folder {out} already exists and is not empty"):
+        Trainer(load_config(tiny_recipe), out, progress=False).run()
+    assert (out / "precious.txt").read_text() == "keep"
+    with pytest.raises(RunFolderError, match="nothing to resume"):
+        Trainer(load_config(tiny_recipe), tmp_path / "empty", progress=False).run(resume=True)
+
+
+def test_failed_start_leaves_no_half_run(tiny_recipe, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(FileNotFoundError):
+        Trainer(load_config(tiny_recipe, ["data.root=/nowhere"]), out, progress=False).run()
+    assert not out.exists()
