@@ -57,3 +57,13 @@ def test_failed_start_leaves_no_half_run(tiny_recipe, tmp_path):
     with pytest.raises(FileNotFoundError):
         Trainer(load_config(tiny_recipe, ["data.root=/nowhere"]), out, progress=False).run()
     assert not out.exists()
+
+
+def test_baseline_losses_train_by_name(tiny_recipe, tmp_path):
+    for name, params in (("proxy_nca", "{softmax_scale: 5.0}"), ("multi_similarity", "{}")):
+        config = load_config(tiny_recipe, [f"loss.name={name}", f"loss.params={params}", "train.iterations=2", "eval.nmi=false"])
+        summary = Trainer(config, tmp_path / name, progress=False, log=lambda m: None).run()
+        assert summary["config"]["loss"]["name"] == name
+        state = torch.load(tmp_path / name / "checkpoints/last.pt", weights_only=False)
+        if name == "proxy_nca":
+            assert state["loss_state"]["H.loss.proxies"].shape == (4, 8)

@@ -41,7 +41,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    name: str = "rll"
+    name: str = "rll"  # a name of ranklist.losses.LOSS_NAMES; the fields below are RLL's
     margin: float = 0.4
     alpha: Optional[float] = 1.2  # null: RLL-Simpler
     neg_temperature: float = 10.0
@@ -49,6 +49,7 @@ class LossConfig:
     imbalance: float = 0.5
     reduction: str = "mean"
     gradient: str = "query"
+    params: dict[str, Any] = field(default_factory=dict)  # a baseline's hyper-parameters (docs/baselines.md)
 
 
 @dataclass
@@ -166,7 +167,9 @@ def check_config(config: RunConfig) -> None:
         need(loss.reduction in REDUCTIONS, f"loss.reduction must be one of {REDUCTIONS}, got {loss.reduction!r}")
         need(loss.gradient in GRADIENTS, f"loss.gradient must be one of {GRADIENTS}, got {loss.gradient!r}")
     else:
-        need(False, f"loss.name must be 'rll', got {loss.name!r}")
+        from ranklist.losses import LOSS_NAMES
+
+        need(loss.name in LOSS_NAMES, f"loss.name must be one of {list(LOSS_NAMES)}, got {loss.name!r}")
 
 
 def config_to_yaml(config: RunConfig) -> str:

@@ -28,7 +28,7 @@ from ranklist.atomic import atomic_torch_save, atomic_write_text
 from ranklist.data import ClassBalancedBatchSampler, build_dataset, build_transform
 from ranklist.evaluation import CONCAT, Evaluator, embed_dataset
 from ranklist.evaluation.evaluator import show_progress
-from ranklist.losses.ranked_list import RankedListLoss
+from ranklist.losses import build_loss
 from ranklist.models import build_model, evaluation_embedding, load_model, model_checkpoint, parameter_groups
 from ranklist.reporting import write_run_report, write_run_summary
 from ranklist.training.config import RunConfig, config_to_yaml
@@ -67,11 +67,17 @@ def lr_factor(step: int, warmup: int, milestones: list[int], gamma: float) -> fl
     return warm * gamma ** sum(step >= m for m in milestones)
 
 
-def build_loss(config: RunConfig) -> torch.nn.Module:
+def build_level_losses(config: RunConfig, dims: dict[str, int], num_classes: int) -> torch.nn.ModuleDict:
+    """One loss per embedding level (SPEC 4: summed with weight 1); proxies differ per level."""
     loss = config.loss
-    return RankedListLoss(margin=loss.margin, alpha=loss.alpha, neg_temperature=loss.neg_temperature,
-                          pos_temperature=loss.pos_temperature, imbalance=loss.imbalance,
-                          reduction=loss.reduction, gradient=loss.gradient)
+    if loss.name == "rll":
+        hparams = dict(margin=loss.margin, alpha=loss.alpha, neg_temperature=loss.neg_temperature,
+                       pos_temperature=loss.pos_temperature, imbalance=loss.imbalance,
+                       reduction=loss.reduction, gradient=loss.gradient, **loss.params)
+    else:
+        hparams = dict(loss.params)
+    return torch.nn.ModuleDict({level: build_loss(loss.name, embedding_dim=dim, num_classes=num_classes, **hparams)
+                                for level, dim in dims.items()})
 
 
 def build_run_model(config: RunConfig) -> torch.nn.Module:
@@ -162,13 +168,14 @@ class Trainer:
                               progress=self.progress, ks=tuple(cfg.eval.ks), compute_nmi=cfg.eval.nmi, seed=cfg.train.seed)
         val_evaluator = Evaluator(batch_size=cfg.eval.batch_size, device=str(device), num_workers=cfg.data.num_workers,
                                   progress=self.progress, ks=(1,), compute_nmi=False)
-        optimizer = torch.optim.SGD(
-            parameter_groups(model, lr=cfg.optim.lr, new_layer_lr_mult=cfg.optim.new_layer_lr_mult, weight_decay=cfg.optim.weight_decay),
-            lr=cfg.optim.lr, momentum=cfg.optim.momentum)
+        losses = build_level_losses(cfg, model.embedding_dims, int(len(np.unique(splits["train"].labels)))).to(device)
+        groups = parameter_groups(model, lr=cfg.optim.lr, new_layer_lr_mult=cfg.optim.new_layer_lr_mult, weight_decay=cfg.optim.weight_decay)
+        if any(True for _ in losses.parameters()):  # proxies are new layers too
+            groups.append({"name": "loss", "params": list(losses.parameters()), "lr": cfg.optim.lr * cfg.optim.new_layer_lr_mult, "weight_decay": 0.0})
+        optimizer = torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, cfg.optim.warmup_iterations, list(cfg.optim.milestones), cfg.optim.gamma))
         sampler = ClassBalancedBatchSampler(splits["train"].labels, cfg.data.classes_per_batch, cfg.data.samples_per_class, seed=cfg.train.seed)
-        loss_fn = build_loss(cfg)
         step, epoch, batch_in_epoch = 0, 0, 0
         best = {"step": None, "metric": SELECTION_METRIC, "value": -math.inf}
         baseline = None
@@ -176,6 +183,7 @@ class Trainer:
         if resume:
             state = torch.load(out / "checkpoints" / "last.pt", map_location=device, weights_only=False)
             model.load_state_dict(state["model_state"])
+            losses.load_state_dict(state["loss_state"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             step, epoch, batch_in_epoch, best, baseline = state["step"], state["epoch"], state["batch"], state["best"], state["baseline"]
@@ -190,7 +198,7 @@ class Trainer:
                 self.log(f"pretrained backbone before training: test recall@1 {baseline['recall@1']:.4f}")
 
         def checkpoint(name: str) -> None:
-            atomic_torch_save({**model_checkpoint(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            atomic_torch_save({**model_checkpoint(model), "loss_state": losses.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                "step": step, "epoch": epoch, "batch": batch_in_epoch, "best": best, "baseline": baseline,
                                "rng": _rng_state(), "config": asdict(cfg)}, out / "checkpoints" / name)
 
@@ -220,7 +228,7 @@ class Trainer:
                 images, labels = images.to(device), labels.to(device)
                 with torch.autocast(device.type, enabled=cfg.optim.amp, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16):
                     outputs = model(images)
-                loss = sum(loss_fn(outputs[level].float(), labels) for level in model.levels)
+                loss = sum(losses[level](outputs[level].float(), labels) for level in model.levels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.optim.grad_clip:
