@@ -51,6 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("checkpoint")
     _add_data_options(embed)
     embed.add_argument("--out", required=True, help="output .npz (embedding = evaluation embedding; raw levels too)")
+    for command, helptext in (("compare", "train RLL and the baselines under one protocol; write a table"),
+                              ("ablate", "the paper's ablations on a recipe; write a table")):
+        study = sub.add_parser(command, help=helptext)
+        study.add_argument("config", help="the base recipe (all variants share it)")
+        if command == "compare":
+            study.add_argument("--losses", nargs="+", default=None, help="default: every loss")
+        else:
+            study.add_argument("study", help="alpha | margin | temperature | batch | level | gradient | reduction")
+        study.add_argument("overrides", nargs="*", help="dotted overrides applied to every variant")
+        study.add_argument("--seeds", type=int, nargs="+", default=[0])
+        study.add_argument("--out", required=True, help="study folder (finished runs in it are reused)")
+        study.add_argument("--no-progress", action="store_true")
     data = sub.add_parser("data", help="prepare datasets")
     data.add_argument("what", choices=["emoji"], help="emoji: fetch and build the offline benchmark cache")
     data.add_argument("--cache", help="cache folder (default $RANKLIST_CACHE/emoji or ~/.cache/ranklist/emoji)")
@@ -122,6 +134,20 @@ def main(argv: list[str] | None = None) -> int:
                 with open(tmp, "wb") as handle:
                     np.savez(handle, **arrays)
             print(f"{out}: {len(labels)} embeddings of dimension {arrays['embedding'].shape[1]}")
+        elif args.command in ("compare", "ablate"):
+            from ranklist.losses import LOSS_NAMES
+            from ranklist.training.study import ABLATIONS, comparison_variants, run_study
+
+            if args.command == "compare":
+                title, variants = "loss comparison", comparison_variants(args.losses or list(LOSS_NAMES))
+            else:
+                if args.study not in ABLATIONS:
+                    raise ValueError(f"unknown ablation {args.study!r}; choose one of {sorted(ABLATIONS)}")
+                title, variants = f"ablation: {args.study}", ABLATIONS[args.study]
+            result = run_study(title, args.config, variants, args.seeds, Path(args.out), overrides=args.overrides,
+                               progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
+            print(Path(args.out) / "study.md")
+            print(json.dumps({k: round(v.get("recall@1", {}).get("mean", float("nan")), 4) for k, v in result["table"].items()}))
         elif args.command == "data":
             from ranklist.data.emoji import ensure_emoji, load_emoji
 
