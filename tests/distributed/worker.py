@@ -1,0 +1,95 @@
+"""Runs in each of the spawned processes: distributed results against the 1-process reference."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+from ranklist import ranked_list_loss
+from ranklist.losses.distributed import distributed_ranked_list_loss
+
+CASES = [(g, r) for g in ("query", "full") for r in ("mean", "sum", "official")]
+
+
+def global_batch(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(24, 6, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 5, (24,), generator=g)
+    weight = torch.randn(6, 8, generator=g, dtype=torch.float64)
+    return x, labels, weight
+
+
+def local_rows(rank: int, world: int, n: int):
+    sizes = [10, 14] if world == 2 else [n]  # uneven on purpose
+    start = sum(sizes[:rank])
+    return slice(start, start + sizes[rank])
+
+
+def check(rank: int, world: int) -> None:
+    x, labels, weight = global_batch()
+    rows = local_rows(rank, world, len(x))
+    for gradient, reduction in CASES:
+        options = dict(gradient=gradient, reduction=reduction, neg_temperature=5.0)
+        # one process, the whole batch
+        w1 = weight.clone().requires_grad_(True)
+        want = ranked_list_loss(x @ w1, labels, **options)
+        want.backward()
+        # this process's share; then what DDP does: average parameter gradients
+        w2 = weight.clone().requires_grad_(True)
+        local = distributed_ranked_list_loss(x[rows] @ w2, labels[rows], **options)
+        local.backward()
+        grad = w2.grad.clone()
+        dist.all_reduce(grad)
+        grad /= world
+        value = local.detach().clone()
+        dist.all_reduce(value)
+        value /= world
+        torch.testing.assert_close(value, want.detach(), msg=f"loss {gradient}/{reduction}")
+        torch.testing.assert_close(grad, w1.grad, msg=f"gradient {gradient}/{reduction}")
+    train_steps(rank, world)
+
+
+def train_steps(rank: int, world: int) -> None:
+    """A few SGD steps of a DDP-wrapped linear model on disjoint classes equal the 1-process run."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from ranklist.data import ClassBalancedBatchSampler
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(60, 6, generator=g)
+    labels = torch.arange(20).repeat_interleave(3)
+    torch.manual_seed(0)
+    single = torch.nn.Linear(6, 8)
+    torch.manual_seed(0)
+    model = DistributedDataParallel(torch.nn.Linear(6, 8))
+    opt_single = torch.optim.SGD(single.parameters(), lr=0.5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    samplers = [ClassBalancedBatchSampler(labels.numpy(), 4, 3, seed=2, rank=r, world_size=world) for r in range(world)]
+    for step, batches in enumerate(zip(*[iter(s) for s in samplers])):
+        whole = [i for b in batches for i in b]
+        loss = ranked_list_loss(single(x[whole]), labels[whole])
+        opt_single.zero_grad()
+        loss.backward()
+        opt_single.step()
+        mine = batches[rank]
+        local = distributed_ranked_list_loss(model(x[mine]), labels[mine])
+        opt.zero_grad()
+        local.backward()
+        opt.step()
+    for a, b in zip(single.parameters(), model.module.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def main() -> None:
+    dist.init_process_group("gloo", init_method=os.environ["INIT_METHOD"], rank=int(os.environ["RANK"]),
+                            world_size=int(os.environ["WORLD_SIZE"]))
+    try:
+        check(dist.get_rank(), dist.get_world_size())
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
