@@ -54,3 +54,10 @@ def test_normalisations():
         Normalize("caffe")
     with pytest.raises(ValueError, match="need 1 <= image_size <= resize, got image_size=64, resize=32"):
         build_transform(True, image_size=64, resize=32)
+
+
+def test_flips_can_be_turned_off():
+    image = torch.from_numpy(gradient_image()).permute(2, 0, 1).contiguous()
+    outs = [build_transform(True, image_size=32, resize=32, hflip=False, generator=torch.Generator().manual_seed(s))(image)
+            for s in range(8)]
+    assert all(bool(x[0, 0, -1] > x[0, 0, 0]) for x in outs)

@@ -79,6 +79,7 @@ class ImageTransform:
     resize: int
     normalization: str = "none"
     recipe: str = "paper"
+    hflip: bool = True
     rrc_scale: tuple[float, float] = (0.16, 1.0)
     generator: torch.Generator | None = None
 
@@ -102,7 +103,7 @@ class ImageTransform:
             top = _randint(margin + 1, self.generator) if self.train else margin // 2
             left = _randint(margin + 1, self.generator) if self.train else margin // 2
             x = x[:, top : top + size, left : left + size]
-        if self.train and float(torch.rand((), generator=self.generator)) < 0.5:
+        if self.train and self.hflip and float(torch.rand((), generator=self.generator)) < 0.5:
             x = x.flip(-1)
         return self.normalize(x)
 
@@ -125,9 +126,10 @@ class ImageTransform:
 
 def build_transform(
     train: bool, *, image_size: int, resize: int | None = None, normalization: str = "none",
-    recipe: str = "paper", generator: torch.Generator | None = None,
+    recipe: str = "paper", hflip: bool = True, generator: torch.Generator | None = None,
 ) -> Callable[[object], torch.Tensor]:
     """The paper's recipe by default: resize to `resize` (256 for 227 crops: image_size * 256/227),
-    random crop + horizontal flip for training, centre crop for testing."""
+    random crop + horizontal flip for training, centre crop for testing. hflip=False keeps
+    orientation (where mirror images are other classes, e.g. left/right arrows)."""
     resize = resize or int(round(image_size * 256 / 227))
-    return ImageTransform(train, image_size, resize, normalization, recipe, generator=generator)
+    return ImageTransform(train, image_size, resize, normalization, recipe, hflip, generator=generator)

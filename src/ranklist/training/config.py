@@ -22,6 +22,7 @@ class DataConfig:
     image_size: int = 64
     resize: Optional[int] = None  # resize before cropping; default image_size * 256 / 227
     recipe: str = "paper"  # paper | rrc | resize
+    hflip: bool = True  # random horizontal flips in training (the paper's); off where mirrors are other classes
     classes_per_batch: int = 60  # C
     samples_per_class: int = 3  # K
     val_fraction: float = 0.2  # training classes held out (class-disjoint) for model selection
@@ -50,6 +51,8 @@ class LossConfig:
     reduction: str = "mean"
     gradient: str = "query"
     params: dict[str, Any] = field(default_factory=dict)  # a baseline's hyper-parameters (docs/baselines.md)
+    memory_size: int = 0  # RLL only: cross-batch memory of this many recent embeddings (0: off)
+    memory_warmup: int = 0  # iterations before the memory is used
 
 
 @dataclass
@@ -157,6 +160,8 @@ def check_config(config: RunConfig) -> None:
     need(t.threads is None or t.threads >= 1, f"train.threads must be >= 1 or null, got {t.threads}")
     need(bool(e.ks) and min(e.ks) >= 1, f"eval.ks must be positive, got {e.ks}")
     need(e.batch_size >= 1, f"eval.batch_size must be >= 1, got {e.batch_size}")
+    need(loss.memory_size >= 0 and loss.memory_warmup >= 0, f"loss.memory_size and loss.memory_warmup must be >= 0, got {loss.memory_size}, {loss.memory_warmup}")
+    need(loss.memory_size == 0 or loss.name == "rll", f"loss.memory_size works with loss.name=rll only, got {loss.name!r}")
     if loss.name == "rll":
         from ranklist.losses.ranked_list import GRADIENTS, REDUCTIONS, ranked_list_params
 

@@ -28,7 +28,10 @@ from ranklist.atomic import atomic_torch_save, atomic_write_text
 from ranklist.data import ClassBalancedBatchSampler, build_dataset, build_transform
 from ranklist.evaluation import CONCAT, Evaluator, embed_dataset
 from ranklist.evaluation.evaluator import show_progress
-from ranklist.losses import build_loss
+from ranklist.losses import RankedListLoss, build_loss
+from ranklist.losses.cross_batch_memory import CrossBatchMemory
+from ranklist.losses.distributed import DistributedRankedListLoss
+from ranklist.training.distributed import barrier, init_from_env
 from ranklist.models import build_model, evaluation_embedding, load_model, model_checkpoint, parameter_groups
 from ranklist.reporting import write_run_report, write_run_summary
 from ranklist.training.config import RunConfig, config_to_yaml
@@ -67,17 +70,26 @@ def lr_factor(step: int, warmup: int, milestones: list[int], gamma: float) -> fl
     return warm * gamma ** sum(step >= m for m in milestones)
 
 
-def build_level_losses(config: RunConfig, dims: dict[str, int], num_classes: int) -> torch.nn.ModuleDict:
-    """One loss per embedding level (SPEC 4: summed with weight 1); proxies differ per level."""
+def build_level_losses(config: RunConfig, dims: dict[str, int], num_classes: int, world: int = 1) -> torch.nn.ModuleDict:
+    """One loss per embedding level (SPEC 4: summed with weight 1); proxies differ per level.
+
+    Across processes RLL ranks each process's queries against the gathered global batch; the
+    baselines see each process's own batch (DDP averages their gradients).
+    """
     loss = config.loss
-    if loss.name == "rll":
-        hparams = dict(margin=loss.margin, alpha=loss.alpha, neg_temperature=loss.neg_temperature,
-                       pos_temperature=loss.pos_temperature, imbalance=loss.imbalance,
-                       reduction=loss.reduction, gradient=loss.gradient, **loss.params)
-    else:
-        hparams = dict(loss.params)
-    return torch.nn.ModuleDict({level: build_loss(loss.name, embedding_dim=dim, num_classes=num_classes, **hparams)
-                                for level, dim in dims.items()})
+    if loss.name != "rll":
+        return torch.nn.ModuleDict({level: build_loss(loss.name, embedding_dim=dim, num_classes=num_classes, **loss.params)
+                                    for level, dim in dims.items()})
+    options = dict(margin=loss.margin, alpha=loss.alpha, neg_temperature=loss.neg_temperature, pos_temperature=loss.pos_temperature,
+                   imbalance=loss.imbalance, reduction=loss.reduction, gradient=loss.gradient, **loss.params)
+    if world > 1:
+        if loss.memory_size:
+            raise ValueError("loss.memory_size (cross-batch memory) is not supported across processes; the gathered batch already extends each list")
+        return torch.nn.ModuleDict({level: DistributedRankedListLoss(**options) for level in dims})
+    if loss.memory_size:
+        return torch.nn.ModuleDict({level: CrossBatchMemory(RankedListLoss(**options), loss.memory_size, loss.memory_warmup)
+                                    for level in dims})
+    return torch.nn.ModuleDict({level: RankedListLoss(**options) for level in dims})
 
 
 def build_run_model(config: RunConfig) -> torch.nn.Module:
@@ -91,7 +103,7 @@ def split_datasets(config: RunConfig, normalization: str) -> dict[str, Any]:
     options: dict[str, Any] = {"val_fraction": d.val_fraction}
     if d.name in ("cub200", "cars196", "sop", "inshop"):
         options["allow_partial"] = d.allow_partial
-    train_tf = build_transform(True, image_size=d.image_size, resize=d.resize, normalization=normalization, recipe=d.recipe)
+    train_tf = build_transform(True, image_size=d.image_size, resize=d.resize, normalization=normalization, recipe=d.recipe, hflip=d.hflip)
     test_tf = build_transform(False, image_size=d.image_size, resize=d.resize, normalization=normalization, recipe=d.recipe)
     has_val = d.val_fraction > 0
     splits = {"train": build_dataset(d.name, "train" if has_val else "trainval", root=d.root, transform=train_tf, **options)}
@@ -144,14 +156,19 @@ class Trainer:
     def __init__(self, config: RunConfig, out: str | Path, *, progress: bool = True, log=print) -> None:
         self.config, self.out, self.progress, self.log = config, Path(out), progress, log
 
-    def run(self, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    def run(self, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any] | None:
+        """Train, select, test, report. Under torchrun, rank 0 writes and returns the summary; the
+        other processes train their share and return None."""
+        self.rank, self.world = init_from_env(self.config.train.device)
         created = not self.out.exists()
-        prepare_run_folder(self.out, resume=resume, overwrite=overwrite)
+        if self.rank == 0:
+            prepare_run_folder(self.out, resume=resume, overwrite=overwrite)
+        barrier(self.world)
         try:
             return self._run(resume)
         except BaseException:
             # Never leave a misleading half run: a folder with no checkpoint yet is removed.
-            if (created or overwrite) and not resume and not (self.out / "checkpoints" / "last.pt").exists():
+            if self.rank == 0 and (created or overwrite) and not resume and not (self.out / "checkpoints" / "last.pt").exists():
                 shutil.rmtree(self.out, ignore_errors=True)
             raise
 
@@ -163,19 +180,27 @@ class Trainer:
         _seed_everything(cfg.train.seed)
         device = torch.device(cfg.train.device)
         model = build_run_model(cfg).to(device)
+        lead = self.rank == 0  # the process that evaluates and writes
+        _seed_everything(cfg.train.seed + self.rank)  # own augmentation draws per process
         splits = split_datasets(cfg, model.normalization)
         evaluator = Evaluator(batch_size=cfg.eval.batch_size, device=str(device), num_workers=cfg.data.num_workers,
                               progress=self.progress, ks=tuple(cfg.eval.ks), compute_nmi=cfg.eval.nmi, seed=cfg.train.seed)
         val_evaluator = Evaluator(batch_size=cfg.eval.batch_size, device=str(device), num_workers=cfg.data.num_workers,
                                   progress=self.progress, ks=(1,), compute_nmi=False)
-        losses = build_level_losses(cfg, model.embedding_dims, int(len(np.unique(splits["train"].labels)))).to(device)
+        losses = build_level_losses(cfg, model.embedding_dims, int(len(np.unique(splits["train"].labels))), self.world).to(device)
+        train_model = model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         groups = parameter_groups(model, lr=cfg.optim.lr, new_layer_lr_mult=cfg.optim.new_layer_lr_mult, weight_decay=cfg.optim.weight_decay)
         if any(True for _ in losses.parameters()):  # proxies are new layers too
             groups.append({"name": "loss", "params": list(losses.parameters()), "lr": cfg.optim.lr * cfg.optim.new_layer_lr_mult, "weight_decay": 0.0})
         optimizer = torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, cfg.optim.warmup_iterations, list(cfg.optim.milestones), cfg.optim.gamma))
-        sampler = ClassBalancedBatchSampler(splits["train"].labels, cfg.data.classes_per_batch, cfg.data.samples_per_class, seed=cfg.train.seed)
+        sampler = ClassBalancedBatchSampler(splits["train"].labels, cfg.data.classes_per_batch, cfg.data.samples_per_class,
+                                            seed=cfg.train.seed, rank=self.rank, world_size=self.world)
         step, epoch, batch_in_epoch = 0, 0, 0
         best = {"step": None, "metric": SELECTION_METRIC, "value": -math.inf}
         baseline = None
@@ -190,7 +215,7 @@ class Trainer:
             _set_rng_state(state["rng"])
             atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in _read_jsonl(metrics_path, step)))
             self.log(f"resumed {out} at iteration {step}")
-        else:
+        elif lead:
             atomic_write_text(out / "config.yaml", config_to_yaml(cfg))
             metrics_path.write_text("")
             if cfg.model.pretrained or cfg.model.weights:
@@ -198,12 +223,14 @@ class Trainer:
                 self.log(f"pretrained backbone before training: test recall@1 {baseline['recall@1']:.4f}")
 
         def checkpoint(name: str) -> None:
+            if not lead:
+                return
             atomic_torch_save({**model_checkpoint(model), "loss_state": losses.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                "step": step, "epoch": epoch, "batch": batch_in_epoch, "best": best, "baseline": baseline,
                                "rng": _rng_state(), "config": asdict(cfg)}, out / "checkpoints" / name)
 
         def validate() -> None:
-            if "val" not in splits:
+            if "val" not in splits or not lead:
                 return
             metrics = val_evaluator.evaluate(model, splits["val"])
             record = {"step": step, **{f"val/{k}": v for k, v in metrics[CONCAT if CONCAT in metrics else model.levels[0]].items()}}
@@ -217,7 +244,7 @@ class Trainer:
             validate()  # the starting point is a candidate too
         model.train()
         loader_cfg = dict(num_workers=cfg.data.num_workers, persistent_workers=False)
-        bar = tqdm(total=cfg.train.iterations, initial=step, desc="train", disable=not show_progress(self.progress))
+        bar = tqdm(total=cfg.train.iterations, initial=step, desc="train", disable=not (lead and show_progress(self.progress)))
         train_start, running = time.time(), []
         while step < cfg.train.iterations:
             sampler.set_epoch(epoch)
@@ -227,7 +254,7 @@ class Trainer:
             for images, labels in DataLoader(splits["train"], batch_sampler=sampler, generator=generator, **loader_cfg):
                 images, labels = images.to(device), labels.to(device)
                 with torch.autocast(device.type, enabled=cfg.optim.amp, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16):
-                    outputs = model(images)
+                    outputs = train_model(images)
                 loss = sum(losses[level](outputs[level].float(), labels) for level in model.levels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -239,7 +266,7 @@ class Trainer:
                 batch_in_epoch += 1
                 running.append(float(loss.detach()))
                 bar.update(1)
-                if step % cfg.train.log_every == 0 or step == cfg.train.iterations:
+                if lead and (step % cfg.train.log_every == 0 or step == cfg.train.iterations):
                     record = {"step": step, "loss": float(np.mean(running)), "lr": optimizer.param_groups[0]["lr"],
                               "time_s": round(time.time() - train_start, 2)}
                     _append_jsonl(metrics_path, record)
@@ -258,6 +285,9 @@ class Trainer:
         bar.close()
         train_time = time.time() - train_start
 
+        barrier(self.world)
+        if not lead:
+            return None
         # The selected model (best validation step, or the last without validation) meets the test set once.
         final = load_model(out / "checkpoints" / ("best.pt" if best["step"] is not None else "last.pt"), map_location=device)
         embed_options = dict(batch_size=cfg.eval.batch_size, device=device, num_workers=cfg.data.num_workers, progress=self.progress)
