@@ -82,6 +82,8 @@ def _train(args: argparse.Namespace, config, out: Path, resume: bool = False) ->
 
     summary = Trainer(config, out, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr)).run(
         resume=resume, overwrite=args.overwrite)
+    if summary is None:  # a torchrun process other than rank 0: rank 0 reports
+        return
     final = summary["test"].get("concat") or next(iter(summary["test"].values()))
     print(f"{out}: test recall@1 {100 * final['recall@1']:.1f} % ({summary['wall_time_s']} s); see {out / 'summary.md'}")
 

@@ -8,17 +8,18 @@ import torch
 import torch.distributed as dist
 
 
-def init_from_env(device: str) -> tuple[int, int]:
-    """(rank, world size); joins the process group torchrun describes in the environment."""
+def init_from_env(device: str) -> tuple[int, int, bool]:
+    """(rank, world size, whether this call created the process group) from torchrun's environment."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return 0, 1
-    if not dist.is_initialized():
+        return 0, 1, False
+    created = not dist.is_initialized()
+    if created:
         backend = "nccl" if device.startswith("cuda") else "gloo"
         if device.startswith("cuda"):
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
-    return dist.get_rank(), dist.get_world_size()
+    return dist.get_rank(), dist.get_world_size(), created
 
 
 def barrier(world: int) -> None:

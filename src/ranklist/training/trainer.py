@@ -159,7 +159,7 @@ class Trainer:
     def run(self, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any] | None:
         """Train, select, test, report. Under torchrun, rank 0 writes and returns the summary; the
         other processes train their share and return None."""
-        self.rank, self.world = init_from_env(self.config.train.device)
+        self.rank, self.world, own_group = init_from_env(self.config.train.device)
         created = not self.out.exists()
         if self.rank == 0:
             prepare_run_folder(self.out, resume=resume, overwrite=overwrite)
@@ -171,6 +171,9 @@ class Trainer:
             if self.rank == 0 and (created or overwrite) and not resume and not (self.out / "checkpoints" / "last.pt").exists():
                 shutil.rmtree(self.out, ignore_errors=True)
             raise
+        finally:
+            if own_group:
+                torch.distributed.destroy_process_group()
 
     def _run(self, resume: bool) -> dict[str, Any]:
         cfg, out = self.config, self.out
