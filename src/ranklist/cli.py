@@ -1,4 +1,4 @@
-"""ranklist command line: train | evaluate | embed | demo | data.
+"""ranklist command line: train | evaluate | embed | index | search | compare | ablate | demo | data.
 
 Every failure the user can fix (a missing folder, a bad config value, an incompatible checkpoint)
 ends in one line on stderr and exit code 2.
@@ -63,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
         study.add_argument("--seeds", type=int, nargs="+", default=[0])
         study.add_argument("--out", required=True, help="study folder (finished runs in it are reused)")
         study.add_argument("--no-progress", action="store_true")
+    index = sub.add_parser("index", help="build a faiss index from an embeddings file (ranklist embed)")
+    index.add_argument("embeddings", help=".npz written by `ranklist embed`")
+    index.add_argument("--out", required=True, help="index folder")
+    index.add_argument("--kind", default="flat", help="flat (exact) | ivf | ivfpq")
+    search = sub.add_parser("search", help="nearest indexed items of each embedding in a file")
+    search.add_argument("index", help="index folder (ranklist index)")
+    search.add_argument("queries", help=".npz written by `ranklist embed`")
+    search.add_argument("--k", type=int, default=10)
     data = sub.add_parser("data", help="prepare datasets")
     data.add_argument("what", choices=["emoji"], help="emoji: fetch and build the offline benchmark cache")
     data.add_argument("--cache", help="cache folder (default $RANKLIST_CACHE/emoji or ~/.cache/ranklist/emoji)")
@@ -150,6 +158,21 @@ def main(argv: list[str] | None = None) -> int:
                                progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
             print(Path(args.out) / "study.md")
             print(json.dumps({k: round(v.get("recall@1", {}).get("mean", float("nan")), 4) for k, v in result["table"].items()}))
+        elif args.command in ("index", "search"):
+            from ranklist.retrieval import build_index, load_index, save_index, search
+
+            source = np.load(args.embeddings if args.command == "index" else args.queries, allow_pickle=False)
+            if "embedding" not in source:
+                raise ValueError(f"{args.embeddings if args.command == 'index' else args.queries} has no 'embedding' array (write it with ranklist embed)")
+            ids = source["paths"] if "paths" in source else np.arange(len(source["embedding"]))
+            if args.command == "index":
+                built = build_index(source["embedding"], ids, kind=args.kind, labels=source["labels"] if "labels" in source else None)
+                save_index(built, args.out)
+                print(f"{args.out}: {len(built)} items, {built.meta['kind']}, dimension {built.dim}")
+            else:
+                scores, found = search(load_index(args.index), source["embedding"], args.k)
+                for query, row, score in zip(ids, found, scores):
+                    print(json.dumps({"query": str(query), "neighbours": [str(x) for x in row], "scores": [round(float(v), 4) for v in score]}))
         elif args.command == "data":
             from ranklist.data.emoji import ensure_emoji, load_emoji
 

@@ -42,3 +42,16 @@ def test_errors_are_one_line_with_exit_code_2(tiny_recipe, tmp_path, capsys):
 def test_python_dash_m_works():
     done = subprocess.run([sys.executable, "-m", "ranklist", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "demo" in done.stdout
+
+
+def test_index_and_search_commands(tiny_recipe, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(tiny_recipe), "train.iterations=1", "--out", str(out), "--no-progress"]) == 0
+    root = json.loads((out / "summary.json").read_text())["config"]["data"]["root"]
+    assert main(["embed", str(out / "checkpoints/last.pt"), "--dataset", "fashion_mnist", "--root", root,
+                 "--out", str(tmp_path / "e.npz"), "--no-progress"]) == 0
+    assert main(["index", str(tmp_path / "e.npz"), "--out", str(tmp_path / "idx")]) == 0
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "idx"), str(tmp_path / "e.npz"), "--k", "3"]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert first["neighbours"][0] == first["query"] and len(first["scores"]) == 3  # an item finds itself first
