@@ -21,20 +21,7 @@ import subprocess
 import sys
 import time
 
-
-def _rss_bytes() -> int:
-    import resource
-
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * resource.getpagesize()
-
-
-def _peak_rss_bytes() -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+from proc_memory import peak_rss_bytes, reset_peak_rss, rss_bytes
 
 
 def _data(n: int, classes: int, dim: int):
@@ -52,9 +39,8 @@ def _measure(method: str, n: int, classes: int, dim: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     emb, labels = _data(n, classes, dim)
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")  # reset the peak resident size
-    before = _rss_bytes()
+    reset_peak_rss()
+    before = rss_bytes()
     start = time.perf_counter()
     out: dict = {}
     if method == "floor":
@@ -79,7 +65,7 @@ def _measure(method: str, n: int, classes: int, dim: int, threads: int) -> dict:
     else:
         raise ValueError(f"unknown method {method!r}")
     seconds = time.perf_counter() - start
-    return {"seconds": round(seconds, 2), "peak_extra_mb": round((_peak_rss_bytes() - before) / 2**20),
+    return {"seconds": round(seconds, 2), "peak_extra_mb": round((peak_rss_bytes() - before) / 2**20),
             "values": {k: round(float(v), 4) for k, v in out.items()}}
 
 

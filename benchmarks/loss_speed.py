@@ -19,33 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
 
+from proc_memory import peak_rss_bytes, reset_peak_rss, rss_bytes
+
 DIM = 512
 # pml builds ~10 N x N float32 matrices with autograd history: beyond this it needs > 20 GB here.
 PML_MAX_N = 16384
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * resource.getpagesize()
-
-
-def _reset_peak_rss() -> None:
-    """Linux: writing 5 to clear_refs resets the peak resident set size (VmHWM)."""
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
-
-
-def _peak_rss_bytes() -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _measure(method: str, n: int, repeats: int, threads: int) -> dict:
@@ -89,14 +71,14 @@ def _measure(method: str, n: int, repeats: int, threads: int) -> dict:
         raise ValueError(f"unknown method {method!r}")
 
     step()  # warm-up (and torch.compile of the fused kernel, whose memory is not counted)
-    _reset_peak_rss()
-    before = _rss_bytes()
+    reset_peak_rss()
+    before = rss_bytes()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    peak = _peak_rss_bytes()
+    peak = peak_rss_bytes()
     return {"seconds": min(times), "peak_extra_mb": round((peak - before) / 2**20, 1)}
 
 

@@ -12,9 +12,7 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import sys
 import time
 
 import torch

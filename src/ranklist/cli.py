@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         if command == "compare":
             study.add_argument("--losses", nargs="+", default=None, help="default: every loss")
         else:
-            study.add_argument("study", help="alpha | margin | temperature | batch | level | gradient | reduction")
+            study.add_argument("study", help="alpha | margin | temperature | batch | level | gradient | reduction | memory")
         study.add_argument("overrides", nargs="*", help="dotted overrides applied to every variant")
         study.add_argument("--seeds", type=int, nargs="+", default=[0])
         study.add_argument("--out", required=True, help="study folder (finished runs in it are reused)")

@@ -19,7 +19,7 @@ def test_compare_writes_table_json_and_plot(tiny_recipe, tmp_path, capsys):
 
 
 def test_ablation_names_and_errors(tiny_recipe, tmp_path, capsys):
-    assert set(ABLATIONS) == {"alpha", "margin", "temperature", "batch", "level", "gradient", "reduction"}
+    assert set(ABLATIONS) == {"alpha", "margin", "temperature", "batch", "level", "gradient", "reduction", "memory"}
     assert main(["ablate", str(tiny_recipe), "depth", "--out", str(tmp_path / "x")]) == 2
     assert "unknown ablation 'depth'" in capsys.readouterr().err
     assert main(["compare", str(tiny_recipe), "--losses", "arcface", "--out", str(tmp_path / "y")]) == 2

@@ -121,7 +121,7 @@ def _read_styles(tarballs: dict[str, Path]) -> tuple[dict[str, dict[str, bytes]]
                 if member.name == "package/emoji.json" and style == "google":
                     for entry in json.load(archive.extractfile(member)):
                         key = emoji_key(entry["unified"])
-                        if entry.get(f"has_img_google") and entry.get("has_img_twitter"):
+                        if entry.get("has_img_google") and entry.get("has_img_twitter"):
                             names[key] = (entry.get("name") or entry["short_name"]).lower()
                             codes[key] = entry["unified"]
                 elif member.name.startswith(folder) and member.name.endswith(".png"):

@@ -83,6 +83,13 @@ def ranked_list_params(
     )
 
 
+def _check_modes(reduction: str, gradient: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if gradient not in GRADIENTS:
+        raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+
+
 def _check_embeddings(name: str, emb: torch.Tensor) -> None:
     if not isinstance(emb, torch.Tensor) or emb.dim() != 2 or not emb.is_floating_point():
         shape = tuple(emb.shape) if isinstance(emb, torch.Tensor) else type(emb).__name__
@@ -206,11 +213,7 @@ def ranked_list_loss(
             the first call compiles). None: automatically, when a compiler is present and the
             problem has at least 2**20 pairs.
     """
-    reduction, gradient = str(reduction), str(gradient)
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if gradient not in GRADIENTS:
-        raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+    _check_modes(reduction, gradient)
     if block_size is not None and int(block_size) < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size}")
     params = ranked_list_params(margin, alpha, neg_temperature, pos_temperature, imbalance)
@@ -302,10 +305,7 @@ class RankedListLoss(torch.nn.Module):
     ) -> None:
         super().__init__()
         ranked_list_params(margin, alpha, neg_temperature, pos_temperature, imbalance)
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-        if gradient not in GRADIENTS:
-            raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+        _check_modes(reduction, gradient)
         self.options: dict[str, Any] = dict(
             margin=margin, alpha=alpha, neg_temperature=neg_temperature,
             pos_temperature=pos_temperature, imbalance=imbalance, reduction=reduction,

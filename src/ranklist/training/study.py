@@ -33,6 +33,7 @@ ABLATIONS: dict[str, dict[str, list[str]]] = {
               (("L", "L"), ("M", "M"), ("H", "H"), ("L,M,H", "LMH"))},
     "gradient": {g: [f"loss.gradient={g}"] for g in ("query", "full")},
     "reduction": {r: [f"loss.reduction={r}"] for r in ("mean", "official")},
+    "memory": {"batch only": [], "memory 1024": ["loss.memory_size=1024", "loss.memory_warmup=50"]},  # cross-batch memory
 }
 METRICS = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "nmi")
 
