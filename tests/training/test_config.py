@@ -23,6 +23,7 @@ def test_unknown_keys_list_the_valid_ones(tiny_recipe):
     ("train.iterations=abc", "bad config value"),
     ("loss.gradient=both", "loss.gradient must be one of .* got 'both'"),
     ("noequals", "not of the form key=value"),
+    ("optim.name=lamb", "optim.name must be 'sgd' or 'adamw', got 'lamb'"),
 ])
 def test_bad_values_are_named(tiny_recipe, override, message):
     with pytest.raises(ConfigError, match=message):

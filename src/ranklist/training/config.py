@@ -57,6 +57,7 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
+    name: str = "sgd"  # sgd (the paper's) | adamw
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-5
@@ -147,6 +148,7 @@ def check_config(config: RunConfig) -> None:
     need(0 <= d.val_fraction < 1, f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
     need(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
     need(m.embedding_dim >= 1, f"model.embedding_dim must be >= 1, got {m.embedding_dim}")
+    need(o.name in ("sgd", "adamw"), f"optim.name must be 'sgd' or 'adamw', got {o.name!r}")
     need(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
     need(0 <= o.momentum < 1, f"optim.momentum must be in [0, 1), got {o.momentum}")
     need(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")

@@ -201,7 +201,10 @@ class Trainer:
         groups = parameter_groups(model, lr=cfg.optim.lr, new_layer_lr_mult=cfg.optim.new_layer_lr_mult, weight_decay=cfg.optim.weight_decay)
         if any(True for _ in losses.parameters()):  # proxies are new layers too
             groups.append({"name": "loss", "params": list(losses.parameters()), "lr": cfg.optim.lr * cfg.optim.new_layer_lr_mult, "weight_decay": 0.0})
-        optimizer = torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum)
+        if cfg.optim.name == "adamw":
+            optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr)
+        else:
+            optimizer = torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, cfg.optim.warmup_iterations, list(cfg.optim.milestones), cfg.optim.gamma))
         sampler = ClassBalancedBatchSampler(splits["train"].labels, cfg.data.classes_per_batch, cfg.data.samples_per_class,
