@@ -68,7 +68,8 @@ def test_converted_weights_load_and_round_trip(tmp_path):
             module.running_mean.uniform_(-1, 1)
             module.running_var.uniform_(0.5, 2)
     torch.save(converted_state(source), tmp_path / "bn_inception-239d2248.pth")
-    model = build_model("bn_inception", pretrained=str(tmp_path / "bn_inception-239d2248.pth"), embedding_dim=8)
+    model = build_model("bn_inception", pretrained=str(tmp_path / "bn_inception-239d2248.pth"), embedding_dim=8,
+                        image_size=64)
     target = model.backbone.eval()
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
