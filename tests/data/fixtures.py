@@ -102,11 +102,15 @@ def _tar(path: Path, files: dict[str, bytes]) -> None:
             archive.addfile(info, io.BytesIO(data))
 
 
+EMOJI_CODES = ["1F600", "1F601", "2764-FE0F", "1F1E8-1F1F1", "1F468-200D-2708-FE0F", "1F603", "1F604", "1F605"]
+
+
 def make_emoji_packages(folder: Path) -> list[str]:
-    """Fake versions of the four npm tarballs: 5 emoji in every style, plus a skin-tone variant
-    and one emoji that OpenMoji lacks (both must be left out)."""
+    """Fake versions of the four npm tarballs (their real paths and JSON shapes, tiny contents):
+    8 emoji in every style, plus a skin-tone variant and one emoji that OpenMoji lacks (both must
+    be left out). Returns the codes expected in the benchmark, in join-key order."""
     folder.mkdir(parents=True, exist_ok=True)
-    codes = ["1F600", "1F601", "2764-FE0F", "1F1E8-1F1F1", "1F468-200D-2708-FE0F", "1F44D-1F3FB", "1F602"]
+    codes = EMOJI_CODES + ["1F44D-1F3FB", "1F602"]
     entries = [{"unified": c, "name": f"EMOJI {c}", "short_name": c.lower(), "image": f"{c.lower()}.png",
                 "has_img_google": True, "has_img_twitter": True} for c in codes]
     google = {"package/emoji.json": json.dumps(entries).encode()}
@@ -126,4 +130,4 @@ def make_emoji_packages(folder: Path) -> list[str]:
     _tar(folder / "emoji-datasource-twitter-16.0.0.tgz", twitter)
     _tar(folder / "openmoji-17.0.0.tgz", openmoji)
     _tar(folder / "iconify-json-fluent-emoji-flat-1.2.6.tgz", fluent)
-    return ["1F1E8-1F1F1", "1F468-200D-2708-FE0F", "1F600", "1F601", "2764-FE0F"]
+    return sorted(EMOJI_CODES, key=lambda c: c.replace("-FE0F", ""))

@@ -2,8 +2,10 @@
 
 Each epoch walks a seeded random permutation of the classes; batch b takes the next C classes and K
 images of each, drawn without replacement (repeats only when a class has fewer than K images).
-With world_size P, the P processes take consecutive, disjoint groups of C classes for the same step.
-Every draw depends only on (seed, epoch, batch, rank), so resuming mid-epoch is exact.
+With world_size P, the P processes take consecutive, disjoint groups of C classes for the same step,
+so an epoch has floor(classes / (C P)) batches on every process (the classes left over are another
+random set each epoch). Every draw depends only on (seed, epoch, batch, rank), so resuming
+mid-epoch is exact.
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ import numpy as np
 
 
 class ClassBalancedBatchSampler:
+    """Batches of C classes x K images (lists of item indices), for DataLoader(batch_sampler=...).
+
+    labels: one label per item (any sortable ids). Iterating yields the remaining batches of the
+    current epoch and then moves to the next epoch; set_epoch(e) jumps to the start of epoch e;
+    state_dict() / load_state_dict() record and restore the position (epoch, next batch).
+    """
+
     def __init__(self, labels: Sequence[int] | np.ndarray, classes_per_batch: int, samples_per_class: int,
                  seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         labels = np.asarray(labels)
@@ -27,7 +36,7 @@ class ClassBalancedBatchSampler:
         if classes_per_batch * world_size > len(self.classes):
             raise ValueError(
                 f"classes_per_batch={classes_per_batch} x world_size={world_size} exceeds the "
-                f"{len(self.classes)} classes in the labels"
+                f"{len(self.classes)} classes in the labels (each process needs its own classes per step)"
             )
         order = np.argsort(inverse, kind="stable")
         bounds = np.cumsum(np.bincount(inverse))[:-1]
@@ -41,14 +50,20 @@ class ClassBalancedBatchSampler:
         return len(self.classes) // (self.classes_per_batch * self.world_size)
 
     def set_epoch(self, epoch: int) -> None:
+        """Start of epoch `epoch` (its own class permutation and draws)."""
         self.epoch, self.start_batch = int(epoch), 0
 
     def state_dict(self) -> dict[str, int]:
+        """The position: the next batch to hand out. A DataLoader fetches batches ahead of training
+        (workers, prefetching), so a trainer should record the batches it consumed instead and
+        restore those with load_state_dict."""
         return {"epoch": self.epoch, "batch": self.start_batch, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state.get("seed", self.seed) != self.seed:
             raise ValueError(f"sampler state is for seed {state['seed']}, this sampler has seed {self.seed}")
+        if not 0 <= int(state["batch"]) <= len(self):
+            raise ValueError(f"sampler state batch {state['batch']} is outside an epoch of {len(self)} batches")
         self.epoch, self.start_batch = int(state["epoch"]), int(state["batch"])
 
     def batch(self, epoch: int, index: int) -> list[int]:
@@ -73,3 +88,4 @@ class ClassBalancedBatchSampler:
             index = self.start_batch
             self.start_batch += 1  # counted before yielding: a checkpoint taken now resumes after it
             yield self.batch(epoch, index)
+        self.epoch, self.start_batch = epoch + 1, 0  # a finished pass: the next one is a new epoch

@@ -1,26 +1,49 @@
-"""Class-disjoint splits: the benchmarks' train/test classes, and a validation carve of the former."""
+"""Class-disjoint splits (SPEC sections 5-6): the benchmarks' train/test classes, a seeded validation
+carve of the training classes, and per-split label numbering.
+
+Split names: "trainval" = all training classes, "val" = a seeded carve of them (for model
+selection; the paper selected checkpoints on the test set, this project must not), "train" = the
+rest, "test" = the unseen classes.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
 TRAIN_SPLITS = ("train", "val", "trainval")
+SPLITS = TRAIN_SPLITS + ("test",)
+MIN_CLASSES = 2  # retrieval among fewer than two classes is trivially perfect
+
+
+def check_split(split: str, dataset: str, valid: Sequence[str] = SPLITS) -> None:
+    if split not in valid:
+        raise ValueError(f"unknown split {split!r} for {dataset}; choose one of {tuple(valid)}")
 
 
 def carve_classes(classes: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split sorted unique `classes` into (kept, carved) with round(fraction * C) carved, seeded."""
+    """Split the unique `classes` into (kept, carved), seeded; both sorted.
+
+    round(fraction * C) classes are carved, but at least MIN_CLASSES when fraction > 0, and at least
+    MIN_CLASSES must be kept: a ValueError says so when the classes are too few.
+    """
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {fraction}")
+        raise ValueError(f"class fraction must be in [0, 1), got {fraction}")
     classes = np.unique(classes)
+    n_carved = max(int(round(fraction * len(classes))), MIN_CLASSES) if fraction > 0 else 0
+    if fraction > 0 and len(classes) - n_carved < MIN_CLASSES:
+        raise ValueError(
+            f"cannot carve {n_carved} of {len(classes)} classes (fraction {fraction}) and keep "
+            f"{MIN_CLASSES}: need at least {n_carved + MIN_CLASSES} classes"
+        )
     order = np.random.default_rng(seed).permutation(len(classes))
-    n_carved = int(round(fraction * len(classes)))
-    carved = np.sort(classes[order[:n_carved]])
-    kept = np.sort(classes[order[n_carved:]])
-    return kept, carved
+    return np.sort(classes[order[n_carved:]]), np.sort(classes[order[:n_carved]])
 
 
-def select_training_split(labels: np.ndarray, split: str, val_fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of the items of "train" / "val" / "trainval" among the training classes."""
+def training_mask(labels: np.ndarray, split: str, val_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of the items of "train" / "val" / "trainval" among training-class `labels`."""
+    check_split(split, "the training classes", TRAIN_SPLITS)
     if split == "trainval":
         return np.ones(len(labels), dtype=bool)
     kept, carved = carve_classes(labels, val_fraction, seed)
@@ -28,6 +51,28 @@ def select_training_split(labels: np.ndarray, split: str, val_fraction: float, s
 
 
 def remap_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Labels as 0..C-1 in sorted order of the original ids; returns (new labels, original ids)."""
-    original, remapped = np.unique(labels, return_inverse=True)
-    return remapped.astype(np.int64), original
+    """Labels as 0..C-1 in sorted order of the original ids; returns (new labels, original ids).
+
+    Training needs them dense (proxy losses index a C-row table); each split is numbered on its own.
+    """
+    original, remapped = np.unique(np.asarray(labels), return_inverse=True)
+    return remapped.astype(np.int64).reshape(-1), original
+
+
+def dense_labels(raw_labels: np.ndarray, names: dict | None = None,
+                 classes: np.ndarray | None = None) -> tuple[np.ndarray, list[str], list[object]]:
+    """(labels 0..C-1, class names, original class ids) for a split's raw labels.
+
+    classes: the ids to number (default: those present); query and gallery sets pass their common
+    ids so that one label means one class in both. names: id -> name (default: the id itself).
+    """
+    raw_labels = np.asarray(raw_labels)
+    if classes is None:
+        labels, classes = remap_labels(raw_labels)
+    else:
+        classes = np.unique(classes)
+        labels = np.searchsorted(classes, raw_labels).astype(np.int64)
+        if len(raw_labels) and not np.array_equal(classes[np.minimum(labels, len(classes) - 1)], raw_labels):
+            raise ValueError("some labels are not among the classes to number")
+    ids = [c.item() if hasattr(c, "item") else c for c in classes]
+    return labels, [str(names[c]) if names else str(c) for c in ids], ids

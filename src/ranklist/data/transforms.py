@@ -1,8 +1,18 @@
 """Image transforms without torchvision: the paper's and the TPAMI-era crops, and per-backbone
-normalisation. They take a PIL image or a uint8 tensor [3, H, W] and return a float tensor.
+normalisation (SPEC section 5). They take a PIL image or a uint8 tensor [3, H, W] (the fast path of
+the in-memory sets) and return a float tensor [3, image_size, image_size].
 
-Randomness comes from torch's generator (pass one, or rely on the DataLoader's per-worker seeding),
-so a seeded run is reproducible.
+Recipes:
+  "paper"  train: resize to resize x resize, random image_size crop, horizontal flip;
+           test: the same resize, centre crop (the paper's 256 -> 227).
+  "rrc"    train: random-resized crop (area fraction in rrc_scale, aspect ratio in [3/4, 4/3]) to
+           image_size, horizontal flip; test: shorter side resized to `resize`, centre crop.
+  "resize" resize to image_size x image_size (train: plus the flip), no cropping.
+
+Randomness: from `generator` when given (single-process use: every DataLoader worker would get a
+copy of it and draw the same crops), else from torch's default generator, which DataLoader seeds
+differently in each worker and torch.manual_seed seeds in the main process; so a seeded run is
+reproducible either way.
 """
 
 from __future__ import annotations
@@ -17,7 +27,8 @@ import torch.nn.functional as F
 
 # name -> (scale applied to [0, 1] pixels, channel order, mean, std) on the scaled values.
 NORMALIZATIONS: dict[str, tuple[float, str, tuple[float, ...], tuple[float, ...]]] = {
-    # Caffe BN-Inception: BGR, 0-255, per-channel mean (104, 117, 128) subtracted, no scaling.
+    # BN-Inception (Caffe weights as converted to PyTorch): BGR, 0-255, per-channel mean
+    # (B, G, R) = (104, 117, 128) subtracted, std 1.
     "bn_inception": (255.0, "BGR", (104.0, 117.0, 128.0), (1.0, 1.0, 1.0)),
     # TF-Lite EfficientNet-Lite: (x * 255 - 127) / 128.
     "efficientnet_lite": (255.0, "RGB", (127.0,) * 3, (128.0,) * 3),
@@ -28,6 +39,7 @@ RECIPES = ("paper", "rrc", "resize")
 
 
 def to_uint8_tensor(image: object) -> torch.Tensor:
+    """A PIL image (any mode, converted to RGB) or a uint8 tensor [3, H, W] as a uint8 tensor [3, H, W]."""
     if isinstance(image, torch.Tensor):
         if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != 3:
             raise ValueError(f"image tensors must be uint8 [3, H, W], got {image.dtype} {tuple(image.shape)}")
@@ -80,7 +92,7 @@ class ImageTransform:
     normalization: str = "none"
     recipe: str = "paper"
     hflip: bool = True
-    rrc_scale: tuple[float, float] = (0.16, 1.0)
+    rrc_scale: tuple[float, float] = (0.08, 1.0)  # the Inception-style crop's usual range
     generator: torch.Generator | None = None
 
     def __post_init__(self) -> None:
@@ -88,6 +100,8 @@ class ImageTransform:
             raise ValueError(f"unknown transform recipe {self.recipe!r}; choose one of {RECIPES}")
         if self.image_size < 1 or self.resize < self.image_size:
             raise ValueError(f"need 1 <= image_size <= resize, got image_size={self.image_size}, resize={self.resize}")
+        if not 0 < self.rrc_scale[0] <= self.rrc_scale[1] <= 1:
+            raise ValueError(f"rrc_scale must satisfy 0 < low <= high <= 1, got {self.rrc_scale}")
         self.normalize = Normalize(self.normalization)
 
     def __call__(self, image: object) -> torch.Tensor:
@@ -97,12 +111,16 @@ class ImageTransform:
             x = resize(x, size, size)
         elif self.recipe == "rrc" and self.train:
             x = resize(self._random_resized_crop(x), size, size)
-        else:  # the paper's: resize to resize x resize, then a crop of image_size
+        elif self.recipe == "rrc":  # shorter side to `resize`, aspect ratio kept, centre crop
+            height, width = x.shape[-2:]
+            scale = self.resize / min(height, width)
+            x = _centre_crop(resize(x, max(size, round(height * scale)), max(size, round(width * scale))), size)
+        elif self.train:  # the paper's: resize x resize, then a random crop
             x = resize(x, self.resize, self.resize)
-            margin = self.resize - size
-            top = _randint(margin + 1, self.generator) if self.train else margin // 2
-            left = _randint(margin + 1, self.generator) if self.train else margin // 2
+            top, left = (_randint(self.resize - size + 1, self.generator) for _ in range(2))
             x = x[:, top : top + size, left : left + size]
+        else:
+            x = _centre_crop(resize(x, self.resize, self.resize), size)
         if self.train and self.hflip and float(torch.rand((), generator=self.generator)) < 0.5:
             x = x.flip(-1)
         return self.normalize(x)
@@ -120,16 +138,23 @@ class ImageTransform:
                 top = _randint(height - h + 1, self.generator)
                 left = _randint(width - w + 1, self.generator)
                 return x[:, top : top + h, left : left + w]
-        side = min(height, width)
-        return x[:, (height - side) // 2 : (height - side) // 2 + side, (width - side) // 2 : (width - side) // 2 + side]
+        return _centre_crop(x, min(height, width))
+
+
+def _centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
+    return x[:, top : top + size, left : left + size]
 
 
 def build_transform(
     train: bool, *, image_size: int, resize: int | None = None, normalization: str = "none",
-    recipe: str = "paper", hflip: bool = True, generator: torch.Generator | None = None,
+    recipe: str = "paper", hflip: bool = True, rrc_scale: tuple[float, float] = (0.08, 1.0),
+    generator: torch.Generator | None = None,
 ) -> Callable[[object], torch.Tensor]:
-    """The paper's recipe by default: resize to `resize` (256 for 227 crops: image_size * 256/227),
-    random crop + horizontal flip for training, centre crop for testing. hflip=False keeps
-    orientation (where mirror images are other classes, e.g. left/right arrows)."""
+    """A transform of `recipe` (see the module docstring), then `normalization` (NORMALIZATIONS).
+
+    resize defaults to round(image_size * 256 / 227), the paper's ratio (256 for 227 crops).
+    hflip=False keeps orientation (where mirror images are other classes, e.g. left/right arrows).
+    """
     resize = resize or int(round(image_size * 256 / 227))
-    return ImageTransform(train, image_size, resize, normalization, recipe, hflip, generator=generator)
+    return ImageTransform(train, image_size, resize, normalization, recipe, hflip, tuple(rrc_scale), generator)

@@ -1,0 +1,113 @@
+"""Readers of a user's own images: a folder per class, or a CSV listing (path,label[,split]).
+
+Without a split given by the data, classes are split class-disjointly and seeded: test_fraction
+of them for "test", and val_fraction of the rest for "val" (ranklist.data.splits).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ranklist.data.datasets import ImageFileDataset, Transform
+from ranklist.data.splits import SPLITS, TRAIN_SPLITS, carve_classes, check_split, dense_labels, training_mask
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+CSV_SPLITS = ("train", "val", "test", "query", "gallery")
+
+
+def class_disjoint_mask(labels: np.ndarray, split: str, test_fraction: float, val_fraction: float, seed: int) -> np.ndarray:
+    """Items of `split` when the data name no split: test classes first, then the val carve."""
+    check_split(split, "a dataset without a split column", SPLITS)
+    trainval, test = carve_classes(labels, test_fraction, seed)
+    if split == "test":
+        return np.isin(labels, test)
+    mask = np.isin(labels, trainval)
+    mask[mask] = training_mask(labels[mask], split, val_fraction, seed + 1)
+    return mask
+
+
+def _files_dataset(paths: list[Path], labels: np.ndarray, keep: np.ndarray, transform: Transform | None) -> ImageFileDataset:
+    dense, names, ids = dense_labels(labels[keep])
+    return ImageFileDataset([p for p, k in zip(paths, keep) if k], dense, names, ids, transform)
+
+
+def read_folder(root: Path, split: str, transform: Transform | None = None, *, test_fraction: float = 0.5,
+                val_fraction: float = 0.2, seed: int = 0) -> ImageFileDataset:
+    """root/<class name>/**/<image>: one sub-folder per class (its images may sit in sub-folders)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root} (expected one sub-folder of images per class)")
+    paths, labels = [], []
+    for folder in sorted(d for d in root.iterdir() if d.is_dir()):
+        images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        paths += images
+        labels += [folder.name] * len(images)
+    if not paths:
+        raise ValueError(f"no images ({' '.join(IMAGE_SUFFIXES)}) in sub-folders of {root} (expected one sub-folder per class)")
+    labels = np.array(labels)
+    return _files_dataset(paths, labels, class_disjoint_mask(labels, split, test_fraction, val_fraction, seed), transform)
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    with open(path, newline="") as handle:
+        rows = [[field.strip() for field in row] for row in csv.reader(handle) if any(f.strip() for f in row)]
+    if rows and rows[0][0].lower() == "path":
+        rows = rows[1:]
+    if not rows:
+        raise ValueError(f"{path}: no rows (expected path,label[,split])")
+    widths = {len(r) for r in rows}
+    if not widths <= {2, 3} or len(widths) > 1:
+        raise ValueError(f"{path}: every row must be path,label or every row path,label,split; found rows of {sorted(widths)} fields")
+    return rows
+
+
+def _csv_labels(values: list[str]) -> np.ndarray:
+    """Integer labels if every label is one (numbered numerically), else class names as strings."""
+    try:
+        return np.array([int(v) for v in values], dtype=np.int64)
+    except ValueError:
+        return np.array(values)
+
+
+def _csv_split_mask(path: Path, given: np.ndarray, labels: np.ndarray, split: str, val_fraction: float, seed: int) -> np.ndarray:
+    """Items of `split` from the CSV's split column; "trainval" = its train and val rows, and
+    without val rows, "train"/"val" are carved from its train rows."""
+    unknown = sorted(set(given.tolist()) - set(CSV_SPLITS))
+    if unknown:
+        raise ValueError(f"{path}: unknown split values {unknown}; expected some of {CSV_SPLITS}")
+    check_split(split, f"CSV {path}", TRAIN_SPLITS + ("test", "query", "gallery"))
+    if split == "trainval":
+        mask = np.isin(given, ("train", "val"))
+    elif split in ("train", "val") and "val" not in given:
+        mask = given == "train"
+        if mask.any():
+            mask[mask] = training_mask(labels[mask], split, val_fraction, seed)
+    else:
+        mask = given == split
+    if not mask.any():
+        raise ValueError(f"{path}: no row is in split {split!r}; split values present: {sorted(set(given.tolist()))}")
+    return mask
+
+
+def read_csv(root: Path, split: str, transform: Transform | None = None, *, test_fraction: float = 0.5,
+             val_fraction: float = 0.2, seed: int = 0) -> ImageFileDataset:
+    """A CSV file of path,label[,split] rows (a first row starting with "path" is a header; paths
+    relative to the CSV's folder). Labels: integers or class names."""
+    path = Path(root)
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV file not found: {path} (expected rows path,label[,split])")
+    rows = _csv_rows(path)
+    paths = [path.parent / r[0] for r in rows]
+    labels = _csv_labels([r[1] for r in rows])
+    if len(rows[0]) == 3:
+        keep = _csv_split_mask(path, np.array([r[2] for r in rows]), labels, split, val_fraction, seed)
+    else:
+        keep = class_disjoint_mask(labels, split, test_fraction, val_fraction, seed)
+    missing = [p for p, k in zip(paths, keep) if k and not os.path.exists(p)]
+    if missing:
+        raise FileNotFoundError(f"{path}: {len(missing)} listed images are missing, e.g. {', '.join(map(str, missing[:3]))}")
+    return _files_dataset(paths, labels, keep, transform)
