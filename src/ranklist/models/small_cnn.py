@@ -19,6 +19,8 @@ def _stage(cin: int, cout: int) -> nn.Sequential:
 
 
 class SmallCNN(nn.Module):
+    """Stem + three stages returning {"L", "M", "H"} feature maps (strides 4, 8, 16)."""
+
     normalization = "imagenet"
     default_image_size = 32
     tap_channels = {"L": 32, "M": 64, "H": 128}
