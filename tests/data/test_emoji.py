@@ -1,10 +1,20 @@
 import json
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ranklist.data import build_dataset
-from ranklist.data.emoji import STYLES, build_emoji, cache_problem, emoji_key, ensure_emoji, load_emoji, main
+from ranklist.data.emoji import (
+    STYLES,
+    build_emoji,
+    cache_problem,
+    emoji_key,
+    ensure_emoji,
+    load_emoji,
+    main,
+)
 from tests.data.fixtures import make_emoji_packages
 
 
@@ -67,45 +77,36 @@ def test_corrupt_or_interrupted_cache_is_detected_and_rebuilt(tmp_path, packages
     assert cache_problem(folder) is None
 
 
-def test_truncated_download_is_fetched_again(tmp_path, packages, monkeypatch):
-    folder, _ = packages
-    tarball = folder / "openmoji-17.0.0.tgz"
-    good = tarball.read_bytes()
-    tarball.write_bytes(good[:100])  # an interrupted download
+def fake_npm(monkeypatch, packed: bytes, returncode: int = 0, stderr: str = "") -> list[list[str]]:
+    """Stand-in for `npm pack`: writes `packed` as the tarball into npm's working folder."""
     calls = []
 
-    def fake_npm(cmd, cwd, **kwargs):
+    def run(cmd, cwd, **kwargs):
         calls.append(cmd)
-        (tmp_path / "packed.tgz").write_bytes(good)
-        (tmp_path / "packed.tgz").rename(f"{cwd}/openmoji-17.0.0.tgz")
-
-        class Done:
-            returncode, stderr = 0, ""
-        return Done()
+        (Path(cwd) / "openmoji-17.0.0.tgz").write_bytes(packed)
+        return subprocess.CompletedProcess(cmd, returncode, "", stderr)
 
     monkeypatch.setattr("ranklist.data.emoji.shutil.which", lambda name: "/usr/bin/npm")
-    monkeypatch.setattr("ranklist.data.emoji.subprocess.run", fake_npm)
-    build_emoji(tmp_path / "cache", packages_dir=folder)
+    monkeypatch.setattr("ranklist.data.emoji.subprocess.run", run)
+    return calls
+
+
+def test_truncated_download_is_fetched_again(tmp_path, packages, monkeypatch):
+    tarball = packages[0] / "openmoji-17.0.0.tgz"
+    good = tarball.read_bytes()
+    tarball.write_bytes(good[:100])  # an interrupted download
+    calls = fake_npm(monkeypatch, good)
+    build_emoji(tmp_path / "cache", packages_dir=packages[0])
     assert calls == [["npm", "pack", "openmoji@17.0.0", "--silent"]] and tarball.read_bytes() == good
 
 
 def test_failed_npm_leaves_no_tarball(tmp_path, packages, monkeypatch):
-    folder, _ = packages
-    (folder / "openmoji-17.0.0.tgz").unlink()
-
-    def failing_npm(cmd, cwd, **kwargs):
-        (tmp_path / "half.tgz").write_bytes(b"\x1f\x8b partial")
-        (tmp_path / "half.tgz").rename(f"{cwd}/openmoji-17.0.0.tgz")
-
-        class Done:
-            returncode, stderr = 1, "npm ERR! network"
-        return Done()
-
-    monkeypatch.setattr("ranklist.data.emoji.shutil.which", lambda name: "/usr/bin/npm")
-    monkeypatch.setattr("ranklist.data.emoji.subprocess.run", failing_npm)
+    tarball = packages[0] / "openmoji-17.0.0.tgz"
+    tarball.unlink()
+    fake_npm(monkeypatch, b"\x1f\x8b partial", returncode=1, stderr="npm ERR! network")
     with pytest.raises(RuntimeError, match="npm pack openmoji@17.0.0 failed .*npm ERR! network"):
-        build_emoji(tmp_path / "cache", packages_dir=folder)
-    assert not (folder / "openmoji-17.0.0.tgz").exists() and not (tmp_path / "cache" / "manifest.json").exists()
+        build_emoji(tmp_path / "cache", packages_dir=packages[0])
+    assert not tarball.exists() and not (tmp_path / "cache" / "manifest.json").exists()
 
 
 def test_emoji_dataset_splits_are_class_disjoint(tmp_path, packages, no_npm):
@@ -117,7 +118,7 @@ def test_emoji_dataset_splits_are_class_disjoint(tmp_path, packages, no_npm):
     assert len(parts["trainval"]) + len(parts["test"]) == 32
     seeded = build_dataset("emoji", "test", root=tmp_path / "cache", seed=5)
     assert set(seeded.class_ids) == codes["test"]  # the benchmark's test half is fixed
-    image, label = parts["test"][0]
+    image, _ = parts["test"][0]
     assert image.shape == (3, 64, 64) and 0 <= float(image.min()) and float(image.max()) <= 1
     assert np.array_equal(np.unique(parts["test"].labels), np.arange(4))
 

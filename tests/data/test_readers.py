@@ -3,7 +3,15 @@ import pytest
 import torch
 
 from ranklist.data import benchmarks, build_dataset
-from tests.data.fixtures import make_cars, make_cub, make_fashion_mnist, make_inshop, make_sop, write_idx, write_image
+from tests.data.fixtures import (
+    make_cars,
+    make_cub,
+    make_fashion_mnist,
+    make_inshop,
+    make_sop,
+    write_idx,
+    write_image,
+)
 
 
 @pytest.fixture
@@ -171,7 +179,7 @@ def test_fashion_mnist_five_five_class_split(tmp_path):
     root = make_fashion_mnist(tmp_path / "fm")
     test = build_dataset("fashion_mnist", "test", root=root)
     assert len(test) == 30 and test.class_names == ["Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-    image, label = test[0]
+    image, _ = test[0]
     assert image.shape == (3, 28, 28) and torch.equal(image[0], image[2])
     trainval = build_dataset("fashion_mnist", "trainval", root=root)
     assert len(trainval) == 30 and np.array_equal(np.unique(trainval.labels), np.arange(5))

@@ -87,7 +87,7 @@ def test_processes_get_disjoint_classes_for_the_same_step():
     classes = [set(labels[per_rank[r][step]]) for step in range(2) for r in range(3)]
     assert all(len(c) == 4 for c in classes) and len(set().union(*classes)) == 24  # all disjoint
     single = ClassBalancedBatchSampler(labels, 12, 3, seed=3)  # the same draw, cut in three
-    assert set(labels[list(single)[0]]) == set().union(*classes[:3])
+    assert set(labels[next(iter(single))]) == set().union(*classes[:3])
 
 
 def test_works_as_a_dataloader_batch_sampler():

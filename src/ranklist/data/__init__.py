@@ -7,6 +7,13 @@ from ranklist.data.samplers import ClassBalancedBatchSampler
 from ranklist.data.transforms import NORMALIZATIONS, RECIPES, build_transform
 
 __all__ = [
-    "ArrayDataset", "ClassBalancedBatchSampler", "ImageFileDataset", "LabelledDataset", "NORMALIZATIONS",
-    "READERS", "RECIPES", "build_dataset", "build_transform",
+    "NORMALIZATIONS",
+    "READERS",
+    "RECIPES",
+    "ArrayDataset",
+    "ClassBalancedBatchSampler",
+    "ImageFileDataset",
+    "LabelledDataset",
+    "build_dataset",
+    "build_transform",
 ]

@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from ranklist.data.datasets import ImageFileDataset, Transform
-from ranklist.data.splits import SPLITS, TRAIN_SPLITS, check_split, dense_labels, training_mask
+from ranklist.data.splits import (
+    SPLITS,
+    TRAIN_SPLITS,
+    check_split,
+    dense_labels,
+    training_mask,
+)
 
 # Published sizes (SPEC section 6): dataset -> listed split -> (images, classes or None).
 PUBLISHED: dict[str, dict[str, tuple[int, int | None]]] = {

@@ -29,7 +29,14 @@ import numpy as np
 
 from ranklist.atomic import atomic_path, atomic_write_text
 from ranklist.data.datasets import ArrayDataset, Transform
-from ranklist.data.splits import SPLITS, TRAIN_SPLITS, carve_classes, check_split, dense_labels, training_mask
+from ranklist.data.splits import (
+    SPLITS,
+    TRAIN_SPLITS,
+    carve_classes,
+    check_split,
+    dense_labels,
+    training_mask,
+)
 
 # 64 px: the Google and Twitter packages ship 64 px drawings (the largest both have), so every
 # style is stored at their native size; training at 64-96 px resizes on the fly.
@@ -110,7 +117,7 @@ def fetch_packages(packages_dir: Path) -> dict[str, Path]:
             if not shutil.which("npm"):
                 raise RuntimeError(f"{tarball} is missing and fetching it needs `npm` (npm pack {spec})")
             with tempfile.TemporaryDirectory(dir=packages_dir) as tmp:
-                done = subprocess.run(["npm", "pack", spec, "--silent"], cwd=tmp, capture_output=True, text=True)
+                done = subprocess.run(["npm", "pack", spec, "--silent"], cwd=tmp, capture_output=True, text=True, check=False)
                 packed = list(Path(tmp).glob("*.tgz"))
                 if done.returncode != 0 or len(packed) != 1 or not tarball_ok(packed[0]):
                     raise RuntimeError(f"npm pack {spec} failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")
@@ -223,9 +230,8 @@ def build_emoji(cache_dir: Path | str | None = None, *, packages_dir: Path | str
         raise RuntimeError(f"no emoji is drawn by all four styles in {sorted(map(str, tarballs.values()))}")
     images = np.stack([render(drawings[style][key], style) for key in keys for style in STYLES])
     (cache_dir / "manifest.json").unlink(missing_ok=True)  # no manifest = no valid cache while writing
-    with atomic_path(cache_dir / "images.npy") as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, images)
+    with atomic_path(cache_dir / "images.npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, images)
     manifest = {
         "format": FORMAT_VERSION, "size": SIZE, "styles": list(STYLES), "packages": PACKAGES,
         "layout": "image i = class i // len(styles), drawn in style i % len(styles)",

@@ -43,10 +43,12 @@ def read_fashion_mnist(root: Path | None, split: str, transform: Transform | Non
     """Split "train" / "val" / "trainval" / "test" as grey images repeated to 3 channels."""
     check_split(split, "fashion_mnist", SPLITS)
     root = Path(root) if root is not None else DEFAULT_ROOT
+    hint = "install it with `apt-get install dataset-fashion-mnist`, or pass its folder as root"
+    if not root.is_dir():
+        raise FileNotFoundError(f"Fashion-MNIST folder not found: {root} (expected there: {', '.join(FILES)}; {hint})")
     missing = [f for f in FILES if not (root / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"Fashion-MNIST not found: {root} lacks {', '.join(missing)} "
-                                f"(install it with `apt-get install dataset-fashion-mnist`, or pass its folder as root)")
+        raise FileNotFoundError(f"Fashion-MNIST folder {root} lacks {', '.join(missing)} ({hint})")
     images = np.concatenate([read_idx(root / FILES[0]), read_idx(root / FILES[2])])
     labels = np.concatenate([read_idx(root / FILES[1]), read_idx(root / FILES[3])]).astype(np.int64)
     if len(images) != len(labels):

@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from ranklist.data.datasets import ImageFileDataset, Transform
-from ranklist.data.splits import SPLITS, TRAIN_SPLITS, carve_classes, check_split, dense_labels, training_mask
+from ranklist.data.splits import (
+    SPLITS,
+    TRAIN_SPLITS,
+    carve_classes,
+    check_split,
+    dense_labels,
+    training_mask,
+)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 CSV_SPLITS = ("train", "val", "test", "query", "gallery")

@@ -17,9 +17,16 @@ from torch.utils.data import Dataset
 
 from ranklist.data.benchmarks import read_benchmark
 from ranklist.data.datasets import Transform
-from ranklist.data.emoji import read_emoji
 from ranklist.data.fashion_mnist import read_fashion_mnist
 from ranklist.data.generic import read_csv, read_folder
+
+
+def read_emoji(root: Path | None, split: str, transform: Transform | None = None, **options: Any) -> Dataset:
+    """ranklist.data.emoji.read_emoji, imported on use (keeps `python -m ranklist.data.emoji` clean)."""
+    from ranklist.data.emoji import read_emoji as read
+
+    return read(root, split, transform, **options)
+
 
 READERS: dict[str, Callable[..., Dataset]] = {
     "cub200": partial(read_benchmark, "cub200"),

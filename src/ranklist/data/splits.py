@@ -31,7 +31,7 @@ def carve_classes(classes: np.ndarray, fraction: float, seed: int) -> tuple[np.n
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"class fraction must be in [0, 1), got {fraction}")
     classes = np.unique(classes)
-    n_carved = max(int(round(fraction * len(classes))), MIN_CLASSES) if fraction > 0 else 0
+    n_carved = max(round(fraction * len(classes)), MIN_CLASSES) if fraction > 0 else 0
     if fraction > 0 and len(classes) - n_carved < MIN_CLASSES:
         raise ValueError(
             f"cannot carve {n_carved} of {len(classes)} classes (fraction {fraction}) and keep "

@@ -132,8 +132,8 @@ class ImageTransform:
         for _ in range(10):
             target = area * _uniform(*self.rrc_scale, self.generator)
             ratio = math.exp(_uniform(math.log(3 / 4), math.log(4 / 3), self.generator))
-            w = int(round(math.sqrt(target * ratio)))
-            h = int(round(math.sqrt(target / ratio)))
+            w = round(math.sqrt(target * ratio))
+            h = round(math.sqrt(target / ratio))
             if 0 < w <= width and 0 < h <= height:
                 top = _randint(height - h + 1, self.generator)
                 left = _randint(width - w + 1, self.generator)
@@ -156,5 +156,5 @@ def build_transform(
     resize defaults to round(image_size * 256 / 227), the paper's ratio (256 for 227 crops).
     hflip=False keeps orientation (where mirror images are other classes, e.g. left/right arrows).
     """
-    resize = resize or int(round(image_size * 256 / 227))
+    resize = resize or round(image_size * 256 / 227)
     return ImageTransform(train, image_size, resize, normalization, recipe, hflip, tuple(rrc_scale), generator)
