@@ -26,3 +26,12 @@ def test_failure_keeps_old_file_and_leaves_no_temporary(tmp_path):
 def test_torch_round_trip(tmp_path):
     atomic_torch_save({"x": torch.arange(3)}, tmp_path / "c.pt")
     assert torch.equal(torch.load(tmp_path / "c.pt")["x"], torch.arange(3))
+
+
+def test_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    atomic_write_text(tmp_path / "a.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask

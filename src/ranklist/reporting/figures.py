@@ -25,7 +25,7 @@ def save_figure(figure: Figure, path: Path) -> None:
 def plot_training_curves(records: list[dict[str, Any]], path: Path, best_step: int | None = None) -> None:
     """Loss and learning rate per iteration; validation Recall@1 / MAP@R with the selected step."""
     figure = Figure(figsize=(10, 3.8))
-    loss_ax, val_ax = figure.subplots(1, 2, gridspec_kw={"wspace": 0.45})  # room for the lr axis
+    loss_ax, val_ax = figure.subplots(1, 2, gridspec_kw={"wspace": 0.6})  # room for the lr axis
     train = [r for r in records if "loss" in r]
     if train:
         loss_ax.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue", label="loss")
