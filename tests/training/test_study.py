@@ -24,3 +24,9 @@ def test_ablation_names_and_errors(tiny_recipe, tmp_path, capsys):
     assert "unknown ablation 'depth'" in capsys.readouterr().err
     assert main(["compare", str(tiny_recipe), "--losses", "arcface", "--out", str(tmp_path / "y")]) == 2
     assert "unknown losses ['arcface']" in capsys.readouterr().err
+
+
+def test_ablation_titles_make_valid_run_names(tiny_recipe, tmp_path):
+    argv = ["ablate", str(tiny_recipe), "memory", "train.iterations=1", "eval.nmi=false", "--out", str(tmp_path / "m"), "--no-progress"]
+    assert main(argv) == 0
+    assert set(json.loads((tmp_path / "m" / "study.json").read_text())["table"]) == {"batch only", "memory 1024"}

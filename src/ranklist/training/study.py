@@ -58,7 +58,7 @@ def run_study(title: str, base: str | Path, variants: dict[str, list[str]], seed
     started = time.time()
     for name, variant in variants.items():
         for seed in seeds:
-            config: RunConfig = load_config(base, [*(overrides or []), *variant, f"train.seed={seed}", f"name={title}-{name}-s{seed}"])
+            config: RunConfig = load_config(base, [*(overrides or []), *variant, f"train.seed={seed}", f"name={_slug(title)}-{_slug(name)}-s{seed}"])
             run_dir = out / _slug(f"{name}-seed{seed}")
             if resume and (run_dir / "summary.json").is_file():
                 summary = json.loads((run_dir / "summary.json").read_text())
