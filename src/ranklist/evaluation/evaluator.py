@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from ranklist.evaluation.clustering import nmi
 from ranklist.evaluation.retrieval import retrieval_metrics
+from ranklist.models import evaluation_embedding
 
 CONCAT = "concat"
 
@@ -60,31 +61,30 @@ class Evaluator:
     compute_nmi: bool = True
     seed: int = 0
 
+    def embed(self, model: torch.nn.Module, dataset: Dataset, gallery_dataset: Dataset | None = None):
+        """(outputs, labels, gallery outputs or None, gallery labels or None): raw per-level embeddings."""
+        options = dict(batch_size=self.batch_size, device=self.device, num_workers=self.num_workers, progress=self.progress)
+        outputs, labels = embed_dataset(model, dataset, **options)
+        if gallery_dataset is None:
+            return outputs, labels, None, None
+        return (outputs, labels, *embed_dataset(model, gallery_dataset, description="embed gallery", **options))
+
     def evaluate(
         self, model: torch.nn.Module, dataset: Dataset, gallery_dataset: Dataset | None = None,
         levels: Sequence[str] | None = None,
     ) -> dict[str, dict[str, float]]:
-        from ranklist.models import evaluation_embedding
+        return self.score(*self.embed(model, dataset, gallery_dataset), levels)
 
-        options = dict(batch_size=self.batch_size, device=self.device, num_workers=self.num_workers, progress=self.progress)
-        outputs, labels = embed_dataset(model, dataset, **options)
-        gallery_outputs = gallery_labels = None
-        if gallery_dataset is not None:
-            gallery_outputs, gallery_labels = embed_dataset(model, gallery_dataset, description="embed gallery", **options)
-        return self.score(outputs, labels, gallery_outputs, gallery_labels, levels, evaluation_embedding)
-
-    def score(self, outputs, labels, gallery_outputs=None, gallery_labels=None, levels=None, combine=None):
+    def score(self, outputs, labels, gallery_outputs=None, gallery_labels=None, levels=None):
         """Metrics of already computed per-level embeddings (see evaluate)."""
-        if combine is None:
-            from ranklist.models import evaluation_embedding as combine
         levels = list(levels or outputs)
         views = {level: [level] for level in levels}
         if len(levels) > 1:
             views[CONCAT] = levels
         results = {}
         for name, chosen in views.items():
-            emb = combine(outputs, chosen)
-            gallery = combine(gallery_outputs, chosen) if gallery_outputs is not None else None
+            emb = evaluation_embedding(outputs, chosen)
+            gallery = evaluation_embedding(gallery_outputs, chosen) if gallery_outputs is not None else None
             metrics = retrieval_metrics(emb, labels, self.ks, gallery=gallery, gallery_labels=gallery_labels)
             if self.compute_nmi:
                 metrics["nmi"] = nmi(emb if gallery is None else torch.cat([emb, gallery]),

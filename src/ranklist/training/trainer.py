@@ -16,7 +16,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ranklist.atomic import atomic_torch_save, atomic_write_text
 from ranklist.data import ClassBalancedBatchSampler, build_dataset, build_transform
-from ranklist.evaluation import CONCAT, Evaluator, embed_dataset
+from ranklist.evaluation import CONCAT, Evaluator
 from ranklist.evaluation.evaluator import show_progress
 from ranklist.losses import RankedListLoss, build_loss
 from ranklist.losses.cross_batch_memory import CrossBatchMemory
@@ -202,8 +202,7 @@ class Trainer:
         splits = split_datasets(cfg, model.normalization)
         evaluator = Evaluator(batch_size=cfg.eval.batch_size, device=str(device), num_workers=cfg.data.num_workers,
                               progress=self.progress, ks=tuple(cfg.eval.ks), compute_nmi=cfg.eval.nmi, seed=cfg.train.seed)
-        val_evaluator = Evaluator(batch_size=cfg.eval.batch_size, device=str(device), num_workers=cfg.data.num_workers,
-                                  progress=self.progress, ks=(1,), compute_nmi=False)
+        val_evaluator = replace(evaluator, ks=(1,), compute_nmi=False)
         losses = build_level_losses(cfg, model.embedding_dims, int(len(np.unique(splits["train"].labels))), self.world).to(device)
         train_model = model
         if self.world > 1:
@@ -211,8 +210,9 @@ class Trainer:
 
             train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         groups = parameter_groups(model, lr=cfg.optim.lr, new_layer_lr_mult=cfg.optim.new_layer_lr_mult, weight_decay=cfg.optim.weight_decay)
-        if any(True for _ in losses.parameters()):  # proxies are new layers too
-            groups.append({"name": "loss", "params": list(losses.parameters()), "lr": cfg.optim.lr * cfg.optim.new_layer_lr_mult, "weight_decay": 0.0})
+        loss_params = list(losses.parameters())
+        if loss_params:  # proxies are new layers too
+            groups.append({"name": "loss", "params": loss_params, "lr": cfg.optim.lr * cfg.optim.new_layer_lr_mult, "weight_decay": 0.0})
         if cfg.optim.name == "adamw":
             optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr)
         else:
@@ -310,11 +310,7 @@ class Trainer:
             return None
         # The selected model (best validation step, or the last without validation) meets the test set once.
         final = load_model(out / "checkpoints" / ("best.pt" if best["step"] is not None else "last.pt"), map_location=device)
-        embed_options = dict(batch_size=cfg.eval.batch_size, device=device, num_workers=cfg.data.num_workers, progress=self.progress)
-        outputs, labels = embed_dataset(final, splits["test"], **embed_options)
-        gallery_outputs = gallery_labels = None
-        if "gallery" in splits:
-            gallery_outputs, gallery_labels = embed_dataset(final, splits["gallery"], **embed_options)
+        outputs, labels, gallery_outputs, gallery_labels = evaluator.embed(final, splits["test"], splits.get("gallery"))
         test = evaluator.score(outputs, labels, gallery_outputs, gallery_labels)
         summary = {
             "name": cfg.name, "command": " ".join(sys.argv), "config": asdict(cfg), "hardware": {**hardware(), "device": str(device)},
