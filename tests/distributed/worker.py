@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 import torch
@@ -85,10 +86,12 @@ def train_steps(rank: int, world: int) -> None:
 def main() -> None:
     dist.init_process_group("gloo", init_method=os.environ["INIT_METHOD"], rank=int(os.environ["RANK"]),
                             world_size=int(os.environ["WORLD_SIZE"]))
-    try:
-        check(dist.get_rank(), dist.get_world_size())
-    finally:
-        dist.destroy_process_group()
+    check(dist.get_rank(), dist.get_world_size())
+    # Tear down only when both ranks are done, after the DDP reducer is gone: destroying the group
+    # under a live reducer or a peer still communicating aborts the process at exit.
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
