@@ -50,6 +50,38 @@ def check(rank: int, world: int) -> None:
         torch.testing.assert_close(value, want.detach(), msg=f"loss {gradient}/{reduction}")
         torch.testing.assert_close(grad, w1.grad, msg=f"gradient {gradient}/{reduction}")
     train_steps(rank, world)
+    sharded_evaluation(rank, world)
+
+
+def sharded_evaluation(rank: int, world: int) -> None:
+    """Each process embeds a shard; all receive the whole split in order, from rank 0's model."""
+    from torch.utils.data import TensorDataset
+
+    from ranklist.collectives import broadcast_state, gather_objects
+    from ranklist.evaluation import Evaluator, embed_dataset
+    from ranklist.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", pretrained=False, embedding_dim=5, image_size=16).to(memory_format=torch.channels_last)
+    with torch.no_grad():  # what DDP leaves behind: batch-norm statistics that differ per process
+        for name, buffer in model.named_buffers():
+            if name.endswith("running_mean"):
+                buffer.add_(rank)
+    want_state = {k: v.clone() for k, v in model.state_dict().items()} if rank == 0 else None
+    broadcast_state(model)
+    reference = gather_objects(want_state)[0]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, reference[key]), key
+    assert gather_objects(rank * 10) == [r * 10 for r in range(world)]
+
+    g = torch.Generator().manual_seed(3)
+    for n in (41, 1):  # uneven shards; fewer items than processes (every process embeds it all)
+        data = TensorDataset(torch.randn(n, 3, 16, 16, generator=g), torch.arange(n) % 7)
+        outputs, labels, _, _ = Evaluator(batch_size=6, progress=False, distributed=True).embed(model, data)
+        want, want_labels = embed_dataset(model, data, batch_size=6, progress=False)
+        assert torch.equal(labels, want_labels)
+        for level in want:
+            torch.testing.assert_close(outputs[level], want[level], rtol=1e-5, atol=1e-6, msg=f"n={n} level {level}")
 
 
 def train_steps(rank: int, world: int) -> None:

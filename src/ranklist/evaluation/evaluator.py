@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from ranklist.collectives import gather_rows, process_group, shard_bounds
 from ranklist.evaluation.clustering import nmi
 from ranklist.evaluation.retrieval import retrieval_metrics
 from ranklist.models import evaluation_embedding
@@ -51,6 +52,8 @@ class Evaluator:
     """Scores a model on a split: Recall@K, MAP@R, R-Precision and NMI per level and concatenated.
 
     With `gallery_dataset` the split's items are queries searching that gallery (In-shop).
+    With `distributed=True` under an initialised process group, every process must call `embed`:
+    each embeds a contiguous shard and all receive the whole split in its order (then score once).
     """
 
     batch_size: int = 128
@@ -60,14 +63,29 @@ class Evaluator:
     ks: Sequence[int] = (1, 2, 4, 8)
     compute_nmi: bool = True
     seed: int = 0
+    distributed: bool = False
 
     def embed(self, model: torch.nn.Module, dataset: Dataset, gallery_dataset: Dataset | None = None):
         """(outputs, labels, gallery outputs or None, gallery labels or None): raw per-level embeddings."""
-        options = dict(batch_size=self.batch_size, device=self.device, num_workers=self.num_workers, progress=self.progress)
-        outputs, labels = embed_dataset(model, dataset, **options)
+        outputs, labels = self._embed_split(model, dataset, "embed")
         if gallery_dataset is None:
             return outputs, labels, None, None
-        return (outputs, labels, *embed_dataset(model, gallery_dataset, description="embed gallery", **options))
+        return (outputs, labels, *self._embed_split(model, gallery_dataset, "embed gallery"))
+
+    def _embed_split(self, model: torch.nn.Module, dataset: Dataset, description: str):
+        options = dict(batch_size=self.batch_size, device=self.device, num_workers=self.num_workers,
+                       progress=self.progress, description=description)
+        rank, world = process_group() if self.distributed else (0, 1)
+        if world == 1 or len(dataset) < world:  # too small to shard: every process embeds it all
+            return embed_dataset(model, dataset, **options)
+        bounds = shard_bounds(len(dataset), world)
+        outputs, labels = embed_dataset(model, Subset(dataset, range(bounds[rank], bounds[rank + 1])), **options)
+        sizes = [b - a for a, b in zip(bounds, bounds[1:])]
+
+        def gather(rows: torch.Tensor) -> torch.Tensor:  # on the model's device (NCCL needs CUDA tensors)
+            return gather_rows(rows.to(self.device), sizes).cpu()
+
+        return {level: gather(emb) for level, emb in outputs.items()}, gather(labels)
 
     def evaluate(
         self, model: torch.nn.Module, dataset: Dataset, gallery_dataset: Dataset | None = None,

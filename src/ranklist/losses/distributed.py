@@ -19,13 +19,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ranklist.collectives import gather_rows, process_group
 from ranklist.losses.ranked_list import RankedListLoss, ranked_list_loss
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 class _GatherRows(torch.autograd.Function):
@@ -34,7 +29,7 @@ class _GatherRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, rows: torch.Tensor, sizes: list[int], rank: int) -> torch.Tensor:  # type: ignore[override]
         ctx.sizes, ctx.rank = sizes, rank
-        return _gather_padded(rows, sizes)
+        return gather_rows(rows, sizes)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple:  # type: ignore[override]
@@ -44,18 +39,9 @@ class _GatherRows(torch.autograd.Function):
         return grad[start : start + ctx.sizes[ctx.rank]], None, None
 
 
-def _gather_padded(rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    width = max(sizes)
-    padded = rows.new_zeros((width, *rows.shape[1:]))
-    padded[: rows.shape[0]] = rows
-    parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded.contiguous())
-    return torch.cat([part[:n] for part, n in zip(parts, sizes)])
-
-
 def gather_batch(embeddings: torch.Tensor, labels: torch.Tensor, *, differentiable: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(all processes' embeddings, their labels, the row where this process's block starts)."""
-    rank, world = _world()
+    rank, world = process_group()
     size = torch.tensor([embeddings.shape[0]], device=embeddings.device)
     sizes = [torch.zeros_like(size) for _ in range(world)]
     dist.all_gather(sizes, size)
@@ -63,8 +49,8 @@ def gather_batch(embeddings: torch.Tensor, labels: torch.Tensor, *, differentiab
     if differentiable:
         all_emb = _GatherRows.apply(embeddings, sizes, rank)
     else:
-        all_emb = _gather_padded(embeddings.detach(), sizes)
-    all_labels = _gather_padded(labels.to(embeddings.device), sizes)
+        all_emb = gather_rows(embeddings.detach(), sizes)
+    all_labels = gather_rows(labels.to(embeddings.device), sizes)
     return all_emb, all_labels, sum(sizes[:rank])
 
 
@@ -73,7 +59,7 @@ def distributed_ranked_list_loss(embeddings: torch.Tensor, labels: torch.Tensor,
 
     Without an initialised process group (or with one process) it is ranked_list_loss itself.
     """
-    rank, world = _world()
+    rank, world = process_group()
     reduction = options.pop("reduction", "mean")
     if world == 1:
         return ranked_list_loss(embeddings, labels, reduction=reduction, **options)  # type: ignore[return-value]

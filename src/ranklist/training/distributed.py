@@ -20,8 +20,3 @@ def init_from_env(device: str) -> tuple[int, int, bool]:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
     return dist.get_rank(), dist.get_world_size(), created
-
-
-def barrier(world: int) -> None:
-    if world > 1:
-        dist.barrier()

@@ -26,13 +26,14 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ranklist.atomic import atomic_torch_save, atomic_write_text
+from ranklist.collectives import barrier, broadcast_state, gather_objects
 from ranklist.data import ClassBalancedBatchSampler, build_dataset, build_transform
 from ranklist.evaluation import CONCAT, Evaluator
 from ranklist.evaluation.evaluator import show_progress
 from ranklist.losses import RankedListLoss, build_loss
 from ranklist.losses.cross_batch_memory import CrossBatchMemory
 from ranklist.losses.distributed import DistributedRankedListLoss
-from ranklist.training.distributed import barrier, init_from_env
+from ranklist.training.distributed import init_from_env
 from ranklist.models import build_model, evaluation_embedding, load_model, model_checkpoint, parameter_groups
 from ranklist.reporting import write_run_report, write_run_summary
 from ranklist.training.config import RunConfig, config_to_yaml
@@ -175,7 +176,7 @@ class Trainer:
         created = not self.out.exists()
         if self.rank == 0:
             prepare_run_folder(self.out, resume=resume, overwrite=overwrite)
-        barrier(self.world)
+        barrier()
         try:
             return self._run(resume)
         except BaseException:
@@ -200,8 +201,9 @@ class Trainer:
         lead = self.rank == 0  # the process that evaluates and writes
         _seed_everything(cfg.train.seed + self.rank)  # own augmentation draws per process
         splits = split_datasets(cfg, model.normalization)
-        evaluator = Evaluator(batch_size=cfg.eval.batch_size, device=str(device), num_workers=cfg.data.num_workers,
-                              progress=self.progress, ks=tuple(cfg.eval.ks), compute_nmi=cfg.eval.nmi, seed=cfg.train.seed)
+        # Every process embeds a shard of each evaluated split; the lead process scores it once.
+        evaluator = Evaluator(batch_size=cfg.eval.batch_size, device=str(device), num_workers=cfg.data.num_workers, progress=self.progress,
+                              ks=tuple(cfg.eval.ks), compute_nmi=cfg.eval.nmi, seed=cfg.train.seed, distributed=self.world > 1)
         val_evaluator = replace(evaluator, ks=(1,), compute_nmi=False)
         losses = build_level_losses(cfg, model.embedding_dims, int(len(np.unique(splits["train"].labels))), self.world).to(device)
         train_model = model
@@ -232,27 +234,37 @@ class Trainer:
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             step, epoch, batch_in_epoch, best, baseline = state["step"], state["epoch"], state["batch"], state["best"], state["baseline"]
-            _set_rng_state(state["rng"])
+            if len(state["rng"]) != self.world:  # each process's own augmentation draws continue
+                raise RunFolderError(f"{out} was checkpointed by {len(state['rng'])} process(es) and cannot resume exactly with {self.world}; "
+                                     f"resume it with {len(state['rng'])}")
+            _set_rng_state(state["rng"][self.rank])
             atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in _read_jsonl(metrics_path, step)))
             self.log(f"resumed {out} at iteration {step}")
         elif lead:
             atomic_write_text(out / "config.yaml", config_to_yaml(cfg))
             metrics_path.write_text("")
-            if cfg.model.pretrained or cfg.model.weights:
-                baseline = evaluator.evaluate(BackboneBaseline(model), splits["test"], splits.get("gallery"))["H"]
+        if not resume and (cfg.model.pretrained or cfg.model.weights):
+            embedded = evaluator.embed(BackboneBaseline(model), splits["test"], splits.get("gallery"))
+            if lead:
+                baseline = evaluator.score(*embedded)["H"]
                 self.log(f"pretrained backbone before training: test recall@1 {baseline['recall@1']:.4f}")
 
         def checkpoint(name: str) -> None:
+            rng = gather_objects(_rng_state())  # every process's, so that a resumed DDP run is exact
             if not lead:
                 return
             atomic_torch_save({**model_checkpoint(model), "loss_state": losses.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                "step": step, "epoch": epoch, "batch": batch_in_epoch, "best": best, "baseline": baseline,
-                               "rng": _rng_state(), "config": asdict(cfg)}, out / "checkpoints" / name)
+                               "rng": rng, "config": asdict(cfg)}, out / "checkpoints" / name)
 
         def validate() -> None:
-            if "val" not in splits or not lead:
+            if "val" not in splits:
                 return
-            metrics = val_evaluator.evaluate(model, splits["val"])
+            broadcast_state(model)  # the shards are embedded by one model: the lead's, the one saved
+            embedded = val_evaluator.embed(model, splits["val"])
+            if not lead:
+                return
+            metrics = val_evaluator.score(*embedded)
             record = {"step": step, **{f"val/{k}": v for k, v in metrics[CONCAT if CONCAT in metrics else model.levels[0]].items()}}
             _append_jsonl(metrics_path, record)
             if record[SELECTION_METRIC] > best["value"]:
@@ -305,12 +317,14 @@ class Trainer:
         bar.close()
         train_time = time.time() - train_start
 
-        barrier(self.world)
+        barrier()
+        # The selected model (best validation step, or the last without validation) meets the test set
+        # once; the lead reads it from disk and the other processes receive its weights.
+        final = load_model(out / "checkpoints" / ("best.pt" if best["step"] is not None else "last.pt"), map_location=device) if lead else model
+        broadcast_state(final)
+        outputs, labels, gallery_outputs, gallery_labels = evaluator.embed(final, splits["test"], splits.get("gallery"))
         if not lead:
             return None
-        # The selected model (best validation step, or the last without validation) meets the test set once.
-        final = load_model(out / "checkpoints" / ("best.pt" if best["step"] is not None else "last.pt"), map_location=device)
-        outputs, labels, gallery_outputs, gallery_labels = evaluator.embed(final, splits["test"], splits.get("gallery"))
         test = evaluator.score(outputs, labels, gallery_outputs, gallery_labels)
         summary = {
             "name": cfg.name, "command": " ".join(sys.argv), "config": asdict(cfg), "hardware": {**hardware(), "device": str(device)},

@@ -1,0 +1,64 @@
+"""The few torch.distributed collectives ranklist needs, shared by the loss, evaluation and training.
+
+Every function is a no-op (or the identity) without an initialised process group, so callers need
+no separate single-process path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def process_group() -> tuple[int, int]:
+    """(rank, world size); (0, 1) without an initialised process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_rows(rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """all_gather of [n_p, ...] row blocks whose sizes differ: padded to the largest, then cut."""
+    padded = rows.new_zeros((max(sizes), *rows.shape[1:]))
+    padded[: rows.shape[0]] = rows
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+
+
+def shard_bounds(n: int, world: int) -> list[int]:
+    """Start rows of `world` contiguous shards of n items (sizes differ by at most one), then n."""
+    return [n * p // world for p in range(world + 1)]
+
+
+def broadcast_state(module: torch.nn.Module) -> None:
+    """Every parameter and buffer of rank 0's module, copied into this process's module.
+
+    Under DDP the parameters agree, but each process's batch-norm statistics move with its own
+    batches; evaluating shards on several processes needs one model (rank 0's, the one saved).
+    """
+    if process_group()[1] == 1:
+        return
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            dense = tensor.contiguous()  # channels-last weights are not contiguous in the default sense
+            dist.broadcast(dense, src=0)
+            if dense.data_ptr() != tensor.data_ptr():
+                tensor.copy_(dense)
+
+
+def gather_objects(value: Any) -> list[Any]:
+    """Every process's picklable `value`, in rank order ([value] in one process)."""
+    world = process_group()[1]
+    if world == 1:
+        return [value]
+    values: list[Any] = [None] * world
+    dist.all_gather_object(values, value)
+    return values
+
+
+def barrier() -> None:
+    if process_group()[1] > 1:
+        dist.barrier()
