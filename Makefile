@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT ?= runs/demo
 
-.PHONY: setup demo test test-slow bench lint clean
+.PHONY: setup demo test test-slow bench studies lint clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,19 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/loss_speed.py
 	$(PY) benchmarks/eval_speed.py
+
+# The studies of docs/results.md (issue 7): every loss, then the paper's ablations, on the offline
+# benchmark at a third of the demo's budget (about 75 s a run on 2 cores, ~2.5 h for SEEDS="0 1 2").
+# Finished runs are reused, so an interrupted `make studies` continues where it stopped.
+STUDY_OVERRIDES := data.image_size=64 train.iterations=150 train.val_every=50 train.checkpoint_every=150 optim.milestones=[]
+SEEDS ?= 0 1 2
+ABLATIONS := alpha margin temperature batch level gradient reduction memory
+
+studies: $(STAMP)
+	$(PY) -m ranklist compare configs/demo.yaml $(STUDY_OVERRIDES) --seeds $(SEEDS) --out runs/studies/compare --no-progress
+	set -e; for study in $(ABLATIONS); do \
+	  $(PY) -m ranklist ablate configs/demo.yaml $$study $(STUDY_OVERRIDES) --seeds $(SEEDS) --out runs/studies/$$study --no-progress; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
             study.add_argument("study", help="alpha | margin | temperature | batch | level | gradient | reduction | memory")
         study.add_argument("overrides", nargs="*", help="dotted overrides applied to every variant")
         study.add_argument("--seeds", type=int, nargs="+", default=[0])
-        study.add_argument("--out", required=True, help="study folder (finished runs in it are reused)")
+        study.add_argument("--out", required=True, help="study folder (finished runs of the same configuration in it or a sibling study folder are reused)")
         study.add_argument("--no-progress", action="store_true")
     index = sub.add_parser("index", help="build a faiss index from an embeddings file (ranklist embed)")
     index.add_argument("embeddings", help=".npz written by `ranklist embed`")
@@ -146,16 +146,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{out}: {len(labels)} embeddings of dimension {arrays['embedding'].shape[1]}")
         elif args.command in ("compare", "ablate"):
             from ranklist.losses import LOSS_NAMES
-            from ranklist.training.study import ABLATIONS, comparison_variants, run_study
+            from ranklist.training.study import ABLATIONS, PAPER_SOP_RECALL1, comparison_variants, run_study
 
             if args.command == "compare":
-                title, variants = "loss comparison", comparison_variants(args.losses or list(LOSS_NAMES))
+                key, title, variants = "compare", "loss comparison", comparison_variants(args.losses or list(LOSS_NAMES))
             else:
                 if args.study not in ABLATIONS:
                     raise ValueError(f"unknown ablation {args.study!r}; choose one of {sorted(ABLATIONS)}")
-                title, variants = f"ablation: {args.study}", ABLATIONS[args.study]
+                key, title, variants = args.study, f"ablation: {args.study}", ABLATIONS[args.study]
             result = run_study(title, args.config, variants, args.seeds, Path(args.out), overrides=args.overrides,
-                               progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
+                               progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr), paper=PAPER_SOP_RECALL1.get(key))
             print(Path(args.out) / "study.md")
             print(json.dumps({k: round(v.get("recall@1", {}).get("mean", float("nan")), 4) for k, v in result["table"].items()}))
         elif args.command in ("index", "search"):

@@ -1,7 +1,7 @@
 import json
 
 from ranklist.cli import main
-from ranklist.training.study import ABLATIONS
+from ranklist.training.study import ABLATIONS, PAPER_SOP_RECALL1, comparison_variants, study_markdown
 
 
 def test_compare_writes_table_json_and_plot(tiny_recipe, tmp_path, capsys):
@@ -30,3 +30,33 @@ def test_ablation_titles_make_valid_run_names(tiny_recipe, tmp_path):
     argv = ["ablate", str(tiny_recipe), "memory", "train.iterations=1", "eval.nmi=false", "--out", str(tmp_path / "m"), "--no-progress"]
     assert main(argv) == 0
     assert set(json.loads((tmp_path / "m" / "study.json").read_text())["table"]) == {"batch only", "memory 1024"}
+
+
+def test_identical_runs_are_shared_between_studies_and_changed_ones_retrained(tiny_recipe, tmp_path):
+    common = ["train.iterations=1", "eval.nmi=false", "--no-progress"]
+    assert main(["ablate", str(tiny_recipe), "gradient", *common, "--out", str(tmp_path / "gradient")]) == 0
+    query_run = tmp_path / "gradient" / "query-seed0"
+    mtime = (query_run / "summary.json").stat().st_mtime
+    # "reduction: mean" is the same configuration as "gradient: query": read, not trained again
+    assert main(["ablate", str(tiny_recipe), "reduction", *common, "--out", str(tmp_path / "reduction")]) == 0
+    result = json.loads((tmp_path / "reduction" / "study.json").read_text())
+    assert result["runs"]["mean"][0]["run"] == "gradient/query-seed0"
+    assert result["runs"]["official"][0]["run"] == "reduction/official-seed0"
+    assert not (tmp_path / "reduction" / "mean-seed0").exists()
+    assert (query_run / "summary.json").stat().st_mtime == mtime
+    assert result["table"]["mean"]["recall@1"] == json.loads((tmp_path / "gradient" / "study.json").read_text())["table"]["query"]["recall@1"]
+    assert result["hardware"]["cores"] >= 1 and "commit" in result
+    # the same study again with another recipe value: its runs no longer match and are retrained
+    assert main(["ablate", str(tiny_recipe), "gradient", "train.iterations=2", *common[1:], "--out", str(tmp_path / "gradient")]) == 0
+    assert json.loads((query_run / "summary.json").read_text())["iterations"] == 2
+
+
+def test_tables_show_the_papers_numbers_beside_ours():
+    run = {"recall@1": {"mean": 0.42, "std": 0.01, "n": 3}, "train_time_s": {"mean": 60.0, "std": 0.0, "n": 3}}
+    result = {"title": "ablation: margin", "base": "demo.yaml", "overrides": [], "seeds": [0, 1, 2], "wall_time_s": 1.0,
+              "commit": "abc1234", "paper_sop_recall@1": PAPER_SOP_RECALL1["margin"], "table": {"m=0.4": run, "m=0.3": run}}
+    lines = study_markdown(result).splitlines()
+    assert "| variant | R@1 | train s | paper: SOP R@1 |" in lines and "commit abc1234" in lines[2]
+    assert "| **m=0.4** | 42.0 +- 1.0 | 60 | 79.8 |" in lines and "| m=0.3 | 42.0 +- 1.0 | 60 | - |" in lines
+    for study, numbers in PAPER_SOP_RECALL1.items():  # every paper number names a real variant
+        assert set(numbers) <= set(ABLATIONS.get(study) or comparison_variants(list(numbers)))
