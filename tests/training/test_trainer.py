@@ -1,4 +1,7 @@
 import json
+import re
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +26,9 @@ def test_tiny_run_writes_a_complete_run_folder(tiny_recipe, tmp_path):
     assert [r["step"] for r in records if "val/recall@1" in r] == [0, 3, 6]
     assert json.loads((out / "summary.json").read_text())["best"]["metric"] == "val/recall@1"
     assert "| concat |" in (out / "summary.md").read_text()
+    # provenance: the code's commit when it runs from a git checkout (as the tests do)
+    if subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True).returncode == 0:
+        assert re.fullmatch(r"[0-9a-f]{7,}(\+changes)?", summary["commit"]) and f"commit {summary['commit']}" in (out / "summary.md").read_text()
 
 
 def test_resume_is_bit_for_bit(tiny_recipe, tmp_path):

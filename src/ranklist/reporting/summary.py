@@ -36,7 +36,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"(levels {', '.join(model.get('levels', []))}, {model.get('embedding_dim', '?')}-d each); "
         f"{summary.get('iterations', '?')} iterations in {summary.get('train_time_s', '?')} s of training, "
         f"{summary.get('wall_time_s', '?')} s in all, on {hw.get('cpu', '?')} ({hw.get('threads', '?')} threads, "
-        f"{hw.get('device', '?')}, torch {hw.get('torch', '?')})."
+        f"{hw.get('device', '?')}, torch {hw.get('torch', '?')})"
+        + (f"; code at commit {summary['commit']}." if summary.get("commit") else ".")
     )
     if data:
         lines += ["", "Data: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data.items() if k != "name") + "."]

@@ -12,7 +12,6 @@ is reused: the base variant that several ablations share is trained once.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,7 +24,7 @@ from ranklist.atomic import atomic_write_text
 from ranklist.losses import LOSS_NAMES
 from ranklist.reporting.figures import save_figure
 from ranklist.training.config import RunConfig, load_config
-from ranklist.training.trainer import Trainer, hardware
+from ranklist.training.trainer import Trainer, hardware, source_commit
 
 # The paper's ablations (SPEC section 7) and the two readings of the loss: variant -> overrides.
 ABLATIONS: dict[str, dict[str, list[str]]] = {
@@ -106,18 +105,6 @@ def finished_run(config: RunConfig, candidates: list[Path]) -> tuple[Path, dict[
     return None
 
 
-def source_commit() -> str | None:
-    """The git commit of the ranklist source in use (with "+changes" when it is modified), if it is a checkout."""
-    package = Path(__file__).resolve().parents[1]
-    try:
-        git = ["git", "-C", str(package)]
-        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-        changes = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("+changes" if changes else "")
-
-
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
@@ -164,8 +151,11 @@ def plot_study(result: dict[str, Any], path: Path) -> None:
     for offset, (metric, colour) in enumerate((("recall@1", "tab:blue"), ("map@r", "tab:orange"))):
         means = [100 * table[n].get(metric, {}).get("mean", np.nan) for n in names]
         stds = [100 * table[n].get(metric, {}).get("std", 0.0) for n in names]
-        ax.bar(np.arange(len(names)) + (offset - 0.5) * 0.38, means, 0.38, yerr=stds, capsize=3, color=colour,
-               label=metric.replace("map@r", "MAP@R").replace("recall@1", "Recall@1"))
+        x = np.arange(len(names)) + (offset - 0.5) * 0.38
+        ax.bar(x, means, 0.38, yerr=stds, capsize=3, color=colour, label=metric.replace("map@r", "MAP@R").replace("recall@1", "Recall@1"))
+        for position, name in zip(x, names):  # each seed's run
+            values = [100 * run[metric] for run in result["runs"][name] if run.get(metric) is not None]
+            ax.plot([position] * len(values), values, "o", color="black", markersize=3, label="one seed" if position == x[0] and offset == 0 else None)
     ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
     ax.set(ylabel="% (test, unseen classes)", title=result["title"])
     ax.legend()

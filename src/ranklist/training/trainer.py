@@ -14,6 +14,7 @@ import os
 import platform
 import random
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
@@ -59,6 +60,18 @@ def _cpu_name() -> str:
 def hardware() -> dict[str, Any]:
     return {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version()}
+
+
+def source_commit() -> str | None:
+    """The git commit of the ranklist source in use (with "+changes" when it is modified), if it is a checkout."""
+    package = Path(__file__).resolve().parents[1]
+    try:
+        git = ["git", "-C", str(package)]
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        changes = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+changes" if changes else "")
 
 
 def _seed_everything(seed: int) -> None:
@@ -327,7 +340,8 @@ class Trainer:
             return None
         test = evaluator.score(outputs, labels, gallery_outputs, gallery_labels)
         summary = {
-            "name": cfg.name, "command": " ".join(sys.argv), "config": asdict(cfg), "hardware": {**hardware(), "device": str(device)},
+            "name": cfg.name, "command": " ".join(sys.argv), "commit": source_commit(), "config": asdict(cfg),
+            "hardware": {**hardware(), "device": str(device)},
             "train_time_s": round(train_time, 1), "iterations": step,
             "best": best if best["step"] is not None else None, "test": test,
             "dataset": {"name": cfg.data.name, **{f"{k}_images": len(v) for k, v in splits.items()},
