@@ -29,6 +29,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/loss_speed.py
 	$(PY) benchmarks/eval_speed.py
+	$(PY) benchmarks/memory_step.py
 
 # The studies of docs/results.md (issue 7): every loss, then the paper's ablations, on the offline
 # benchmark at a third of the demo's budget (about 75 s a run on 2 cores, ~2.5 h for SEEDS="0 1 2").
