@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/memory_step.py
 
 # The studies of docs/results.md (issue 7): every loss, then the paper's ablations, on the offline
-# benchmark at a third of the demo's budget (about 75 s a run on 2 cores, ~2.5 h for SEEDS="0 1 2").
+# benchmark at a third of the demo's budget (about 110 s a run on 2 cores: ~3 h for SEEDS="0 1 2").
 # Finished runs are reused, so an interrupted `make studies` continues where it stopped.
 STUDY_OVERRIDES := data.image_size=64 train.iterations=150 train.val_every=50 train.checkpoint_every=150 optim.milestones=[]
 SEEDS ?= 0 1 2

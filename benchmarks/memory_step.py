@@ -44,10 +44,11 @@ def main() -> None:
     config.loss.memory_size, config.loss.memory_warmup = args.memory_size, 0
     memory = build_level_losses(config, model.embedding_dims, classes)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    sampler = iter(ClassBalancedBatchSampler(train.labels, config.data.classes_per_batch, config.data.samples_per_class, seed=0))
+    sampler = ClassBalancedBatchSampler(train.labels, config.data.classes_per_batch, config.data.samples_per_class, seed=0)
+    batches = (indices for _ in iter(int, 1) for indices in sampler)  # epoch after epoch
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
-        items = [train[i] for i in next(sampler)]
+        items = [train[i] for i in next(batches)]
         return torch.stack([x for x, _ in items]).to(memory_format=torch.channels_last), torch.tensor([y for _, y in items])
 
     def step(losses: torch.nn.ModuleDict, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
