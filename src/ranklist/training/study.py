@@ -158,5 +158,5 @@ def plot_study(result: dict[str, Any], path: Path) -> None:
             ax.plot([position] * len(values), values, "o", color="black", markersize=3, label="one seed" if position == x[0] and offset == 0 else None)
     ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
     ax.set(ylabel="% (test, unseen classes)", title=result["title"])
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: it would cover a bar
     save_figure(figure, path)
