@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from ranklist.data import NORMALIZATIONS
 from ranklist.models import build_model
 from ranklist.models.bn_inception import INCEPTION_TABLE, BNInception, load_bn_inception_weights
 
@@ -37,7 +38,7 @@ def test_parameter_count_is_the_published_architecture():
 
 def test_taps_and_embeddings_at_227_px():
     model = build_model("bn_inception", pretrained=False, embedding_dim={"L": 8, "M": 16, "H": 32}).eval()
-    assert model.default_image_size == 227 and model.normalization == "bn_inception"
+    assert model.default_image_size == 227 and model.normalization == NORMALIZATIONS["bn_inception"]
     x = torch.randn(2, 3, 227, 227)
     with torch.no_grad():
         taps = model.backbone(x)

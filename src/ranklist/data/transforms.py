@@ -25,16 +25,46 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# name -> (scale applied to [0, 1] pixels, channel order, mean, std) on the scaled values.
-NORMALIZATIONS: dict[str, tuple[float, str, tuple[float, ...], tuple[float, ...]]] = {
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Pixel normalisation: (pixels in [0, 1] x scale, in `channels` order - mean) / std, per channel."""
+
+    scale: float = 1.0
+    channels: str = "RGB"  # RGB | BGR
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.channels not in ("RGB", "BGR"):
+            raise ValueError(f"normalization channels must be 'RGB' or 'BGR', got {self.channels!r}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0 or self.scale <= 0:
+            raise ValueError(f"normalization needs 3 means, 3 positive stds and a positive scale, got {self}")
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+
+NORMALIZATIONS: dict[str, Normalization] = {
     # BN-Inception (Caffe weights as converted to PyTorch): BGR, 0-255, per-channel mean
     # (B, G, R) = (104, 117, 128) subtracted, std 1.
-    "bn_inception": (255.0, "BGR", (104.0, 117.0, 128.0), (1.0, 1.0, 1.0)),
+    "bn_inception": Normalization(255.0, "BGR", (104.0, 117.0, 128.0), (1.0, 1.0, 1.0)),
     # TF-Lite EfficientNet-Lite: (x * 255 - 127) / 128.
-    "efficientnet_lite": (255.0, "RGB", (127.0,) * 3, (128.0,) * 3),
-    "imagenet": (1.0, "RGB", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "none": (1.0, "RGB", (0.0,) * 3, (1.0,) * 3),
+    "efficientnet_lite": Normalization(255.0, "RGB", (127.0,) * 3, (128.0,) * 3),
+    "imagenet": Normalization(1.0, "RGB", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "none": Normalization(),
 }
+
+
+def normalization(value: str | Normalization) -> Normalization:
+    """A name of NORMALIZATIONS, or a Normalization record as it is."""
+    if isinstance(value, Normalization):
+        return value
+    if value not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {value!r}; choose one of {sorted(NORMALIZATIONS)}")
+    return NORMALIZATIONS[value]
+
+
 RECIPES = ("paper", "rrc", "resize")
 
 
@@ -63,17 +93,12 @@ def _uniform(low: float, high: float, generator: torch.Generator | None) -> floa
     return low + (high - low) * float(torch.rand((), generator=generator))
 
 
-@dataclass
 class Normalize:
-    name: str
-
-    def __post_init__(self) -> None:
-        if self.name not in NORMALIZATIONS:
-            raise ValueError(f"unknown normalization {self.name!r}; choose one of {sorted(NORMALIZATIONS)}")
-        scale, order, mean, std = NORMALIZATIONS[self.name]
-        self.scale, self.bgr = scale, order == "BGR"
-        self.mean = torch.tensor(mean).view(3, 1, 1)
-        self.std = torch.tensor(std).view(3, 1, 1)
+    def __init__(self, value: str | Normalization) -> None:
+        record = normalization(value)
+        self.scale, self.bgr = record.scale, record.channels == "BGR"
+        self.mean = torch.tensor(record.mean).view(3, 1, 1)
+        self.std = torch.tensor(record.std).view(3, 1, 1)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         """image: float [3, H, W] RGB in [0, 1]."""
@@ -89,7 +114,7 @@ class ImageTransform:
     train: bool
     image_size: int
     resize: int
-    normalization: str = "none"
+    normalization: str | Normalization = "none"
     recipe: str = "paper"
     hflip: bool = True
     rrc_scale: tuple[float, float] = (0.08, 1.0)  # the Inception-style crop's usual range
@@ -146,8 +171,13 @@ def _centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[:, top : top + size, left : left + size]
 
 
+def default_resize(image_size: int) -> int:
+    """The paper's ratio: 256 for 227 crops."""
+    return round(image_size * 256 / 227)
+
+
 def build_transform(
-    train: bool, *, image_size: int, resize: int | None = None, normalization: str = "none",
+    train: bool, *, image_size: int, resize: int | None = None, normalization: str | Normalization = "none",
     recipe: str = "paper", hflip: bool = True, rrc_scale: tuple[float, float] = (0.08, 1.0),
     generator: torch.Generator | None = None,
 ) -> Callable[[object], torch.Tensor]:
@@ -156,5 +186,5 @@ def build_transform(
     resize defaults to round(image_size * 256 / 227), the paper's ratio (256 for 227 crops).
     hflip=False keeps orientation (where mirror images are other classes, e.g. left/right arrows).
     """
-    resize = resize or round(image_size * 256 / 227)
+    resize = resize or default_resize(image_size)
     return ImageTransform(train, image_size, resize, normalization, recipe, hflip, tuple(rrc_scale), generator)

@@ -9,12 +9,14 @@ from typing import Any
 import torch
 
 from ranklist.atomic import atomic_torch_save
+from ranklist.data.preprocessing import Preprocessing
 from ranklist.models.embedding_model import EmbeddingModel, build_model
 
 
 def model_checkpoint(model: EmbeddingModel) -> dict[str, Any]:
-    """{"model_config", "model_state"}; the config says pretrained=False: the weights are here."""
-    return {"model_config": {**model.config, "pretrained": False}, "model_state": model.state_dict()}
+    """{"model_config", "model_state", "preprocessing"}; the config says pretrained=False: the weights are here."""
+    return {"model_config": {**model.config, "pretrained": False}, "model_state": model.state_dict(),
+            "preprocessing": model.preprocessing.to_dict()}
 
 
 def save_model(model: EmbeddingModel, path: str | Path) -> None:
@@ -47,4 +49,6 @@ def load_model(checkpoint: str | Path | Mapping[str, Any], map_location: str | t
         model.load_state_dict(source["model_state"])
     except RuntimeError as error:  # missing/unexpected keys or shape mismatches, all listed by torch
         raise ValueError(f"{where}: model_state does not fit its model_config: {' '.join(str(error).split())}") from error
+    if "preprocessing" in source:  # older checkpoints: the backbone's default at the model's image size
+        model.preprocessing = Preprocessing.from_dict(source["preprocessing"])
     return model.to(map_location)

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ranklist.data.preprocessing import Preprocessing
+from ranklist.data.transforms import normalization
 from ranklist.models.backbones import backbone_spec
 from ranklist.models.heads import HighHead, LowMidHead, paper_pool_grid
 
@@ -45,7 +47,8 @@ class EmbeddingModel(nn.Module):
     """A backbone with one embedding head per chosen level; forward returns raw embeddings.
 
     `config` holds the constructor's arguments (build_model(**model.config) rebuilds it);
-    `normalization` and `default_image_size` say how to prepare its input images.
+    `preprocessing` says how its input images are made: the backbone's normalisation at
+    `image_size` until a run sets its own record (saved with the model in every checkpoint).
     """
 
     def __init__(
@@ -63,7 +66,9 @@ class EmbeddingModel(nn.Module):
         if isinstance(pretrained, Path):
             pretrained = str(pretrained)  # configs stay plain data
         self.backbone = spec.build(pretrained)
-        self.normalization = spec.normalization
+        # A backbone instance may carry its own (e.g. read from a model's image-processor config).
+        self.normalization = normalization(getattr(self.backbone, "normalization", spec.normalization))
+        self.preprocessing = Preprocessing.create(size, self.normalization)
         self.default_image_size = size
         self.freeze_bn = bool(freeze_bn)
         self.config: dict[str, Any] = dict(
