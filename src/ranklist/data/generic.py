@@ -1,7 +1,9 @@
 """Readers of a user's own images: a folder per class, or a CSV listing (path,label[,split]).
 
 Without a split given by the data, classes are split class-disjointly and seeded: test_fraction
-of them for "test", and val_fraction of the rest for "val" (ranklist.data.splits).
+of them for "test", and val_fraction of the rest for "val" (ranklist.data.splits). With splits
+given (a CSV's split column, or split folders root/train, root/query, root/gallery, ...), the
+data's own protocol is followed: "query" + "gallery" means the queries search the gallery.
 """
 
 from __future__ import annotations
@@ -18,12 +20,25 @@ from ranklist.data.splits import (
     TRAIN_SPLITS,
     carve_classes,
     check_split,
+    EvaluationSplits,
     dense_labels,
     training_mask,
 )
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 CSV_SPLITS = ("train", "val", "test", "query", "gallery")
+SPLIT_FOLDERS = CSV_SPLITS  # root/<split>/<class>/... when root/train exists
+
+
+def declared_protocol(splits: set[str], where: str) -> EvaluationSplits:
+    """The evaluation protocol the data's own split names declare."""
+    if {"query", "gallery"} <= splits:
+        return EvaluationSplits("query", "gallery")
+    if "query" in splits or "gallery" in splits:
+        raise ValueError(f"{where}: a query/gallery protocol needs both 'query' and 'gallery' items, found only {sorted(splits & {'query', 'gallery'})}")
+    if "test" not in splits:
+        raise ValueError(f"{where}: no evaluation items: expected a 'test' split or 'query' and 'gallery' splits, found {sorted(splits)}")
+    return EvaluationSplits("test")
 
 
 def class_disjoint_mask(labels: np.ndarray, split: str, test_fraction: float, val_fraction: float, seed: int) -> np.ndarray:
@@ -42,12 +57,8 @@ def _files_dataset(paths: list[Path], labels: np.ndarray, keep: np.ndarray, tran
     return ImageFileDataset([p for p, k in zip(paths, keep) if k], dense, names, ids, transform)
 
 
-def read_folder(root: Path, split: str, transform: Transform | None = None, *, test_fraction: float = 0.5,
-                val_fraction: float = 0.2, seed: int = 0) -> ImageFileDataset:
-    """root/<class name>/**/<image>: one sub-folder per class (its images may sit in sub-folders)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root} (expected one sub-folder of images per class)")
+def _class_folders(root: Path) -> tuple[list[Path], np.ndarray]:
+    """Images of root/<class name>/**/ and their class names."""
     paths, labels = [], []
     for folder in sorted(d for d in root.iterdir() if d.is_dir()):
         images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -55,8 +66,42 @@ def read_folder(root: Path, split: str, transform: Transform | None = None, *, t
         labels += [folder.name] * len(images)
     if not paths:
         raise ValueError(f"no images ({' '.join(IMAGE_SUFFIXES)}) in sub-folders of {root} (expected one sub-folder per class)")
-    labels = np.array(labels)
-    return _files_dataset(paths, labels, class_disjoint_mask(labels, split, test_fraction, val_fraction, seed), transform)
+    return paths, np.array(labels)
+
+
+def _split_folders(root: Path) -> set[str]:
+    """The split folders of the split layout (root/train plus root/test or root/query + root/gallery), else none."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root} (expected one sub-folder of images per class)")
+    present = {name for name in SPLIT_FOLDERS if (root / name).is_dir()}
+    return present if "train" in present else set()
+
+
+def folder_evaluation_splits(root: Path) -> EvaluationSplits:
+    splits = _split_folders(root)
+    return declared_protocol(splits, str(root)) if splits else EvaluationSplits("test")
+
+
+def read_folder(root: Path, split: str, transform: Transform | None = None, *, test_fraction: float = 0.5,
+                val_fraction: float = 0.2, seed: int = 0) -> ImageFileDataset:
+    """root/<class name>/**/<image>: one sub-folder per class (its images may sit in sub-folders),
+    classes split by the seeded carve; or the split layout root/<split>/<class name>/**/<image> with
+    split folders train (required), val (optional), and test or query + gallery."""
+    root = Path(root)
+    splits = _split_folders(root)
+    if not splits:
+        paths, labels = _class_folders(root)
+        return _files_dataset(paths, labels, class_disjoint_mask(labels, split, test_fraction, val_fraction, seed), transform)
+    declared_protocol(splits, str(root))
+    check_split(split, f"split folders of {root}", TRAIN_SPLITS + tuple(sorted(splits - {"train", "val"})))
+    sources = {"trainval": ["train", "val"], "train": ["train"], "val": ["val"]}.get(split, [split])
+    if split in ("train", "val") and "val" not in splits:
+        paths, labels = _class_folders(root / "train")
+        return _files_dataset(paths, labels, training_mask(labels, split, val_fraction, seed), transform)
+    found = [_class_folders(root / name) for name in sources if name in splits]
+    paths = [p for part, _ in found for p in part]
+    labels = np.concatenate([labels for _, labels in found])
+    return _files_dataset(paths, labels, np.ones(len(paths), dtype=bool), transform)
 
 
 def _csv_rows(path: Path) -> list[list[str]]:
@@ -98,6 +143,14 @@ def _csv_split_mask(path: Path, given: np.ndarray, labels: np.ndarray, split: st
     if not mask.any():
         raise ValueError(f"{path}: no row is in split {split!r}; split values present: {sorted(set(given.tolist()))}")
     return mask
+
+
+def csv_evaluation_splits(root: Path) -> EvaluationSplits:
+    path = Path(root)
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV file not found: {path} (expected rows path,label[,split])")
+    rows = _csv_rows(path)  # without a split column: the seeded carve's "test"
+    return declared_protocol({r[2] for r in rows}, str(path)) if len(rows[0]) == 3 else EvaluationSplits("test")
 
 
 def read_csv(root: Path, split: str, transform: Transform | None = None, *, test_fraction: float = 0.5,

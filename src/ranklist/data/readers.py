@@ -1,14 +1,19 @@
 """Datasets by name: build_dataset(name, split, root=..., transform=..., **options).
 
+Each dataset is a DatasetSpec: its reader, whether it needs a root, which reader options a run
+may pass, and its evaluation protocol (EvaluationSplits): the unseen-class queries search each
+other ("test", self-retrieval) or a separate gallery ("query" -> "gallery", the In-shop shape).
+The protocol of a folder or CSV depends on the data, so it is a function of the root.
+
 Split names (ranklist.data.splits): "trainval" = the training classes, "val" = a seeded
-class-disjoint carve of them, "train" = the rest, "test" = the unseen classes; In-shop has "query"
-and "gallery" instead of "test". Labels are 0..C-1 within each split (query and gallery share one
-numbering). See docs/data.md for every layout and its options.
+class-disjoint carve of them (or the data's own val split), "train" = the rest, "test" = the
+unseen classes, or "query" and "gallery". See docs/data.md for every layout and its options.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,8 @@ from torch.utils.data import Dataset
 from ranklist.data.benchmarks import read_benchmark
 from ranklist.data.datasets import Transform
 from ranklist.data.fashion_mnist import read_fashion_mnist
-from ranklist.data.generic import read_csv, read_folder
+from ranklist.data.generic import csv_evaluation_splits, folder_evaluation_splits, read_csv, read_folder
+from ranklist.data.splits import EvaluationSplits
 
 
 def read_emoji(root: Path | None, split: str, transform: Transform | None = None, **options: Any) -> Dataset:
@@ -28,25 +34,54 @@ def read_emoji(root: Path | None, split: str, transform: Transform | None = None
     return read(root, split, transform, **options)
 
 
-READERS: dict[str, Callable[..., Dataset]] = {
-    "cub200": partial(read_benchmark, "cub200"),
-    "cars196": partial(read_benchmark, "cars196"),
-    "sop": partial(read_benchmark, "sop"),
-    "inshop": partial(read_benchmark, "inshop"),
-    "folder": read_folder,
-    "csv": read_csv,
-    "emoji": read_emoji,  # root: the cache folder, default ~/.cache/ranklist/emoji (built on first use)
-    "fashion_mnist": read_fashion_mnist,  # root default: /usr/share/datasets/fashion-mnist
+SELF_RETRIEVAL = EvaluationSplits("test")
+QUERY_GALLERY = EvaluationSplits("query", "gallery")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    read: Callable[..., Dataset]  # (root, split, transform, **options) -> dataset
+    evaluation: Callable[[Path | None], EvaluationSplits] = lambda root: SELF_RETRIEVAL
+    needs_root: bool = True
+    run_options: tuple[str, ...] = ()  # DataConfig fields the reader takes (beyond val_fraction)
+
+
+def _benchmark(name: str, evaluation: EvaluationSplits = SELF_RETRIEVAL) -> DatasetSpec:
+    return DatasetSpec(partial(read_benchmark, name), lambda root: evaluation, run_options=("allow_partial",))
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "cub200": _benchmark("cub200"),
+    "cars196": _benchmark("cars196"),
+    "sop": _benchmark("sop"),
+    "inshop": _benchmark("inshop", QUERY_GALLERY),
+    "folder": DatasetSpec(read_folder, folder_evaluation_splits),
+    "csv": DatasetSpec(read_csv, csv_evaluation_splits),
+    # root: the cache folder, default ~/.cache/ranklist/emoji (built on first use)
+    "emoji": DatasetSpec(read_emoji, needs_root=False),
+    "fashion_mnist": DatasetSpec(read_fashion_mnist, needs_root=False),  # root default: /usr/share/datasets/fashion-mnist
 }
-OPTIONAL_ROOT = ("emoji", "fashion_mnist")
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def _root(name: str, root: str | Path | None) -> Path | None:
+    if root is None and dataset_spec(name).needs_root:
+        raise ValueError(f"dataset {name!r} needs a root folder (its files' location)")
+    return Path(root) if root is not None else None
+
+
+def evaluation_splits(name: str, root: str | Path | None = None) -> EvaluationSplits:
+    """The splits dataset `name` (at `root`) is evaluated on: self-retrieval or query vs gallery."""
+    return dataset_spec(name).evaluation(_root(name, root))
 
 
 def build_dataset(name: str, split: str, *, root: str | Path | None = None, transform: Transform | None = None,
                   **options: Any) -> Dataset:
-    """Split `split` of dataset `name` (a key of READERS) read from `root`; options go to its reader
+    """Split `split` of dataset `name` (a key of DATASETS) read from `root`; options go to its reader
     (allow_partial, val_fraction, seed, test_fraction, ... as docs/data.md lists)."""
-    if name not in READERS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(READERS)}")
-    if root is None and name not in OPTIONAL_ROOT:
-        raise ValueError(f"dataset {name!r} needs a root folder (its files' location)")
-    return READERS[name](Path(root) if root is not None else None, split, transform, **options)
+    return dataset_spec(name).read(_root(name, root), split, transform, **options)

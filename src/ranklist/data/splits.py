@@ -9,12 +9,21 @@ rest, "test" = the unseen classes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 TRAIN_SPLITS = ("train", "val", "trainval")
 SPLITS = TRAIN_SPLITS + ("test",)
 MIN_CLASSES = 2  # retrieval among fewer than two classes is trivially perfect
+
+
+@dataclass(frozen=True)
+class EvaluationSplits:
+    """The evaluation protocol: `queries` search each other (gallery None) or the `gallery` split."""
+
+    queries: str
+    gallery: str | None = None
 
 
 def check_split(split: str, dataset: str, valid: Sequence[str] = SPLITS) -> None:
@@ -76,3 +85,24 @@ def dense_labels(raw_labels: np.ndarray, names: dict | None = None,
             raise ValueError("some labels are not among the classes to number")
     ids = [c.item() if hasattr(c, "item") else c for c in classes]
     return labels, [str(names[c]) if names else str(c) for c in ids], ids
+
+
+def class_keys(dataset) -> list[str]:
+    """Each label's class identity (its id in the data), comparable across splits numbered apart."""
+    return [str(c) for c in dataset.class_ids]
+
+
+def shared_labels(queries, gallery) -> tuple[np.ndarray, np.ndarray]:
+    """Query and gallery labels numbered by class identity, so one label is one class in both.
+
+    Splits are numbered 0..C-1 each on its own; comparing those numbers across splits would
+    match unrelated classes. A ValueError when the two splits share no class at all.
+    """
+    query_keys, gallery_keys = class_keys(queries), class_keys(gallery)
+    common = sorted(set(query_keys) | set(gallery_keys))
+    if not set(query_keys) & set(gallery_keys):
+        raise ValueError(f"no query class has an item in the gallery (query classes e.g. {query_keys[:3]}, "
+                         f"gallery classes e.g. {gallery_keys[:3]})")
+    number = {key: i for i, key in enumerate(common)}
+    remap = lambda keys, labels: np.array([number[k] for k in keys], dtype=np.int64)[labels]  # noqa: E731
+    return remap(query_keys, queries.labels), remap(gallery_keys, gallery.labels)

@@ -1,0 +1,82 @@
+"""`ranklist evaluate` and `ranklist embed`: a checkpoint on a dataset split, prepared as its run prepared images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help="a dataset name (cub200, cars196, sop, inshop, folder, csv, emoji, fashion_mnist)")
+    parser.add_argument("--root", help="the dataset's folder (or CSV file)")
+    parser.add_argument("--split", help="default: the dataset's evaluation queries (test, or query for a query/gallery protocol)")
+    parser.add_argument("--allow-partial", action="store_true", help="accept an incomplete copy of a benchmark")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    evaluate = subparsers.add_parser("evaluate", help="metrics of a checkpoint on a dataset split")
+    evaluate.add_argument("checkpoint")
+    _add_data_options(evaluate)
+    evaluate.add_argument("--gallery-split", help="search this split with the queries (default: the dataset's gallery, if it declares one)")
+    evaluate.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8])
+    evaluate.add_argument("--levels", nargs="+", help="levels to score (default all, plus their concatenation)")
+    evaluate.add_argument("--out", help="also write the metrics to this JSON file")
+    evaluate.set_defaults(run=evaluate_command)
+    embed = subparsers.add_parser("embed", help="embed a dataset split with a checkpoint into an .npz file")
+    embed.add_argument("checkpoint")
+    _add_data_options(embed)
+    embed.add_argument("--out", required=True, help="output .npz (embedding = evaluation embedding; raw levels too)")
+    embed.set_defaults(run=embed_command)
+
+
+def _dataset(args: argparse.Namespace, model, split: str):
+    """The split, transformed by the checkpoint's own preprocessing record."""
+    from ranklist.data import build_dataset
+
+    options = {"allow_partial": True} if args.allow_partial else {}
+    return build_dataset(args.dataset, split, root=args.root, transform=model.preprocessing.transform(train=False), **options)
+
+
+def _splits(args: argparse.Namespace) -> tuple[str, str | None]:
+    """--split / --gallery-split, defaulting to the dataset's declared evaluation protocol."""
+    from ranklist.data import evaluation_splits
+
+    if args.split is not None:
+        return args.split, args.gallery_split
+    declared = evaluation_splits(args.dataset, args.root)
+    return declared.queries, args.gallery_split or declared.gallery
+
+
+def evaluate_command(args: argparse.Namespace) -> None:
+    from ranklist.atomic import atomic_write_text
+    from ranklist.evaluation import Evaluator
+    from ranklist.models import load_model
+
+    if args.out and not args.out.endswith(".json"):
+        raise ValueError(f"--out must name a .json file, got {args.out}")
+    model = load_model(args.checkpoint)
+    evaluator = Evaluator(batch_size=args.batch_size, progress=not args.no_progress, ks=tuple(args.ks))
+    queries, gallery = _splits(args)
+    metrics = evaluator.evaluate(model, _dataset(args, model, queries), _dataset(args, model, gallery) if gallery else None,
+                                 levels=args.levels)
+    text = json.dumps(metrics, indent=2)
+    if args.out:
+        atomic_write_text(args.out, text)
+    print(text)
+
+
+def embed_command(args: argparse.Namespace) -> None:
+    from ranklist.evaluation import embed_dataset
+    from ranklist.models import load_model
+    from ranklist.retrieval.embeddings_file import EmbeddingsFile, write_embeddings
+
+    if not args.out.endswith(".npz"):
+        raise ValueError(f"--out must end in .npz, got {args.out}")
+    model = load_model(args.checkpoint)
+    dataset = _dataset(args, model, args.split or _splits(args)[0])
+    outputs, labels = embed_dataset(model, dataset, batch_size=args.batch_size, progress=not args.no_progress)
+    record = EmbeddingsFile.from_outputs(outputs, labels.numpy(), getattr(dataset, "paths", None))
+    write_embeddings(record, args.out)
+    print(f"{args.out}: {len(labels)} embeddings of dimension {record.embedding.shape[1]}")

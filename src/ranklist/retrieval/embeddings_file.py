@@ -1,0 +1,83 @@
+"""The embeddings file (`ranklist embed` writes it, `ranklist index` / `search` read it): one .npz.
+
+Arrays: "embedding" float32 [N, D] (the evaluation embedding: levels concatenated, L2-normalised),
+"labels" int64 [N] (optional), "paths" str [N] (optional: the items' image files), and
+"level_<L>" float32 [N, D_L] per raw level (optional). The reader checks every shape and type and
+names the file and the array at fault.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ranklist.atomic import atomic_path
+
+
+@dataclass(frozen=True)
+class EmbeddingsFile:
+    embedding: np.ndarray
+    labels: np.ndarray | None = None
+    paths: np.ndarray | None = None
+    levels: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping, labels: np.ndarray | None = None, paths: Sequence | None = None) -> EmbeddingsFile:
+        """From a model's raw per-level outputs (torch tensors): the evaluation embedding is derived here."""
+        from ranklist.models import evaluation_embedding
+
+        return cls(evaluation_embedding(outputs).numpy(), labels,
+                   None if paths is None else np.array([str(p) for p in paths]),
+                   {level: value.numpy() for level, value in outputs.items()})
+
+    def ids(self) -> np.ndarray:
+        """The items' ids: their paths when known, else their row numbers."""
+        return self.paths if self.paths is not None else np.arange(len(self.embedding))
+
+
+def _check(record: EmbeddingsFile, where: str) -> EmbeddingsFile:
+    x = record.embedding
+    if x.ndim != 2 or x.shape[0] == 0 or not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{where}: 'embedding' must be a non-empty float array [N, D], got {x.dtype} {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{where}: 'embedding' has non-finite values")
+    n = len(x)
+    for name, array in (("labels", record.labels), ("paths", record.paths), *((f"level_{k}", v) for k, v in record.levels.items())):
+        if array is not None and len(array) != n:
+            raise ValueError(f"{where}: '{name}' has {len(array)} rows but 'embedding' has {n}")
+    if record.labels is not None and not np.issubdtype(record.labels.dtype, np.integer):
+        raise ValueError(f"{where}: 'labels' must be integers, got {record.labels.dtype}")
+    return record
+
+
+def write_embeddings(record: EmbeddingsFile, path: str | Path) -> None:
+    """Checked, then written atomically."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"an embeddings file must end in .npz, got {path}")
+    _check(record, str(path))
+    arrays = {"embedding": record.embedding, **{f"level_{k}": v for k, v in record.levels.items()}}
+    arrays.update({k: v for k, v in (("labels", record.labels), ("paths", record.paths)) if v is not None})
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+
+def read_embeddings(path: str | Path) -> EmbeddingsFile:
+    """An embeddings file, checked; a missing, truncated or foreign file is a ValueError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"embeddings file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as source:
+            arrays = {name: source[name] for name in source.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise ValueError(f"cannot read embeddings file {path}: {error}") from None
+    if "embedding" not in arrays:
+        raise ValueError(f"{path} has no 'embedding' array (write it with ranklist embed); it has {sorted(arrays)}")
+    levels = {name[6:]: value for name, value in arrays.items() if name.startswith("level_")}
+    return _check(EmbeddingsFile(arrays["embedding"], arrays.get("labels"), arrays.get("paths"), levels), str(path))
