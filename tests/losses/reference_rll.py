@@ -1,4 +1,4 @@
-"""A slow, obvious float64 Ranked List Loss, written straight from SPEC sections 1-3 (a loop per query).
+"""A slow, obvious float64 Ranked List Loss, written straight from docs/loss.md (a loop per query).
 
 Weights are constants (detached). "query" gradient: the gallery side of each pair is detached.
 Gradients come from autograd on this loop, so they check the kernel's closed form independently.

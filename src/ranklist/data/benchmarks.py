@@ -1,4 +1,4 @@
-"""Readers of the paper's four benchmarks in their standard on-disk layouts (SPEC section 6).
+"""Readers of the paper's four benchmarks in their standard on-disk layouts (docs/data.md#layouts).
 
 Each returns one split as an ImageFileDataset: "trainval" / "test" are the literature's
 class-disjoint halves (In-shop: "trainval" / "query" / "gallery"), "train" / "val" a seeded carve of
@@ -24,7 +24,7 @@ from ranklist.data.splits import (
     training_mask,
 )
 
-# Published sizes (SPEC section 6): dataset -> listed split -> (images, classes or None).
+# Published sizes (docs/data.md): dataset -> listed split -> (images, classes or None).
 PUBLISHED: dict[str, dict[str, tuple[int, int | None]]] = {
     "cub200": {"trainval": (5864, 100), "test": (5924, 100)},
     "cars196": {"trainval": (8054, 98), "test": (8131, 98)},

@@ -1,4 +1,4 @@
-"""The offline benchmark: emoji drawn by four artists (../shared/docs/DATA.md, docs/data.md).
+"""The offline benchmark: emoji drawn by four artists (docs/data.md).
 
 Class = one emoji; its instances = the Google (Noto), Twitter (Twemoji), OpenMoji and Microsoft
 Fluent (flat) drawings. Built once from four npm packages (`npm pack`), joined by code point

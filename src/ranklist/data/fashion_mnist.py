@@ -1,4 +1,4 @@
-"""Fashion-MNIST, the easy real sanity set (../shared/docs/DATA.md), from Debian's
+"""Fashion-MNIST, the easy real sanity set (docs/data.md), from Debian's
 dataset-fashion-mnist package: idx files, gzip-compressed, in /usr/share/datasets/fashion-mnist.
 
 Class-disjoint like the benchmarks: classes 0-4 (T-shirt/top, Trouser, Pullover, Dress, Coat) train,

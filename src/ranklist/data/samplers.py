@@ -1,4 +1,4 @@
-"""Class-balanced C x K batches (SPEC section 5), usable as a DataLoader `batch_sampler`.
+"""Class-balanced C x K batches (docs/data.md), usable as a DataLoader `batch_sampler`.
 
 Each epoch walks a seeded random permutation of the classes; batch b takes the next C classes and K
 images of each, drawn without replacement (repeats only when a class has fewer than K images).

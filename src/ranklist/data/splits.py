@@ -1,4 +1,4 @@
-"""Class-disjoint splits (SPEC sections 5-6): the benchmarks' train/test classes, a seeded validation
+"""Class-disjoint splits (docs/data.md): the benchmarks' train/test classes, a seeded validation
 carve of the training classes, and per-split label numbering.
 
 Split names: "trainval" = all training classes, "val" = a seeded carve of them (for model

@@ -1,5 +1,5 @@
 """Image transforms without torchvision: the paper's and the TPAMI-era crops, and per-backbone
-normalisation (SPEC section 5). They take a PIL image or a uint8 tensor [3, H, W] (the fast path of
+normalisation (docs/data.md). They take a PIL image or a uint8 tensor [3, H, W] (the fast path of
 the in-memory sets) and return a float tensor [3, image_size, image_size].
 
 Recipes:

@@ -1,4 +1,4 @@
-"""Retrieval and clustering metrics (SPEC section 6) and the evaluator that embeds a split."""
+"""Retrieval and clustering metrics (docs/evaluation.md) and the evaluator that embeds a split."""
 
 from ranklist.evaluation.clustering import nmi, normalized_mutual_information
 from ranklist.evaluation.evaluator import CONCAT, Evaluator, embed_dataset

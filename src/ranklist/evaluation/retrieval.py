@@ -1,4 +1,4 @@
-"""Recall@K, MAP@R and R-Precision (SPEC section 6), exact, blocked, with a fixed tie rule.
+"""Recall@K, MAP@R and R-Precision (docs/evaluation.md), exact, blocked, with a fixed tie rule.
 
 Similarity is the cosine of L2-normalised embeddings (the same order as Euclidean distance).
 Tie rule: items with equal computed similarity are ranked by ascending gallery index. Self-retrieval

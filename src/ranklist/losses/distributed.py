@@ -1,6 +1,7 @@
 """One global ranked list across processes (torch.distributed), exact under DDP's gradient averaging.
 
-Each process ranks its own queries against the embeddings gathered from all processes (SPEC 3).
+Each process ranks its own queries against the embeddings gathered from all processes
+(docs/loss.md#reference-sets-cross-batch-memory-and-many-processes).
 With "query" gradients the gathered references are constants (a plain all_gather, nothing flows
 back). With "full" gradients the gather is differentiable: its backward all-reduces the gradient of
 the gathered matrix and each process keeps its own rows.

@@ -1,4 +1,4 @@
-"""The Ranked List Loss (Wang et al., CVPR 2019; TPAMI 2021), exactly as ../shared/docs/SPEC.md.
+"""The Ranked List Loss (Wang et al., CVPR 2019; TPAMI 2021), exactly as docs/loss.md specifies.
 
     loss = ranked_list_loss(embeddings, labels)                      # CVPR eq. 14, "query" gradient
     loss = RankedListLoss.from_preset("tpami2021_code")(embeddings, labels)
@@ -38,7 +38,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The authors' released TPAMI-era Caffe code (RLL-Simpler, "*_Simp_*" folders, e.g.
     # InshopClothes_Simp_21042020/60_T10_pn04_v63 and CUB ..._tp0_tn10): boundaries 1 -/+ m/2 with
     # m = 0.4, Tn = 10, Tp = 0, 0.5/0.5 parts, queries weighted by their weight sums ("official"),
-    # gradient w.r.t. the query only (SPEC section 2).
+    # gradient w.r.t. the query only (docs/loss.md#the-two-gradient-readings).
     "tpami2021_code": dict(
         margin=0.4, alpha=None, neg_temperature=10.0, pos_temperature=0.0, imbalance=0.5,
         reduction="official", gradient="query",
@@ -63,7 +63,7 @@ def ranked_list_params(
     margin: float, alpha: float | None, neg_temperature: float, pos_temperature: float,
     imbalance: float,
 ) -> RankedListParams:
-    """Validate the hyper-parameters and turn them into the two boundaries (SPEC section 1)."""
+    """Validate the hyper-parameters and turn them into the two boundaries (docs/loss.md)."""
     margin = _check_number("margin", margin, 0.0)
     if alpha is None:  # RLL-Simpler: boundaries 1 + m/2 (negatives) and 1 - m/2 (positives)
         neg_boundary, pos_boundary = 1.0 + margin / 2, 1.0 - margin / 2
@@ -189,7 +189,7 @@ def ranked_list_loss(
     block_size: int | None = None,
     compile: bool | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Ranked List Loss of every embedding's ranked list (CVPR eqs. 9-14, SPEC sections 1-3).
+    """Ranked List Loss of every embedding's ranked list (CVPR eqs. 9-14; docs/loss.md).
 
     Args:
         embeddings: [N, D] raw query embeddings (L2-normalised here), any float dtype and device.
@@ -243,7 +243,7 @@ def ranked_list_loss(
         ref_labels_long = ref_labels.to(device=device, dtype=torch.long)
         self_rows = _check_self_index(self_index, n, ref_emb.shape[0], device)
     if gradient == "query":
-        # The gallery side of every pair is a constant (SPEC section 2).
+        # The gallery side of every pair is a constant (docs/loss.md#the-two-gradient-readings).
         refs = refs.detach()
 
     terms_fn = select_block_terms(compile, device, n * refs.shape[0])

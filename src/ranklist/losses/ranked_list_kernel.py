@@ -7,7 +7,7 @@ torch.compile when enabled), and one B x M product for the gradient, which it co
 forward pass: backward only rescales saved [N, D] / [M, D] gradients. Peak extra memory is a few
 B x M matrices, never N x M.
 
-Notation (SPEC sections 1-2): d_ij = ||f_i - r_j||; positive boundary pb = alpha - m, negative
+Notation (docs/loss.md): d_ij = ||f_i - r_j||; positive boundary pb = alpha - m, negative
 boundary nb = alpha; c_ij = dL_i/dd_ij = (1 - lambda) p_ij on mined positives and -lambda q_ij on
 mined negatives (p, q the normalised weights, constants). Since dd_ij/df_i = (f_i - r_j)/d_ij,
     dL_i/df_i = f_i * sum_j W_ij - (W r)_i,          W_ij = c_ij / d_ij  (0 where d_ij = 0),

@@ -1,4 +1,4 @@
-"""Backbones with multi-level (L, M, H) embedding heads (SPEC section 4)."""
+"""Backbones with multi-level (L, M, H) embedding heads (docs/models.md)."""
 
 from ranklist.models.backbones import BACKBONES, BackboneSpec, backbone_spec
 from ranklist.models.checkpoint import load_model, model_checkpoint, save_model

@@ -1,6 +1,6 @@
 """Backbone registry: a name -> constructor and metadata, so configs never import classes.
 
-Each backbone maps images to feature maps {"L", "M", "H"} (low, mid, high stage; SPEC section 4)
+Each backbone maps images to feature maps {"L", "M", "H"} (low, mid, high stage; docs/models.md)
 and declares its input normalisation (a name of ranklist.data's transforms), its default image size
 and the channels at each tap.
 """

@@ -4,7 +4,7 @@ Layer names, shapes and pooling follow the converted ImageNet weights that PyTor
 use (the `bninception` state dict of Cadene's pretrained-models), so that file loads as it is:
 flat names such as `inception_3a_1x1.weight`, `inception_3a_1x1_bn.running_mean`, convolutions with
 biases. Input: BGR, 0-255, mean (104, 117, 128) subtracted (normalisation "bn_inception").
-Taps (SPEC section 4): L = inception-3c output (576 ch), M = inception-4e (1056), H = inception-5b (1024).
+Taps (docs/models.md): L = inception-3c output (576 ch), M = inception-4e (1056), H = inception-5b (1024).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The multi-level embedding model RLL-(L,M,H) (SPEC section 4).
+"""The multi-level embedding model RLL-(L,M,H) (docs/models.md).
 
     model = build_model("efficientnet_lite0", embedding_dim=128, levels=("L", "M", "H"))
     outputs = model(images)                      # {"L": [B, D], "M": ..., "H": ...}, raw
@@ -120,7 +120,7 @@ def build_model(
 
 
 def evaluation_embedding(outputs: Mapping[str, torch.Tensor], levels: Sequence[str] | None = None) -> torch.Tensor:
-    """The chosen levels' raw embeddings concatenated, then L2-normalised as a whole (SPEC 4).
+    """The chosen levels' raw embeddings concatenated, then L2-normalised as a whole (docs/models.md).
 
     levels=None takes every level present in `outputs`.
     """

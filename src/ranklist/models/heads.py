@@ -1,4 +1,4 @@
-"""Embedding heads of the multi-level model (SPEC section 4).
+"""Embedding heads of the multi-level model (docs/models.md#heads).
 
 Low/mid: avg-pool 5x5 stride 3 -> 1x1 conv 128 + BN + ReLU -> FC 1024 + BN + ReLU -> FC D (no bias).
 High: global avg-pool -> FC D (no bias).

@@ -1,4 +1,4 @@
-"""Optimiser parameter groups: new layers at a learning-rate multiple (10x in the paper, SPEC 4)."""
+"""Optimiser parameter groups: new layers at a learning-rate multiple (10x in the paper, CVPR 2019 3.4)."""
 
 from __future__ import annotations
 

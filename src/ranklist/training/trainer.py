@@ -1,7 +1,7 @@
 """The training loop: the paper's protocol, iteration-based, resumable, writing a run folder.
 
 SGD with momentum and weight decay over parameter groups (new layers at lr x new_layer_lr_mult),
-warm-up then a multi-step schedule, one RLL per embedding level summed (SPEC section 4),
+warm-up then a multi-step schedule, one RLL per embedding level summed (docs/models.md),
 class-balanced C x K batches. Validation on class-disjoint held-out training classes selects the
 best checkpoint; the test split is evaluated once, at the end, with that checkpoint.
 """
@@ -97,7 +97,7 @@ def lr_factor(step: int, warmup: int, milestones: list[int], gamma: float) -> fl
 
 
 def build_level_losses(config: RunConfig, dims: dict[str, int], num_classes: int, world: int = 1) -> torch.nn.ModuleDict:
-    """One loss per embedding level (SPEC 4: summed with weight 1); proxies differ per level.
+    """One loss per embedding level (docs/models.md: summed with weight 1); proxies differ per level.
 
     Across processes RLL ranks each process's queries against the gathered global batch; the
     baselines see each process's own batch (DDP averages their gradients).
