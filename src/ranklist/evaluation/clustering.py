@@ -1,4 +1,4 @@
-"""NMI of k-means clusters against the classes (SPEC section 6), with faiss k-means."""
+"""NMI of k-means clusters against the classes (docs/evaluation.md), with faiss k-means."""
 
 from __future__ import annotations
 

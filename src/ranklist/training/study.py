@@ -26,7 +26,7 @@ from ranklist.reporting.figures import save_figure
 from ranklist.training.config import RunConfig, load_config
 from ranklist.training.trainer import Trainer, hardware, source_commit
 
-# The paper's ablations (SPEC section 7) and the two readings of the loss: variant -> overrides.
+# The paper's ablations (CVPR 2019 Tables 3-7) and the two readings of the loss: variant -> overrides.
 ABLATIONS: dict[str, dict[str, list[str]]] = {
     "alpha": {f"alpha={a}": [f"loss.alpha={a}"] for a in (1.0, 1.2, 1.4)},
     "margin": {f"m={m}": [f"loss.margin={m}"] for m in (0.0, 0.2, 0.4, 0.6, 1.2)},
@@ -38,7 +38,7 @@ ABLATIONS: dict[str, dict[str, list[str]]] = {
     "reduction": {r: [f"loss.reduction={r}"] for r in ("mean", "official")},
     "memory": {"batch only": [], "memory 1024": ["loss.memory_size=1024", "loss.memory_warmup=50"]},  # cross-batch memory
 }
-# The paper's SOP Recall@1 (SPEC section 7: Table 2 and the ablation tables) beside each variant.
+# The paper's SOP Recall@1 (CVPR 2019 Table 2 and Tables 3-7) beside each variant.
 PAPER_SOP_RECALL1: dict[str, dict[str, float]] = {
     "compare": {"triplet_semihard": 66.7, "lifted_structure": 62.5, "npair": 66.4, "proxy_nca": 73.7, "rll": 79.8},
     "alpha": {"alpha=1.0": 78.7, "alpha=1.2": 79.8, "alpha=1.4": 76.2},
