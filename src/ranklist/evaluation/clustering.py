@@ -1,4 +1,4 @@
-"""NMI of k-means clusters against the classes (SPEC section 6): faiss k-means from k-means++ seeds."""
+"""NMI of k-means clusters against the classes (docs/evaluation.md): faiss k-means from k-means++ seeds."""
 
 from __future__ import annotations
 
