@@ -39,9 +39,9 @@ def test_round_trip_and_corruption(tmp_path):
     x, labels = clustered(300)
     index = build_index(x, ids=np.array([f"img_{i}.jpg" for i in range(300)]), labels=labels)
     save_index(index, tmp_path / "idx")
-    save_index(index, tmp_path / "idx")  # replacing an existing index
+    save_index(index, tmp_path / "idx", replace=True)  # replacing an existing index
     again = load_index(tmp_path / "idx")
-    assert again.meta["labels"] == labels.tolist() and len(again) == 300
+    assert again.labels.tolist() == labels.tolist() and len(again) == 300
     assert search(again, x[:3], 2)[1][:, 0].tolist() == ["img_0.jpg", "img_1.jpg", "img_2.jpg"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
     (tmp_path / "idx" / "index.faiss").write_bytes(b"garbage")

@@ -17,7 +17,8 @@ import sys
 from ranklist.errors import UserError, one_line
 
 EXIT_USAGE = 2
-COMMANDS = ("ranklist.cli.train", "ranklist.cli.evaluate", "ranklist.cli.study", "ranklist.cli.index", "ranklist.cli.data")
+COMMANDS = ("ranklist.cli.train", "ranklist.cli.evaluate", "ranklist.cli.study", "ranklist.cli.index", "ranklist.cli.data",
+            "ranklist.cli.export", "ranklist.cli.serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

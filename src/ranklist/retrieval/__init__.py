@@ -1,5 +1,13 @@
-"""Serve retrieval: a faiss index of embeddings (flat, IVF, IVF-PQ), saved atomically."""
+"""Retrieval: a faiss index of embeddings (flat, IVF, IVF-PQ) with its items and the fingerprint of
+the model that embedded them, saved atomically; built from an embeddings file or from a model."""
 
-from ranklist.retrieval.index import KINDS, EmbeddingIndex, build_index, load_index, save_index, search
+from ranklist.retrieval.fingerprint import ModelFingerprint, check_same_model, model_fingerprint
+from ranklist.retrieval.index import (
+    KINDS, EmbeddingIndex, Items, add_to_index, build_index, next_ids, search, search_rows, stored_vectors,
+)
+from ranklist.retrieval.storage import is_index, load_index, save_index
 
-__all__ = ["KINDS", "EmbeddingIndex", "build_index", "load_index", "save_index", "search"]
+__all__ = [
+    "KINDS", "EmbeddingIndex", "Items", "ModelFingerprint", "add_to_index", "build_index", "check_same_model",
+    "is_index", "load_index", "model_fingerprint", "next_ids", "save_index", "search", "search_rows", "stored_vectors",
+]

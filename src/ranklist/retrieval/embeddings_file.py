@@ -2,12 +2,14 @@
 
 Arrays: "embedding" float32 [N, D] (the evaluation embedding: levels concatenated, L2-normalised),
 "labels" int64 [N] (optional), "paths" str [N] (optional: the items' image files), and
-"level_<L>" float32 [N, D_L] per raw level (optional). The reader checks every shape and type and
-names the file and the array at fault.
+"level_<L>" float32 [N, D_L] per raw level (optional), "model" a JSON string (optional: the
+fingerprint of the model that embedded them, so an index refuses another model's). The reader
+checks every shape and type and names the file and the array at fault.
 """
 
 from __future__ import annotations
 
+import json
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ranklist.atomic import atomic_path
+from ranklist.retrieval.fingerprint import ModelFingerprint
 
 
 @dataclass(frozen=True)
@@ -24,15 +27,18 @@ class EmbeddingsFile:
     labels: np.ndarray | None = None
     paths: np.ndarray | None = None
     levels: dict[str, np.ndarray] = field(default_factory=dict)
+    model: ModelFingerprint | None = None
 
     @classmethod
-    def from_outputs(cls, outputs: Mapping, labels: np.ndarray | None = None, paths: Sequence | None = None) -> EmbeddingsFile:
-        """From a model's raw per-level outputs (torch tensors): the evaluation embedding is derived here."""
+    def from_outputs(cls, outputs: Mapping, labels: np.ndarray | None = None, paths: Sequence | None = None,
+                     model: ModelFingerprint | None = None) -> EmbeddingsFile:
+        """From a model's raw per-level outputs (torch tensors): the evaluation embedding is derived here.
+        `model`: ranklist.retrieval.model_fingerprint(model), recorded so indexes can check it."""
         from ranklist.models import evaluation_embedding
 
         return cls(evaluation_embedding(outputs).numpy(), labels,
                    None if paths is None else np.array([str(p) for p in paths]),
-                   {level: value.numpy() for level, value in outputs.items()})
+                   {level: value.numpy() for level, value in outputs.items()}, model)
 
     def ids(self) -> np.ndarray:
         """The items' ids: their paths when known, else their row numbers."""
@@ -62,6 +68,8 @@ def write_embeddings(record: EmbeddingsFile, path: str | Path) -> None:
     _check(record, str(path))
     arrays = {"embedding": record.embedding, **{f"level_{k}": v for k, v in record.levels.items()}}
     arrays.update({k: v for k, v in (("labels", record.labels), ("paths", record.paths)) if v is not None})
+    if record.model is not None:
+        arrays["model"] = np.array(json.dumps(record.model.to_dict()))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
@@ -80,4 +88,10 @@ def read_embeddings(path: str | Path) -> EmbeddingsFile:
     if "embedding" not in arrays:
         raise ValueError(f"{path} has no 'embedding' array (write it with ranklist embed); it has {sorted(arrays)}")
     levels = {name[6:]: value for name, value in arrays.items() if name.startswith("level_")}
-    return _check(EmbeddingsFile(arrays["embedding"], arrays.get("labels"), arrays.get("paths"), levels), str(path))
+    model = None
+    if "model" in arrays:
+        try:
+            model = ModelFingerprint.from_dict(json.loads(str(arrays["model"])))
+        except ValueError as error:  # JSONDecodeError is a ValueError too
+            raise ValueError(f"{path}: 'model' is not a model fingerprint: {error}") from None
+    return _check(EmbeddingsFile(arrays["embedding"], arrays.get("labels"), arrays.get("paths"), levels, model), str(path))

@@ -1,32 +1,79 @@
-"""A retrieval index of embeddings with faiss: build, save, load, search.
+"""A retrieval index of embeddings with faiss: build, add, save, load, search.
 
 Cosine similarity on L2-normalised embeddings (inner product). Kinds: "flat" (exact), "ivf"
 (inverted lists, approximate, for millions of items), "ivfpq" (inverted lists with product-
-quantised codes: a few dozen bytes per vector, for 10^8 and more). An index is saved as one folder
-(index.faiss + meta.json with the ids/labels/dimension) written under a temporary name and renamed,
-so a reader sees a whole index or none.
+quantised codes: a few dozen bytes per vector, for 10^8 and more).
+
+Besides the vectors an index holds its items (id, label, image path, and a thumbnail for images
+that have no file) and the fingerprint of the model that embedded them, so that a query or an
+addition from another model is refused. It is saved as one folder (index.faiss, meta.json,
+items.npz, thumbnails.npy) written under a temporary name and renamed, so a reader sees a whole
+index or none; saving never replaces anything but an index.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ranklist.retrieval.fingerprint import ModelFingerprint, check_same_model
+
 KINDS = ("flat", "ivf", "ivfpq")
+FORMAT = 2
+
+
+@dataclass(frozen=True)
+class Items:
+    """What an index knows of each of its N items, in index order."""
+
+    ids: np.ndarray  # [N] unique ints or strings
+    labels: np.ndarray | None = None  # [N] int class of each item (a labelled split)
+    paths: np.ndarray | None = None  # [N] str image file of each item
+    thumbnails: np.ndarray | None = None  # [N, T, T, 3] uint8, for images held in memory
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        for name in ("labels", "paths", "thumbnails"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"items: {name} has {len(value)} entries but there are {n} ids")
+        if len(np.unique(self.ids)) != n:
+            raise ValueError("items: ids must be unique")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def concat(self, other: Items) -> Items:
+        """These items followed by `other`'s; both must carry the same kinds of information."""
+        parts = {}
+        for name in ("ids", "labels", "paths", "thumbnails"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if (mine is None) != (theirs is None):
+                have = "has" if mine is not None else "has no"
+                raise ValueError(f"the index {have} {name}: the added items must match it")
+            parts[name] = None if mine is None else np.concatenate([mine, theirs])
+        if np.asarray(self.ids).dtype.kind != np.asarray(other.ids).dtype.kind:
+            raise ValueError(f"added ids are {other.ids.dtype} but the index's are {self.ids.dtype}")
+        return Items(**parts)
 
 
 @dataclass
 class EmbeddingIndex:
     index: Any  # a faiss index
-    ids: np.ndarray  # [N] item ids (strings or ints) in index order
-    meta: dict[str, Any] = field(default_factory=dict)
+    items: Items
+    meta: dict[str, Any] = field(default_factory=dict)  # kind, dim, count, class_names, source, ...
+    model: ModelFingerprint | None = None  # the model whose embeddings it holds
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.items.ids
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        return self.items.labels
 
     @property
     def dim(self) -> int:
@@ -46,42 +93,91 @@ def _normalised(embeddings: np.ndarray, name: str) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
-def build_index(embeddings: np.ndarray, ids: np.ndarray | None = None, *, kind: str = "flat", nlist: int | None = None,
-                m: int = 16, nprobe: int = 16, seed: int = 0, labels: np.ndarray | None = None) -> EmbeddingIndex:
-    """Index `embeddings` (normalised here). ivf/ivfpq train their coarse quantiser (nlist lists,
-    default ~4 sqrt(N)) and product quantiser (m sub-vectors of 8 bits) with faiss's k-means."""
+def _as_items(items: Items | np.ndarray | None, n: int, labels: np.ndarray | None) -> Items:
+    if isinstance(items, Items):
+        found = items
+    else:
+        found = Items(np.arange(n) if items is None else np.asarray(items),
+                      None if labels is None else np.asarray(labels, dtype=np.int64))
+    if len(found) != n:
+        raise ValueError(f"ids has {len(found)} entries but embeddings has {n} rows")
+    return found
+
+
+def _faiss_index(x: np.ndarray, kind: str, nlist: int | None, m: int, nprobe: int, seed: int) -> Any:
     import faiss
 
+    n, dim = x.shape
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    nlist = nlist or max(1, min(n // 39, int(4 * np.sqrt(n))))
+    quantizer = faiss.IndexFlatIP(dim)
+    if kind == "ivf":
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    else:
+        if dim % m:
+            raise ValueError(f"ivfpq needs the dimension {dim} to be a multiple of m={m}")
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    index.train(x)
+    index.nprobe = min(nprobe, nlist)
+    return index
+
+
+def build_index(embeddings: np.ndarray, ids: Items | np.ndarray | None = None, *, kind: str = "flat",
+                nlist: int | None = None, m: int = 16, nprobe: int = 16, seed: int = 0,
+                labels: np.ndarray | None = None, model: ModelFingerprint | None = None,
+                meta: dict[str, Any] | None = None) -> EmbeddingIndex:
+    """Index `embeddings` (normalised here). `ids` is an Items record or just the ids (default
+    0..N-1, with `labels`). ivf/ivfpq train their coarse quantiser (nlist lists, default ~4 sqrt(N))
+    and product quantiser (m sub-vectors of 8 bits) with faiss's k-means."""
     if kind not in KINDS:
         raise ValueError(f"unknown index kind {kind!r}; choose one of {KINDS}")
     x = _normalised(embeddings, "embeddings")
-    n, dim = x.shape
-    ids = np.arange(n) if ids is None else np.asarray(ids)
-    if len(ids) != n:
-        raise ValueError(f"ids has {len(ids)} entries but embeddings has {n} rows")
-    if kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    else:
-        nlist = nlist or max(1, min(n // 39, int(4 * np.sqrt(n))))
-        quantizer = faiss.IndexFlatIP(dim)
-        if kind == "ivf":
-            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        else:
-            if dim % m:
-                raise ValueError(f"ivfpq needs the dimension {dim} to be a multiple of m={m}")
-            index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = seed
-        index.train(x)
-        index.nprobe = min(nprobe, nlist)
+    found = _as_items(ids, len(x), labels)
+    index = _faiss_index(x, kind, nlist, m, nprobe, seed)
     index.add(x)
-    meta = {"kind": kind, "dim": dim, "count": n}
-    if labels is not None:
-        meta["labels"] = np.asarray(labels).tolist()
-    return EmbeddingIndex(index, ids, meta)
+    return EmbeddingIndex(index, found, {**(meta or {}), "kind": kind, "dim": x.shape[1], "count": len(x)}, model)
 
 
-def search(index: EmbeddingIndex, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def next_ids(index: EmbeddingIndex, n: int) -> np.ndarray:
+    """n fresh integer ids after the index's largest (for an index whose ids are integers)."""
+    if index.ids.dtype.kind not in "iu":
+        raise ValueError("this index's ids are not integers: give the added items' ids")
+    start = int(index.ids.max()) + 1 if len(index.ids) else 0
+    return np.arange(start, start + n)
+
+
+def add_to_index(index: EmbeddingIndex, embeddings: np.ndarray, items: Items,
+                 model: ModelFingerprint | None = None) -> EmbeddingIndex:
+    """Append items (embedded by the index's own model) to the index, in place; returns it."""
+    check_same_model(index.model, model, "the added embeddings")
+    x = _normalised(embeddings, "embeddings")
+    if x.shape[1] != index.dim:
+        raise ValueError(f"added embeddings have dimension {x.shape[1]} but the index holds dimension {index.dim}")
+    if len(items) != len(x):
+        raise ValueError(f"{len(items)} added items for {len(x)} embeddings")
+    clash = np.intersect1d(index.ids, items.ids)
+    if len(clash):
+        raise ValueError(f"added ids already in the index: {clash[:5].tolist()}")
+    merged = index.items.concat(items)
+    index.index.add(x)
+    index.items = merged
+    index.meta["count"] = len(index)
+    return index
+
+
+def search(index: EmbeddingIndex, queries: np.ndarray, k: int = 10,
+           model: ModelFingerprint | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(cosine similarities [Q, k], ids [Q, k]) of each query's k nearest indexed items."""
+    rows_scores, rows = search_rows(index, queries, k, model)
+    return rows_scores, index.ids[rows]
+
+
+def search_rows(index: EmbeddingIndex, queries: np.ndarray, k: int = 10,
+                model: ModelFingerprint | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Like `search`, but the neighbours as row numbers of the index (into `index.items`)."""
+    check_same_model(index.model, model, "the queries")
     q = _normalised(queries, "queries")
     if q.shape[1] != index.dim:
         raise ValueError(f"queries have dimension {q.shape[1]} but the index holds dimension {index.dim}")
@@ -90,45 +186,14 @@ def search(index: EmbeddingIndex, queries: np.ndarray, k: int = 10) -> tuple[np.
     scores, rows = index.index.search(q, k)
     if (rows < 0).any():  # an approximate index found fewer than k items for some query
         raise ValueError(f"the index returned fewer than k={k} results; raise nprobe or lower k")
-    return scores, index.ids[rows]
+    return scores, rows
 
 
-def save_index(index: EmbeddingIndex, path: str | Path) -> None:
-    """Write the index folder atomically (a complete temporary folder renamed into place)."""
+def stored_vectors(index: EmbeddingIndex, rows: np.ndarray) -> np.ndarray:
+    """The indexed vectors of some rows (exact for flat/ivf, the decoded codes for ivfpq)."""
     import faiss
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        faiss.write_index(index.index, str(tmp / "index.faiss"))
-        ids = index.ids.tolist()
-        (tmp / "meta.json").write_text(json.dumps({**index.meta, "ids": ids, "format": 1}))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def load_index(path: str | Path) -> EmbeddingIndex:
-    import faiss
-
-    path = Path(path)
-    if not (path / "index.faiss").is_file() or not (path / "meta.json").is_file():
-        raise FileNotFoundError(f"no index at {path} (expected index.faiss and meta.json)")
-    try:
-        meta = json.loads((path / "meta.json").read_text())
-        index = faiss.read_index(str(path / "index.faiss"))
-    except Exception as error:
-        raise ValueError(f"corrupt index at {path}: {error}") from error
-    ids = np.asarray(meta.pop("ids"))
-    if index.ntotal != len(ids) or index.d != meta.get("dim"):
-        raise ValueError(f"corrupt index at {path}: {index.ntotal} vectors of dimension {index.d}, meta says {len(ids)} of {meta.get('dim')}")
-    return EmbeddingIndex(index, ids, meta)
+    ivf = faiss.try_extract_index_ivf(index.index)
+    if ivf is not None and not ivf.direct_map.type:
+        ivf.make_direct_map()
+    return np.stack([index.index.reconstruct(int(r)) for r in np.asarray(rows)])

@@ -1,0 +1,23 @@
+"""`ranklist export CHECKPOINT --out model.onnx`: the model for production runtimes (ONNX)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    export = subparsers.add_parser("export", help="export a checkpoint as ONNX (evaluation embedding and each level; preprocessing in the metadata)")
+    export.add_argument("checkpoint")
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.add_argument("--opset", type=int, default=17)
+    export.set_defaults(run=export_command)
+
+
+def export_command(args: argparse.Namespace) -> None:
+    from ranklist.export import export_onnx
+    from ranklist.models import load_model
+
+    info = export_onnx(load_model(args.checkpoint), args.out, opset=args.opset)
+    p = info.preprocessing
+    print(f"{args.out}: outputs embedding [B, {info.dim}] and levels {list(info.levels)}; input images [B, 3, "
+          f"{p.image_size}, {p.image_size}] ({p.recipe}, resize {p.resize}, normalisation in the metadata)")

@@ -1,0 +1,100 @@
+"""A model as an ONNX graph: normalised images [B, 3, S, S] (any B) in, the evaluation embedding and
+each level's raw embedding out, with the preprocessing record and the model's fingerprint in the
+metadata, so a runtime without ranklist's model code still prepares images exactly as the run did.
+
+    export_onnx(load_model("best.pt"), "model.onnx")
+    info = read_onnx_info("model.onnx")      # .preprocessing, .fingerprint, .levels, .dim
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ranklist.atomic import atomic_path
+from ranklist.data.preprocessing import Preprocessing
+from ranklist.retrieval.fingerprint import ModelFingerprint, model_fingerprint
+from ranklist.serving.extra import require
+
+INPUT = "images"
+OUTPUT_EMBEDDING = "embedding"
+OPSET = 17
+KEY = "ranklist"  # metadata key: JSON of OnnxModelInfo
+
+
+@dataclass(frozen=True)
+class OnnxModelInfo:
+    preprocessing: Preprocessing
+    fingerprint: ModelFingerprint
+    levels: tuple[str, ...]
+    dim: int  # of the evaluation embedding
+    model_config: dict[str, Any]
+
+    def to_json(self) -> str:
+        return json.dumps({"preprocessing": self.preprocessing.to_dict(), "fingerprint": self.fingerprint.to_dict(),
+                           "levels": list(self.levels), "dim": self.dim, "model_config": self.model_config})
+
+
+class _Exported(nn.Module):
+    """forward(images) -> (evaluation embedding, *raw levels), a tuple as ONNX wants."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        from ranklist.models import evaluation_embedding
+
+        outputs = self.model(images)
+        return (evaluation_embedding(outputs), *(outputs[level] for level in self.model.levels))
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, opset: int = OPSET) -> OnnxModelInfo:
+    """Write `model` (an EmbeddingModel; exported in eval mode, on the CPU) as ONNX, atomically."""
+    onnx = require("onnx", "ONNX export")
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ValueError(f"the ONNX file must end in .onnx, got {path}")
+    model = model.to("cpu").eval()
+    size = model.preprocessing.image_size
+    example = torch.zeros(2, 3, size, size)
+    names = [OUTPUT_EMBEDDING, *model.levels]
+    with torch.no_grad():
+        dim = int(_Exported(model)(example)[0].shape[1])
+    info = OnnxModelInfo(model.preprocessing, model_fingerprint(model), tuple(model.levels), dim,
+                         {k: v for k, v in model.config.items() if k != "pretrained"})
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on shape arithmetic: the batch stays dynamic
+        torch.onnx.export(_Exported(model), (example,), str(tmp), dynamo=False, opset_version=opset,
+                          input_names=[INPUT], output_names=names,
+                          dynamic_axes={INPUT: {0: "batch"}, **{name: {0: "batch"} for name in names}})
+        graph = onnx.load(str(tmp))
+        for key, value in ((KEY, info.to_json()), ("preprocessing", json.dumps(info.preprocessing.to_dict()))):
+            entry = graph.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(graph, str(tmp))
+    return info
+
+
+def read_onnx_info(path: str | Path) -> OnnxModelInfo:
+    """The metadata `export_onnx` stored; a file without it is a ValueError naming the file."""
+    onnx = require("onnx", "reading an ONNX model")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    try:
+        graph = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf decode errors of a corrupt or foreign file
+        raise ValueError(f"cannot read ONNX model {path}: {error}") from None
+    props = {entry.key: entry.value for entry in graph.metadata_props}
+    if KEY not in props:
+        raise ValueError(f"{path} was not exported by ranklist (no '{KEY}' metadata); export it with ranklist export")
+    record = json.loads(props[KEY])
+    return OnnxModelInfo(Preprocessing.from_dict(record["preprocessing"]), ModelFingerprint.from_dict(record["fingerprint"]),
+                         tuple(record["levels"]), int(record["dim"]), dict(record["model_config"]))
