@@ -38,6 +38,7 @@ class ModelConfig:
     pretrained: bool = True
     weights: Optional[str] = None  # a weights file (BN-Inception's converted ImageNet state dict)
     freeze_bn: bool = False
+    gradient_checkpointing: bool = False  # recompute block activations in the backward pass: less memory, more compute
 
 
 @dataclass
@@ -62,6 +63,7 @@ class OptimConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-5
     new_layer_lr_mult: float = 10.0
+    layer_decay: float = 1.0  # backbone block d of N at lr * layer_decay ** (N - d) (ViT fine-tuning; 1: off)
     milestones: list[int] = field(default_factory=list)  # iterations where lr *= gamma
     gamma: float = 0.1
     warmup_iterations: int = 0
@@ -153,6 +155,7 @@ def check_config(config: RunConfig) -> None:
     need(0 <= o.momentum < 1, f"optim.momentum must be in [0, 1), got {o.momentum}")
     need(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
     need(o.new_layer_lr_mult > 0, f"optim.new_layer_lr_mult must be > 0, got {o.new_layer_lr_mult}")
+    need(0 < o.layer_decay <= 1, f"optim.layer_decay must be in (0, 1], got {o.layer_decay}")
     need(0 < o.gamma <= 1, f"optim.gamma must be in (0, 1], got {o.gamma}")
     need(o.warmup_iterations >= 0, f"optim.warmup_iterations must be >= 0, got {o.warmup_iterations}")
     need(o.grad_clip is None or o.grad_clip > 0, f"optim.grad_clip must be > 0 or null, got {o.grad_clip}")
