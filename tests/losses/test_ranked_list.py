@@ -333,7 +333,61 @@ def test_bad_inputs_name_the_value():
         ranked_list_loss(emb, labels, ref_emb=emb[:, :3], ref_labels=labels)
     with pytest.raises(ValueError, match="ref_emb needs ref_labels"):
         ranked_list_loss(emb, labels, ref_emb=emb)
-    with pytest.raises(ValueError, match=r"self_index values must be -1 or rows of ref_emb in \[0, 6\)"):
+    with pytest.raises(ValueError, match=r"self_index\[0\] = 6 is neither -1 nor a row of ref_emb in \[0, 6\)"):
         ranked_list_loss(emb, labels, ref_emb=emb, ref_labels=labels, self_index=labels * 0 + 6)
     with pytest.raises(ValueError, match="ref_labels and self_index need ref_emb"):
         ranked_list_loss(emb, labels, self_index=torch.arange(6))
+
+
+def test_self_index_at_a_row_of_another_class_names_the_query():
+    emb = torch.randn(4, 3)
+    labels = torch.tensor([0, 0, 1, 1])
+    index = torch.tensor([0, 1, 0, 3])  # query 2 (class 1) claims row 0 (class 0)
+    with pytest.raises(ValueError, match=r"self_index\[2\] = 0 points at a row of class 0, but query 2 has class 1"):
+        ranked_list_loss(emb, labels, ref_emb=emb, ref_labels=labels, self_index=index)
+    with pytest.raises(ValueError, match=r"self_index\[1\] = -2 is neither -1"):
+        ranked_list_loss(emb, labels, ref_emb=emb, ref_labels=labels, self_index=torch.tensor([0, -2, 2, 3]))
+    ranked_list_loss(emb, labels, ref_emb=emb, ref_labels=labels, self_index=torch.tensor([0, -1, 2, -1]))
+
+
+def near_duplicate_batch(seed, gap, n=24, d=16):
+    """A float32 batch with an exact duplicate and near duplicates (rows `gap` apart) across classes."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    labels = torch.arange(n) % 6
+    x[1] = x[0]
+    x[3] = x[2] + gap * torch.randn(d, generator=g)
+    x[7] = x[1] + gap * torch.randn(d, generator=g)
+    x[12] = x[6] + gap * torch.randn(d, generator=g)  # same class: a positive pair at d ~ 0
+    return x, labels
+
+
+def relative_error(got, want):
+    return float((got.double() - want).norm() / want.norm())
+
+
+@pytest.mark.parametrize("gap", [1e-2, 1e-3, 1e-4, 1e-6])
+@pytest.mark.parametrize("kwargs", [dict(gradient="query"), dict(gradient="full"),
+                                    dict(gradient="full", reduction="official"),
+                                    dict(gradient="query", alpha=0.4, reduction="none"),  # pb = 0
+                                    dict(gradient="query", block_size=5, compile=True)])
+def test_float32_near_duplicates_match_float64_reference(gap, kwargs):
+    # Issue 13: sqrt(2 - 2 cos) was off by ~3e-4 in value and up to ~0.5 in the gradient here.
+    opts = {k: v for k, v in kwargs.items() if k not in ("block_size", "compile")}
+    for seed in range(3):
+        x, labels = near_duplicate_batch(seed, gap)
+        got, got_grad = value_and_grad(lambda e: ranked_list_loss(e, labels, **kwargs), x)
+        want, want_grad = value_and_grad(lambda e: reference_ranked_list_loss(e, labels, **opts), x.double())
+        assert relative_error(got, want) <= 1e-5
+        assert relative_error(got_grad, want_grad) <= 1e-5
+
+
+def test_float32_near_duplicates_against_a_reference_set():
+    x, labels = near_duplicate_batch(4, 1e-4)
+    refs, ref_labels = x.flip(0).clone(), labels.flip(0).clone()
+    got, got_grad = value_and_grad(
+        lambda e: ranked_list_loss(e, labels, ref_emb=refs, ref_labels=ref_labels, gradient="full"), x)
+    want, want_grad = value_and_grad(
+        lambda e: reference_ranked_list_loss(e, labels, ref_emb=refs.double(), ref_labels=ref_labels,
+                                             gradient="full"), x.double())
+    assert relative_error(got, want) <= 1e-5 and relative_error(got_grad, want_grad) <= 1e-5

@@ -137,6 +137,7 @@ class _RankedListFunction(torch.autograd.Function):
         expect_uniform: bool,
         block_size: int | None,
         terms_fn: BlockTermsFn,
+        sources: tuple[torch.Tensor, torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         query_grad = ctx.needs_input_grad[0]
         ref_grad = full_gradient and ctx.needs_input_grad[1]
@@ -144,12 +145,13 @@ class _RankedListFunction(torch.autograd.Function):
         result = run_kernel(
             queries, refs, labels, ref_labels, self_index, params,
             query_grad=query_grad, ref_row_coef=uniform, block_size=block_size, terms_fn=terms_fn,
+            sources=sources,
         )
         ctx.mark_non_differentiable(result.log_weight_sum)
         ctx.query_grad = result.grad_query
         ctx.ref_grad_uniform = result.grad_ref
         ctx.ref_grad = ref_grad
-        ctx.kernel_args = (params, block_size, terms_fn)
+        ctx.kernel_args = (params, block_size, terms_fn, sources)
         ctx.save_for_backward(queries, refs, labels, ref_labels, self_index)
         return result.loss, result.log_weight_sum
 
@@ -163,12 +165,12 @@ class _RankedListFunction(torch.autograd.Function):
                 grad_refs = ctx.ref_grad_uniform * grad_loss[0]
             else:
                 queries, refs, labels, ref_labels, self_index = ctx.saved_tensors
-                params, block_size, terms_fn = ctx.kernel_args
+                params, block_size, terms_fn, sources = ctx.kernel_args
                 grad_refs = run_kernel(
                     queries, refs, labels, ref_labels, self_index, params, query_grad=False,
-                    ref_row_coef=grad_loss, block_size=block_size, terms_fn=terms_fn,
+                    ref_row_coef=grad_loss, block_size=block_size, terms_fn=terms_fn, sources=sources,
                 ).grad_ref
-        return grad_queries, grad_refs, None, None, None, None, None, None, None, None
+        return grad_queries, grad_refs, None, None, None, None, None, None, None, None, None
 
 
 def ranked_list_loss(
@@ -241,7 +243,7 @@ def ranked_list_loss(
             )
         refs = F.normalize(ref_emb.to(device=device, dtype=compute), dim=1)
         ref_labels_long = ref_labels.to(device=device, dtype=torch.long)
-        self_rows = _check_self_index(self_index, n, ref_emb.shape[0], device)
+        self_rows = _check_self_index(self_index, labels, ref_labels_long)
     if gradient == "query":
         # The gallery side of every pair is a constant (docs/loss.md#the-two-gradient-readings).
         refs = refs.detach()
@@ -250,6 +252,7 @@ def ranked_list_loss(
     per_query, log_weight_sum = _RankedListFunction.apply(
         queries, refs, labels, ref_labels_long, self_rows, params, gradient == "full",
         reduction in ("mean", "sum"), block_size, terms_fn,
+        (embeddings.detach(), embeddings.detach() if ref_emb is None else ref_emb.detach().to(device)),
     )
     if reduction == "mean":
         loss = per_query.mean()
@@ -270,8 +273,10 @@ def ranked_list_loss(
 
 
 def _check_self_index(
-    self_index: torch.Tensor | None, n: int, m: int, device: torch.device
+    self_index: torch.Tensor | None, labels: torch.Tensor, ref_labels: torch.Tensor
 ) -> torch.Tensor:
+    """self_index as long on the labels' device; each entry -1 or a row of ref_emb of the query's class."""
+    n, m, device = labels.shape[0], ref_labels.shape[0], labels.device
     if self_index is None:
         return torch.full((n,), -1, dtype=torch.long, device=device)
     if not isinstance(self_index, torch.Tensor) or self_index.dim() != 1:
@@ -280,12 +285,18 @@ def _check_self_index(
         raise ValueError(f"self_index must hold integers, got dtype {self_index.dtype}")
     if self_index.shape[0] != n:
         raise ValueError(f"self_index has {self_index.shape[0]} entries but embeddings has {n} rows")
-    if n and (int(self_index.min()) < -1 or int(self_index.max()) >= m):
-        raise ValueError(
-            f"self_index values must be -1 or rows of ref_emb in [0, {m}), got range "
-            f"[{int(self_index.min())}, {int(self_index.max())}]"
-        )
-    return self_index.to(device=device, dtype=torch.long)
+    index = self_index.to(device=device, dtype=torch.long)
+    outside = ((index < -1) | (index >= m)).nonzero()
+    if len(outside):
+        i = int(outside[0])
+        raise ValueError(f"self_index[{i}] = {int(index[i])} is neither -1 nor a row of ref_emb in [0, {m})"
+                         f" ({len(outside)} such entries)")
+    other_class = ((index >= 0) & (ref_labels[index.clamp_min(0)] != labels)).nonzero()
+    if len(other_class):
+        i = int(other_class[0])
+        raise ValueError(f"self_index[{i}] = {int(index[i])} points at a row of class {int(ref_labels[index[i]])}, "
+                         f"but query {i} has class {int(labels[i])} ({len(other_class)} such entries)")
+    return index
 
 
 class RankedListLoss(torch.nn.Module):

@@ -12,6 +12,11 @@ boundary nb = alpha; c_ij = dL_i/dd_ij = (1 - lambda) p_ij on mined positives an
 mined negatives (p, q the normalised weights, constants). Since dd_ij/df_i = (f_i - r_j)/d_ij,
     dL_i/df_i = f_i * sum_j W_ij - (W r)_i,          W_ij = c_ij / d_ij  (0 where d_ij = 0),
     dL_i/dr_j = r_j * W_ij - W_ij f_i                   ("full" gradient only).
+
+Near-duplicates: sqrt(2 - 2 f.r) has an absolute error ~ eps / d (3e-4 at d ~ 0 in float32), and
+the two-product gradient cancels there too. Rows holding a minable pair with d < NEAR_DISTANCE are
+recomputed (eagerly; they are few) with those pairs' d and direction from the rows' difference,
+taken in float64 from the raw (un-normalised) inputs when the caller passes them.
 """
 
 from __future__ import annotations
@@ -54,6 +59,11 @@ def _masked_softmax_stats(
     return weights, log_sum, nonempty.squeeze(1)
 
 
+# Mined pairs closer than this are recomputed from the rows' difference. Beyond it the error of
+# sqrt(2 - 2 cos) in float32 is below ~1e-6 of d's range, and in training such pairs are rare.
+NEAR_DISTANCE = 0.25
+
+
 def block_terms(
     sim: torch.Tensor,
     same_class: torch.Tensor,
@@ -63,13 +73,26 @@ def block_terms(
     pos_temperature: float,
     neg_temperature: float,
     imbalance: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Element-wise part of one block: (W = c / d [B, M], per-query loss [B], log S_i [B]).
-
-    CVPR eqs. 9, 11-13 with TPAMI's positive weighting; masks decide membership (strict
-    inequalities), so a negative at d = 0 is mined.
-    """
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Element-wise part of one block: (W = c / d [B, M], per-query loss [B], log S_i [B], rows
+    with a pair nearer than NEAR_DISTANCE that may be mined [B] (bool)), with d = sqrt(2 - 2 sim)."""
     dist = torch.sqrt(torch.clamp(2.0 - 2.0 * sim, min=0.0))
+    return distance_terms(dist, same_class, not_self, pos_boundary, neg_boundary, pos_temperature,
+                          neg_temperature, imbalance)
+
+
+def distance_terms(
+    dist: torch.Tensor,
+    same_class: torch.Tensor,
+    not_self: torch.Tensor,
+    pos_boundary: float,
+    neg_boundary: float,
+    pos_temperature: float,
+    neg_temperature: float,
+    imbalance: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """block_terms from the distances: CVPR eqs. 9, 11-13 with TPAMI's positive weighting; masks
+    decide membership (strict inequalities), so a negative at d = 0 is mined."""
     pos = same_class & not_self & (dist > pos_boundary)
     neg = (~same_class) & (dist < neg_boundary)
     pos_w, pos_log_sum, _ = _masked_softmax_stats(pos_temperature * (dist - pos_boundary), pos)
@@ -80,10 +103,13 @@ def block_terms(
     coef = (1.0 - imbalance) * pos_w - imbalance * neg_w
     inv_dist = torch.where(dist > 0, 1.0 / dist, torch.zeros_like(dist))
     log_weight_sum = torch.logaddexp(pos_log_sum, neg_log_sum)
-    return coef * inv_dist, loss, log_weight_sum
+    # Pairs that may be mined once d is exact (a positive only when its boundary is near 0).
+    candidates = same_class & not_self if pos_boundary < NEAR_DISTANCE else torch.zeros_like(same_class)
+    near = ((candidates | ~same_class) & (dist < NEAR_DISTANCE)).any(dim=1)
+    return coef * inv_dist, loss, log_weight_sum, near
 
 
-BlockTermsFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+BlockTermsFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
 
 # Below this many pairs the element-wise work is cheap next to the Python overhead, and a compile
 # (seconds on first use) would not pay for itself.
@@ -103,6 +129,16 @@ class KernelResult:
     grad_ref: torch.Tensor | None  # [M, D] sum_i ref_row_coef_i dL_i/dr_j
 
 
+@dataclass
+class NearPairs:
+    """Pairs of a block whose gradient is taken from the rows' difference instead of from W."""
+
+    rows: torch.Tensor  # [P] row within the block
+    cols: torch.Tensor  # [P] reference column
+    weight: torch.Tensor  # [P] W_ij = c_ij / d_ij
+    diff: torch.Tensor  # [P, D] f_i - r_j
+
+
 def run_kernel(
     queries: torch.Tensor,
     refs: torch.Tensor,
@@ -115,12 +151,14 @@ def run_kernel(
     ref_row_coef: torch.Tensor | None,
     block_size: int | None,
     terms_fn: BlockTermsFn,
+    sources: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> KernelResult:
     """Loss, log weight sums and the requested gradients of every query, block by block.
 
     query_grad: also compute dL_i/df_i (each query's own list; "query" and "full" both need it).
     ref_row_coef [N]: if given, also compute the reference-side gradient sum_i coef_i dL_i/dr_j
     ("full" gradient), where coef_i is what the reduction gives query i.
+    sources: the raw (un-normalised) queries and references, for near-duplicates' differences.
     """
     n, dim = queries.shape
     m = refs.shape[0]
@@ -136,22 +174,57 @@ def run_kernel(
         sim = q @ refs.T
         same_class = labels[start:stop, None] == ref_labels[None, :]
         not_self = self_index[start:stop, None] != ref_columns[None, :]
-        w, block_loss, block_log_sum = terms_fn(
-            sim,
-            same_class,
-            not_self,
-            params.pos_boundary,
-            params.neg_boundary,
-            params.pos_temperature,
-            params.neg_temperature,
-            params.imbalance,
-        )
+        terms = (params.pos_boundary, params.neg_boundary, params.pos_temperature,
+                 params.neg_temperature, params.imbalance)
+        w, block_loss, block_log_sum, near_rows = terms_fn(sim, same_class, not_self, *terms)
+        near = None
+        if bool(near_rows.any()):
+            rows = near_rows.nonzero()[:, 0]
+            block_sources = None if sources is None else (sources[0][start:stop], sources[1])
+            near = _refine_rows(rows, q, refs, sim, same_class, not_self, terms, block_sources,
+                                (w, block_loss, block_log_sum))
         loss[start:stop] = block_loss
         log_weight_sum[start:stop] = block_log_sum
         if grad_query is not None:
             grad_query[start:stop] = q * w.sum(dim=1, keepdim=True) - w @ refs
+            if near is not None:
+                grad_query[start:stop].index_add_(0, near.rows, near.weight[:, None] * near.diff)
         if grad_ref is not None:
             assert ref_row_coef is not None
-            w = w * ref_row_coef[start:stop, None]
+            coef = ref_row_coef[start:stop]
+            w = w * coef[:, None]
             grad_ref += refs * w.sum(dim=0)[:, None] - w.T @ q
+            if near is not None:
+                grad_ref.index_add_(0, near.cols, -(near.weight * coef[near.rows])[:, None] * near.diff)
     return KernelResult(loss, log_weight_sum, grad_query, grad_ref)
+
+
+def _refine_rows(
+    rows: torch.Tensor, q: torch.Tensor, refs: torch.Tensor, sim: torch.Tensor,
+    same_class: torch.Tensor, not_self: torch.Tensor, terms: tuple[float, ...],
+    sources: tuple[torch.Tensor, torch.Tensor] | None,
+    out: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> NearPairs:
+    """Recompute `rows` of a block in place of `out` (W, loss, log S) with every pair nearer than
+    NEAR_DISTANCE measured from its difference; W of those pairs is zeroed in `out` and returned
+    with the differences, so the gradient takes their direction from the difference too."""
+    dist = torch.sqrt(torch.clamp(2.0 - 2.0 * sim[rows], min=0.0))
+    pair_rows, cols = (dist < NEAR_DISTANCE).nonzero(as_tuple=True)
+    diff = _differences(q, refs, rows[pair_rows], cols, sources)
+    dist[pair_rows, cols] = torch.linalg.vector_norm(diff, dim=1)
+    w_rows, loss_rows, log_rows, _ = distance_terms(dist, same_class[rows], not_self[rows], *terms)
+    weight = w_rows[pair_rows, cols]
+    w_rows[pair_rows, cols] = 0.0
+    w, loss, log_sum = out
+    w[rows], loss[rows], log_sum[rows] = w_rows.to(w.dtype), loss_rows.to(loss.dtype), log_rows.to(log_sum.dtype)
+    return NearPairs(rows[pair_rows], cols, weight, diff)
+
+
+def _differences(q: torch.Tensor, refs: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                 sources: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """f_i - r_j of the given pairs [P, D]: from the raw inputs normalised in float64 when given
+    (the float32 unit vectors are rounded: ~eps absolute, so ~eps / d relative in the difference)."""
+    if sources is None:
+        return q[rows] - refs[cols]
+    unit = [torch.nn.functional.normalize(raw.double(), dim=1) for raw in (sources[0][rows], sources[1][cols])]
+    return (unit[0] - unit[1]).to(q.dtype)
