@@ -2,12 +2,16 @@
 
 Compiled and eager versions compute the same numbers (up to float rounding); compilation costs
 seconds on first use, so callers compile only large problems, and only where a compiler exists.
+A compilation that fails anyway (a broken C++ toolchain, an inductor error) falls back to the eager
+function with one warning: the numbers are the same, only slower.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import shutil
+import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -36,5 +40,28 @@ def maybe_compiled(fn: F, *, compile: bool | None, device: torch.device, size: i
     if not compile:
         return fn
     if fn not in _CACHE:
-        _CACHE[fn] = torch.compile(fn, dynamic=True, fullgraph=True)
+        _CACHE[fn] = _with_eager_fallback(fn, torch.compile(fn, dynamic=True, fullgraph=True))
     return _CACHE[fn]  # type: ignore[return-value]
+
+
+def _with_eager_fallback(fn: Callable, compiled: Callable) -> Callable:
+    """`compiled`, or `fn` from the first call whose compilation fails (then for good, with a warning).
+
+    torch.compile compiles on the first call (and again on new shapes), so failures show there. The
+    eager retry re-raises any error that is the function's own, so real bugs keep their traceback.
+    """
+    failed: list[str] = []
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if not failed:
+            try:
+                return compiled(*args, **kwargs)
+            except Exception as error:  # backend/compiler failures have no common type
+                reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+                failed.append(reason)
+                warnings.warn(f"torch.compile of {fn.__name__} failed, using the eager version ({reason})",
+                              RuntimeWarning, stacklevel=2)
+        return fn(*args, **kwargs)
+
+    return call
