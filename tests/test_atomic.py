@@ -35,3 +35,67 @@ def test_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def _flip_byte_in_record(path, suffix, at=5):
+    """Flip one bit inside the stored bytes of the zip record whose name ends with `suffix`."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(suffix))
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = int.from_bytes(raw[info.header_offset + 26: info.header_offset + 28], "little"), \
+        int.from_bytes(raw[info.header_offset + 28: info.header_offset + 30], "little")
+    raw[info.header_offset + 30 + name_len + extra_len + at] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def test_checksummed_round_trip_and_bit_flip_is_refused(tmp_path):
+    from ranklist.atomic import load_torch_checked, verify_torch_checksum
+
+    path = tmp_path / "c.pt"
+    atomic_torch_save({"x": torch.arange(100.0), "meta": {"step": 3}}, path)
+    assert verify_torch_checksum(path)
+    assert torch.equal(load_torch_checked(path)["x"], torch.arange(100.0))
+    _flip_byte_in_record(path, "data/0", at=17)
+    assert torch.load(path, weights_only=False)["x"][4] != 4.0  # torch alone loads the damage silently
+    with pytest.raises(ValueError, match=rf"checkpoint {path} is damaged"):
+        load_torch_checked(path)
+
+
+def test_flipped_checksum_record_or_pickle_is_refused(tmp_path):
+    from ranklist.atomic import CHECKSUM_RECORD, load_torch_checked
+
+    for suffix in (CHECKSUM_RECORD, "data.pkl"):
+        path = tmp_path / f"{suffix}.pt"
+        atomic_torch_save({"x": torch.arange(10.0)}, path)
+        _flip_byte_in_record(path, suffix, at=2)
+        with pytest.raises(ValueError, match=rf"checkpoint {path} is damaged"):
+            load_torch_checked(path)
+
+
+def test_files_without_checksum_load_unverified(tmp_path):
+    from ranklist.atomic import load_torch_checked, verify_torch_checksum
+
+    path = tmp_path / "old.pt"
+    torch.save({"x": torch.arange(3)}, path)  # as written before checksums existed
+    assert not verify_torch_checksum(path)
+    assert torch.equal(load_torch_checked(path)["x"], torch.arange(3))
+
+
+def test_empty_truncated_missing_and_foreign_files_name_the_file(tmp_path):
+    import pickle
+
+    from ranklist.atomic import load_torch_checked
+
+    path = tmp_path / "c.pt"
+    atomic_torch_save({"x": torch.arange(1000.0)}, path)
+    whole = path.read_bytes()
+    cases = {"empty.pt": b"", "truncated.pt": whole[: len(whole) // 2], "text.pt": b"hello\n",
+             "pickle.pt": pickle.dumps({"x": 1})}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=rf"cannot read checkpoint {tmp_path / name}: "):
+            load_torch_checked(tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_torch_checked(tmp_path / "missing.pt")

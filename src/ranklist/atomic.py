@@ -1,13 +1,18 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one.
 
 Everything ranklist persists (checkpoints, caches, indexes, run summaries) goes through here.
+Torch files also carry a SHA-256 of their contents, checked by load_torch_checked: a bit-flipped
+checkpoint is refused instead of loading silently.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,7 +57,76 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """torch.save, atomically, plus a record holding the SHA-256 of every other record of the file
+    (torch's format is a zip archive; torch.load ignores the extra record)."""
     import torch
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+        with zipfile.ZipFile(tmp) as archive:
+            digest = _contents_sha256(archive)
+            folder = archive.infolist()[0].filename.split("/")[0]
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(f"{folder}/{CHECKSUM_RECORD}", digest)
+
+
+CHECKSUM_RECORD = "ranklist_sha256"
+
+
+def load_torch_checked(path: str | os.PathLike[str], map_location: Any = "cpu", *, weights_only: bool = False) -> Any:
+    """torch.load of a file written by atomic_torch_save, its checksum verified first.
+
+    A missing file is FileNotFoundError; an empty, truncated, bit-flipped or foreign file is one
+    ValueError naming it. Files written before checksums existed (no checksum record) load without
+    verification. weights_only=False (the default) unpickles arbitrary objects: only for trusted files.
+    """
+    import torch
+
+    target = Path(path)
+    if not target.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {target}")
+    if target.stat().st_size == 0:
+        raise ValueError(f"cannot read checkpoint {target}: the file is empty (0 bytes)")
+    verify_torch_checksum(target)
+    try:
+        return torch.load(target, map_location=map_location, weights_only=weights_only)
+    except MemoryError:
+        raise
+    except Exception as error:  # pickle/zip errors of a truncated or foreign file have no common type
+        detail = " ".join(str(error).split())[:300] or type(error).__name__
+        raise ValueError(f"cannot read checkpoint {target}: {detail}") from error
+
+
+def verify_torch_checksum(path: str | os.PathLike[str]) -> bool:
+    """Check a torch file's checksum record (and the zip's CRC-32s); True if it had one.
+
+    ValueError naming the file on any mismatch; False for files without a record (older ones).
+    """
+    if not zipfile.is_zipfile(path):
+        return False  # not a zip (truncated, foreign, or torch's legacy format): torch.load decides
+    try:
+        with zipfile.ZipFile(path) as archive:
+            record = next((n for n in archive.namelist() if n.split("/")[-1] == CHECKSUM_RECORD), None)
+            if record is None:
+                return False
+            recorded = archive.read(record).decode("ascii", errors="replace")
+            actual = _contents_sha256(archive)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:  # BadZipFile: CRC-32 mismatches too
+        raise ValueError(f"checkpoint {path} is damaged: {error}") from error
+    if recorded != actual:
+        raise ValueError(f"checkpoint {path} is damaged: its contents hash to SHA-256 {actual[:16]}..., "
+                         f"but {recorded[:16]}... was recorded when it was saved")
+    return True
+
+
+def _contents_sha256(archive: zipfile.ZipFile) -> str:
+    """SHA-256 over every record but the checksum's: names, sizes and bytes, in archive order."""
+    digest = hashlib.sha256()
+    for info in archive.infolist():
+        if info.filename.split("/")[-1] == CHECKSUM_RECORD:
+            continue
+        digest.update(f"{info.filename}\0{info.file_size}\0".encode())
+        with archive.open(info) as record:
+            for chunk in iter(lambda: record.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
