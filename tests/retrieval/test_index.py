@@ -60,3 +60,125 @@ def test_errors():
         search(index, x[:1], 51)
     with pytest.raises(ValueError, match="unknown index kind 'hnsw'"):
         build_index(x, kind="hnsw")
+
+
+def fingerprint(tag="a"):
+    from ranklist.retrieval import ModelFingerprint
+
+    return ModelFingerprint(tag * 64, {"image_size": 32, "resize": 36, "recipe": "paper"})
+
+
+def test_items_and_model_round_trip_and_add(tmp_path):
+    from ranklist.retrieval import Items, add_to_index, next_ids
+
+    x, labels = clustered(60, dim=16)
+    items = Items(np.arange(40), labels[:40], np.array([f"/data/{i}.jpg" for i in range(40)]))
+    index = build_index(x[:40], items, model=fingerprint(), meta={"class_names": ["c"] * 50})
+    add_to_index(index, x[40:], Items(next_ids(index, 20), labels[40:], np.array([f"/new/{i}.jpg" for i in range(20)])), fingerprint())
+    save_index(index, tmp_path / "idx")
+    again = load_index(tmp_path / "idx")
+    assert len(again) == 60 and again.ids.tolist() == list(range(60)) and again.labels.tolist() == labels.tolist()
+    assert again.items.paths[45] == "/new/5.jpg" and again.model == fingerprint() and again.meta["count"] == 60
+    np.testing.assert_array_equal(search(again, x, 1)[1][:, 0], np.arange(60))  # every item finds itself
+
+
+def test_another_models_queries_and_additions_are_refused():
+    from ranklist.retrieval import Items, add_to_index
+
+    x, _ = clustered(30, dim=8)
+    index = build_index(x, model=fingerprint("a"))
+    with pytest.raises(ValueError, match="the queries come from another model than the index's \\(model weights differ"):
+        search(index, x[:2], 3, model=fingerprint("b"))
+    other_prep = fingerprint("a").__class__("a" * 64, {"image_size": 64, "resize": 72, "recipe": "paper"})
+    with pytest.raises(ValueError, match="preprocessing differ"):
+        search(index, x[:2], 3, model=other_prep)
+    with pytest.raises(ValueError, match="the added embeddings come from another model"):
+        add_to_index(index, x[:2], Items(np.array([100, 101])), fingerprint("b"))
+    assert len(index) == 30
+    search(index, x[:2], 3, model=fingerprint("a"))  # the same model is served
+    search(index, x[:2], 3)  # an embeddings file without a model is accepted
+
+
+def test_add_errors():
+    from ranklist.retrieval import Items, add_to_index
+
+    x, labels = clustered(20, dim=8)
+    index = build_index(x[:10], labels=labels[:10])
+    with pytest.raises(ValueError, match="added ids already in the index: \\[3\\]"):
+        add_to_index(index, x[10:12], Items(np.array([3, 50]), labels[10:12]))
+    with pytest.raises(ValueError, match="the index has labels: the added items must match it"):
+        add_to_index(index, x[10:12], Items(np.array([60, 61])))
+    with pytest.raises(ValueError, match="added embeddings have dimension 4"):
+        add_to_index(index, np.ones((2, 4)), Items(np.array([60, 61]), labels[:2]))
+    with pytest.raises(ValueError, match="ids must be unique"):
+        Items(np.array([1, 1]))
+    assert len(index) == 10
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "ivfpq"])
+def test_stored_vectors_give_back_the_items(kind):
+    from ranklist.retrieval import stored_vectors
+
+    x, _ = clustered(400, dim=16)
+    index = build_index(x, kind=kind, nlist=4, nprobe=4, m=8)
+    back = stored_vectors(index, np.array([0, 7, 399]))
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    assert np.abs(back - xn[[0, 7, 399]]).max() < (1e-6 if kind != "ivfpq" else 0.5)
+
+
+def test_save_never_replaces_what_is_not_an_index(tmp_path):
+    x, _ = clustered(20, dim=8)
+    index = build_index(x)
+    user = tmp_path / "photos"
+    user.mkdir()
+    (user / "holiday.jpg").write_bytes(b"precious")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "summary.json").write_text("{}")
+    (tmp_path / "file.txt").write_text("keep me")
+    for target in (user, run, tmp_path / "file.txt"):
+        for replace in (False, True):
+            with pytest.raises(ValueError, match="exists and is not an index"):
+                save_index(index, target, replace=replace)
+    assert (user / "holiday.jpg").read_bytes() == b"precious" and (run / "summary.json").exists()
+    assert (tmp_path / "file.txt").read_text() == "keep me"
+    save_index(index, tmp_path / "idx")
+    with pytest.raises(ValueError, match="already holds an index; pass --replace"):
+        save_index(index, tmp_path / "idx")
+    save_index(build_index(x[:5]), tmp_path / "idx", replace=True)
+    assert len(load_index(tmp_path / "idx")) == 5
+    (tmp_path / "empty").mkdir()
+    save_index(index, tmp_path / "empty")  # an empty folder holds nothing to lose
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "file.txt", "idx", "photos", "run"]
+
+
+def test_format_1_indexes_still_load(tmp_path):
+    import json
+
+    import faiss
+
+    x, labels = clustered(10, dim=8)
+    folder = tmp_path / "old"
+    folder.mkdir()
+    faiss.write_index(build_index(x).index, str(folder / "index.faiss"))
+    (folder / "meta.json").write_text(json.dumps({"kind": "flat", "dim": 8, "count": 10, "labels": labels.tolist(),
+                                                  "ids": [f"{i}.jpg" for i in range(10)], "format": 1}))
+    old = load_index(folder)
+    assert old.labels.tolist() == labels.tolist() and old.ids[3] == "3.jpg" and old.model is None
+
+
+def test_embeddings_file_round_trip_with_model(tmp_path):
+    from ranklist.retrieval.embeddings_file import EmbeddingsFile, read_embeddings, write_embeddings
+
+    x, labels = clustered(12, dim=8)
+    write_embeddings(EmbeddingsFile(x, labels, np.array([f"{i}.png" for i in range(12)]), {"L": x[:, :4]}, fingerprint()), tmp_path / "e.npz")
+    back = read_embeddings(tmp_path / "e.npz")
+    assert back.model == fingerprint() and back.paths[2] == "2.png" and back.levels["L"].shape == (12, 4)
+    np.savez(tmp_path / "bad.npz", embedding=x, model=np.array("{not json"))
+    with pytest.raises(ValueError, match="'model' is not a model fingerprint"):
+        read_embeddings(tmp_path / "bad.npz")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "e.npz").read_bytes()[:100])
+    with pytest.raises(ValueError, match="cannot read embeddings file"):
+        read_embeddings(tmp_path / "cut.npz")
+    with pytest.raises(ValueError, match="'labels' has 3 rows but 'embedding' has 12"):
+        write_embeddings(EmbeddingsFile(x, labels[:3]), tmp_path / "f.npz")

@@ -56,22 +56,33 @@ class _Exported(nn.Module):
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, opset: int = OPSET) -> OnnxModelInfo:
-    """Write `model` (an EmbeddingModel; exported in eval mode, on the CPU) as ONNX, atomically."""
-    onnx = require("onnx", "ONNX export")
+    """Write `model` (an EmbeddingModel) as ONNX, atomically; it is traced in eval mode on the CPU,
+    and left as it was (mode and device)."""
+    require("onnx", "ONNX export")
     path = Path(path)
     if path.suffix != ".onnx":
         raise ValueError(f"the ONNX file must end in .onnx, got {path}")
-    model = model.to("cpu").eval()
+    was_training, device = model.training, next(model.parameters()).device
+    try:
+        return _export(model.to("cpu").eval(), path, opset)
+    finally:
+        model.to(device).train(was_training)
+
+
+def _export(model: nn.Module, path: Path, opset: int) -> OnnxModelInfo:
+    import onnx
+
     size = model.preprocessing.image_size
     example = torch.zeros(2, 3, size, size)
     names = [OUTPUT_EMBEDDING, *model.levels]
+    wrapped = _Exported(model).eval()
     with torch.no_grad():
-        dim = int(_Exported(model)(example)[0].shape[1])
+        dim = int(wrapped(example)[0].shape[1])
     info = OnnxModelInfo(model.preprocessing, model_fingerprint(model), tuple(model.levels), dim,
                          {k: v for k, v in model.config.items() if k != "pretrained"})
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on shape arithmetic: the batch stays dynamic
-        torch.onnx.export(_Exported(model), (example,), str(tmp), dynamo=False, opset_version=opset,
+        torch.onnx.export(wrapped, (example,), str(tmp), dynamo=False, opset_version=opset,
                           input_names=[INPUT], output_names=names,
                           dynamic_axes={INPUT: {0: "batch"}, **{name: {0: "batch"} for name in names}})
         graph = onnx.load(str(tmp))
