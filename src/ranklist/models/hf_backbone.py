@@ -30,8 +30,8 @@ EXTRA_HINT = "pip install 'ranklist[hf]'"
 def _transformers() -> Any:
     try:
         import transformers
-    except ImportError:
-        raise ImportError(f"hf: backbones need the transformers package: {EXTRA_HINT}") from None
+    except ImportError:  # a ValueError: choosing an hf: backbone without the extra is a configuration error
+        raise ValueError(f"hf: backbones need the optional transformers package: {EXTRA_HINT}") from None
     return transformers
 
 
@@ -144,6 +144,8 @@ class HFBackbone(nn.Module):
         self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.family.kind == "tokens" and min(x.shape[-2:]) < self.patch_size:
+            raise ValueError(f"{x.shape[-2]}x{x.shape[-1]} images are smaller than one {self.patch_size}-pixel patch")
         out = self.model(pixel_values=x, output_hidden_states=True, **self.family.forward_kwargs)
         if self.family.kind == "tokens":
             pooled = out.pooler_output if out.pooler_output is not None else out.last_hidden_state[:, 0]
@@ -154,7 +156,8 @@ class HFBackbone(nn.Module):
         return {"L": low, "M": mid, "H": pooled.reshape(pooled.shape[0], -1, 1, 1)}
 
     def _grid(self, tokens: torch.Tensor, size: torch.Size) -> torch.Tensor:
-        """Patch tokens [B, prefix + h*w, C] -> [B, C, h, w] (CLS and registers dropped)."""
+        """Patch tokens [B, prefix + h*w, C] -> [B, C, h, w] (CLS and registers dropped). A side that is
+        not a multiple of the patch size loses its remainder (the patch convolution floors)."""
         h, w = size[0] // self.patch_size, size[1] // self.patch_size
         patches = tokens[:, self.prefix_tokens:]
         if h * w != patches.shape[1] or h == 0 or w == 0:
