@@ -30,7 +30,7 @@ def _page() -> str:
 def create_app(service: SearchService) -> Any:
     """The FastAPI app serving `service`."""
     require("fastapi", "ranklist serve")
-    require("multipart", "ranklist serve (uploads)")
+    require("python_multipart", "ranklist serve (uploads)")
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import HTMLResponse, JSONResponse, Response
