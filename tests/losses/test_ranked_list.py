@@ -391,3 +391,22 @@ def test_float32_near_duplicates_against_a_reference_set():
         lambda e: reference_ranked_list_loss(e, labels, ref_emb=refs.double(), ref_labels=ref_labels,
                                              gradient="full"), x.double())
     assert relative_error(got, want) <= 1e-5 and relative_error(got_grad, want_grad) <= 1e-5
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1e20, 1e30])
+def test_float32_rows_of_extreme_scale_give_the_unscaled_loss_and_gradient(scale):
+    # Issue 13 hostile inputs: squared norms over/underflowed in float32 and the loss went silently wrong.
+    emb, labels = batch(n=16, d=8, seed=21, dtype=torch.float32)
+    want, want_grad = value_and_grad(lambda e: ranked_list_loss(e, labels, gradient="full"), emb)
+    got, got_grad = value_and_grad(lambda e: ranked_list_loss(e, labels, gradient="full"), emb * scale)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=0)
+    torch.testing.assert_close(got_grad * scale, want_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_all_zero_rows_are_refused_by_name():
+    emb, labels = batch(n=6, dtype=torch.float32)
+    emb[4] = 0.0
+    with pytest.raises(ValueError, match=r"embeddings has all-zero rows \[4\]"):
+        ranked_list_loss(emb, labels)
+    with pytest.raises(ValueError, match=r"ref_emb has all-zero rows \[4\]"):
+        ranked_list_loss(emb[:3], labels[:3], ref_emb=emb, ref_labels=labels)

@@ -99,6 +99,18 @@ def _check_embeddings(name: str, emb: torch.Tensor) -> None:
     if not torch.isfinite(emb).all():
         bad = (~torch.isfinite(emb)).any(dim=1).nonzero().flatten()[:5].tolist()
         raise ValueError(f"{name} has non-finite values (rows {bad}...)")
+    zero = (emb == 0).all(dim=1)
+    if bool(zero.any()):  # F.normalize would give a zero vector and a 1/eps = 1e12 gradient
+        bad = zero.nonzero().flatten()[:5].tolist()
+        raise ValueError(f"{name} has all-zero rows {bad}...: they have no direction to normalise")
+
+
+def _unit_rows(emb: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """L2-normalised rows in `dtype`, scaled by each row's largest entry first so that the squared
+    norm neither overflows (entries ~1e20 in float32) nor underflows (~1e-20); the scale is a
+    constant, so the gradient is exactly that of F.normalize."""
+    x = emb.to(dtype)
+    return F.normalize(x / x.detach().abs().amax(dim=1, keepdim=True), dim=1)
 
 
 def _check_labels(name: str, labels: torch.Tensor, rows: int, emb_name: str) -> None:
@@ -224,7 +236,7 @@ def ranked_list_loss(
     device = embeddings.device
     n = embeddings.shape[0]
     compute = _compute_dtype(embeddings)
-    queries = F.normalize(embeddings.to(compute), dim=1)
+    queries = _unit_rows(embeddings, compute)
     labels = labels.to(device=device, dtype=torch.long)
 
     if ref_emb is None:
@@ -241,7 +253,7 @@ def ranked_list_loss(
             raise ValueError(
                 f"ref_emb has dimension {ref_emb.shape[1]} but embeddings has {embeddings.shape[1]}"
             )
-        refs = F.normalize(ref_emb.to(device=device, dtype=compute), dim=1)
+        refs = _unit_rows(ref_emb.to(device), compute)
         ref_labels_long = ref_labels.to(device=device, dtype=torch.long)
         self_rows = _check_self_index(self_index, labels, ref_labels_long)
     if gradient == "query":
