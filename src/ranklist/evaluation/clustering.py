@@ -139,20 +139,29 @@ def _squared_distances(x: torch.Tensor, centres: torch.Tensor, sq_x: torch.Tenso
     return dist.clamp_min_(0.0).numpy()
 
 
-def nmi(emb: torch.Tensor, labels: torch.Tensor, *, seed: int = 0, restarts: int = 1) -> float:
+def nmi(emb: torch.Tensor, labels: torch.Tensor | np.ndarray, *, seed: int = 0, restarts: int = 1) -> float:
     """NMI of k-means (k = number of classes, greedy k-means++ seeds) on the L2-normalised embeddings
-    against the labels; deterministic for a given seed."""
+    against the labels (any hashable class ids); deterministic for a given seed."""
     emb = torch.as_tensor(emb).detach()
-    labels = torch.as_tensor(labels)
-    if emb.dim() != 2 or emb.shape[0] == 0:
-        raise ValueError(f"emb must be a non-empty 2-D array [N, D], got shape {tuple(emb.shape)}")
-    if labels.dim() != 1 or labels.shape[0] != emb.shape[0]:
-        raise ValueError(f"labels has shape {tuple(labels.shape)} but emb has {emb.shape[0]} rows")
-    if not torch.isfinite(emb).all():
+    classes = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if emb.dim() != 2 or emb.shape[0] == 0 or emb.shape[1] == 0 or emb.is_complex():
+        raise ValueError(f"emb must be a non-empty 2-D real array [N, D], got shape {tuple(emb.shape)} of {emb.dtype}")
+    if classes.ndim != 1 or classes.shape[0] != emb.shape[0]:
+        raise ValueError(f"labels has shape {tuple(classes.shape)} but emb has {emb.shape[0]} rows")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if emb.is_floating_point() and not torch.isfinite(emb).all():
         raise ValueError("emb has non-finite values")
-    data = torch.nn.functional.normalize(emb.float(), dim=1).cpu().numpy()
-    classes = labels.cpu().numpy()
     k = len(np.unique(classes))
     if k == 1:
         return 1.0
-    return normalized_mutual_information(kmeans_assign(data, k, seed=seed, restarts=restarts), classes)
+    return normalized_mutual_information(kmeans_assign(_unit_rows(emb), k, seed=int(seed), restarts=restarts), classes)
+
+
+def _unit_rows(emb: torch.Tensor) -> np.ndarray:
+    """float32 L2-normalised rows, normalised in float64 after scaling each row by its largest entry
+    (float32 rows of ~1e30 overflowed to zero vectors, ~1e-30 underflowed); zero rows stay zero."""
+    x = emb.double().cpu()
+    scale = x.abs().amax(dim=1, keepdim=True)
+    x = x / torch.where(scale > 0, scale, torch.ones_like(scale))
+    return torch.nn.functional.normalize(x, dim=1).float().numpy()
