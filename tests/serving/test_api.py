@@ -60,12 +60,12 @@ def test_search_and_embed_match_the_model(served, runtime):
 def test_items_thumbnails_neighbours_browse_and_page(served):
     api = client(served)
     info = api.get("/info").json()
-    assert info["items"] == 8 and info["labelled"] and info["runtime"] == "pytorch" and info["kind"] == "flat"
-    assert api.get("/healthz").json() == {"status": "ok", "items": 8}
+    assert info["items"] == 24 and info["classes"] == 6 and info["labelled"] and info["runtime"] == "pytorch" and info["kind"] == "flat"
+    assert api.get("/healthz").json() == {"status": "ok", "items": 24}
     page = api.get("/")
     assert page.status_code == 200 and "ranklist search" in page.text and "file-input" in page.text
     listed = api.get("/items?offset=2&limit=3").json()
-    assert [item["id"] for item in listed["items"]] == [2, 3, 4] and listed["total"] == 8
+    assert [item["id"] for item in listed["items"]] == [2, 3, 4] and listed["total"] == 24
     assert api.get("/items/5").json()["id"] == 5
     image = api.get("/items/5/image")
     assert image.headers["content-type"] == "image/png"
@@ -75,7 +75,7 @@ def test_items_thumbnails_neighbours_browse_and_page(served):
     assert all(hit["correct"] == (hit["label"] == near["item"]["label"]) for hit in near["neighbours"])
     browse = api.get("/browse?k=3").json()
     precisions = [q["precision"] for q in browse["queries"]]
-    assert len(precisions) == 8 and precisions == sorted(precisions)  # worst first
+    assert len(precisions) == 24 and precisions == sorted(precisions)  # worst first
     assert all(q["precision"] == pytest.approx(np.mean([h["correct"] for h in q["neighbours"]]), abs=1e-4) for q in browse["queries"])
 
 
@@ -110,6 +110,20 @@ def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(served):
         assert response.status_code == status and message in response.json()["detail"], url
     assert api.post("/search?k=2", files={"file": ("ok.png", good, "image/png")}).status_code == 200
     assert api.get("/healthz").status_code == 200
+
+
+def test_an_ivf_index_serves_neighbours_and_browse(served, tmp_path):
+    from ranklist.retrieval import build_index, save_index, stored_vectors
+
+    flat = load_index(served["index"])
+    ivf = build_index(stored_vectors(flat, np.arange(len(flat))), flat.items, kind="ivf", nlist=2, nprobe=2,
+                      model=flat.model, meta={"class_names": flat.meta["class_names"]})
+    save_index(ivf, tmp_path / "ivf")
+    api = TestClient(create_app(SearchService(load_index(tmp_path / "ivf"), load_embedder(served["checkpoint"], None))))
+    assert api.get("/info").json()["kind"] == "ivf"
+    assert [h["id"] for h in api.get("/items/4/neighbours?k=5").json()["neighbours"]] == \
+        [h["id"] for h in client(served).get("/items/4/neighbours?k=5").json()["neighbours"]]
+    assert len(api.get("/browse?k=3").json()["queries"]) == 24
 
 
 def test_another_models_embedder_is_refused(served, tmp_path):

@@ -38,6 +38,7 @@ class SearchService:
         self._browse_lock = threading.Lock()
         self._browse: dict[int, list[dict[str, Any]]] = {}
         self.thumbnail = lru_cache(maxsize=2048)(self._thumbnail)
+        stored_vectors(index, np.array([0]))  # builds an IVF index's direct map now, not racing in a worker thread
 
     # --- items -----------------------------------------------------------------------------------
     def row(self, item_id: str) -> int:
