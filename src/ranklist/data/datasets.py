@@ -55,15 +55,11 @@ class ImageFileDataset(LabelledDataset):
         super().__init__(len(self.paths), labels, class_names, class_ids, transform)
 
     def load_image(self, index: int):
-        """The item's image as an RGB PIL image; an unreadable file is an error naming it."""
-        from PIL import Image, UnidentifiedImageError
+        """The item's image as an 8-bit RGB PIL image (any mode, 16-bit scaled); an unreadable file is
+        an error naming it."""
+        from ranklist.data.image_decoding import read_rgb
 
-        path = self.paths[index]
-        try:
-            with Image.open(path) as image:
-                return image.convert("RGB")
-        except (OSError, UnidentifiedImageError) as error:
-            raise ValueError(f"cannot read image {path}: {error}") from error
+        return read_rgb(self.paths[index])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.transform(self.load_image(index)), int(self.labels[index])

@@ -74,7 +74,9 @@ def to_uint8_tensor(image: object) -> torch.Tensor:
         if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != 3:
             raise ValueError(f"image tensors must be uint8 [3, H, W], got {image.dtype} {tuple(image.shape)}")
         return image
-    array = np.asarray(image.convert("RGB"), dtype=np.uint8)  # PIL image
+    from ranklist.data.image_decoding import to_rgb
+
+    array = np.asarray(to_rgb(image), dtype=np.uint8)  # PIL image, any mode (16-bit scaled, not clipped)
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 

@@ -1,0 +1,47 @@
+"""Image files to 8-bit RGB, whatever their mode: what every reader and transform decodes with.
+
+Pillow's convert("RGB") clips samples wider than 8 bits instead of scaling them, so a 16-bit
+grayscale PNG (mode "I;16") came out pure white; those modes are scaled here.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+# What a damaged or foreign image file raises while Pillow opens or decodes it.
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, SyntaxError, EOFError, struct.error)
+
+
+def to_rgb(image):
+    """A PIL image of any mode as 8-bit RGB.
+
+    Integer grayscale wider than 8 bits ("I;16*", and "I", which is how Pillow opens some 16-bit
+    files) is scaled from 0..65535; float grayscale ("F") from 0..1, or clipped to 0..255 when it
+    exceeds 1. Alpha is dropped (the colour under a transparent pixel is kept), palettes expanded.
+    """
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or image.mode == "I":
+        gray = np.clip(np.asarray(image, dtype=np.float64), 0, 65535) / 257.0
+    elif image.mode == "F":
+        gray = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        gray = gray * 255.0 if gray.size and gray.max() <= 1.0 else gray
+        gray = np.clip(gray, 0, 255)
+    else:
+        return image.convert("RGB")
+    return Image.fromarray(np.rint(gray).astype(np.uint8), mode="L").convert("RGB")
+
+
+def read_rgb(path: str | Path):
+    """The image file at `path` as an 8-bit RGB PIL image; an unreadable file is one ValueError naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return to_rgb(image)
+    except (*_DECODE_ERRORS, Image.DecompressionBombError) as error:
+        detail = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"cannot read image {path}: {detail}") from error
