@@ -53,5 +53,8 @@ studies: $(STAMP)
 	  $(PY) -m ranklist ablate configs/demo.yaml $$study $(STUDY_OVERRIDES) --seeds $(SEEDS) --out runs/studies/$$study --no-progress; \
 	done
 
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from ranklist.losses import LOSS_NAMES, RankedListLoss, build_loss
+from ranklist.losses.registry import check_loss
 
 
 def class_batch(classes=6, k=3, dim=8, seed=0):
@@ -39,7 +40,21 @@ def test_overrides_reach_the_pml_objects():
 def test_unknown_names_and_hyper_parameters():
     with pytest.raises(ValueError, match="unknown loss 'arcface'; choose one of"):
         build_loss("arcface", embedding_dim=8, num_classes=4)
-    with pytest.raises(ValueError, match=r"unknown miner hyper-parameter 'miner.k' for triplet_semihard; valid: \['miner.margin', 'miner.type_of_triplets'\]"):
+    with pytest.raises(ValueError, match=r"unknown parameters \['miner.k'\] for loss 'triplet_semihard'; valid: \[.*'miner.margin', 'miner.type_of_triplets'\]"):
         build_loss("triplet_semihard", embedding_dim=8, num_classes=4, **{"miner.k": 1})
-    with pytest.raises(ValueError, match="bad hyper-parameters for loss 'contrastive'"):
+    with pytest.raises(ValueError, match=r"unknown parameters \['bogus'\] for loss 'contrastive'; valid: \[.*'neg_margin'"):
         build_loss("contrastive", embedding_dim=8, num_classes=4, bogus=1)
+    with pytest.raises(ValueError, match=r"unknown parameters \['temperature'\] for loss 'rll'; valid: \['alpha'"):
+        build_loss("rll", embedding_dim=8, num_classes=4, temperature=1)
+    with pytest.raises(ValueError, match="bad parameters for loss 'contrastive'"):
+        check_loss("contrastive", params={"neg_margin": "far"})
+    with pytest.raises(ValueError, match="bad parameters for loss 'rll'"):
+        check_loss("rll", params={"margin": -1})
+    with pytest.raises(ValueError, match="unknown preset 'cvpr' for loss 'rll'; presets: \\['cvpr2019'"):
+        build_loss("rll", embedding_dim=8, num_classes=4, preset="cvpr")
+
+
+def test_rll_presets_through_the_registry():
+    loss = build_loss("rll", embedding_dim=8, num_classes=4, preset="tpami2021_code", margin=0.5)
+    assert loss.options["alpha"] is None and loss.options["reduction"] == "official" and loss.options["margin"] == 0.5
+    assert build_loss("rll", embedding_dim=8, num_classes=4).options == RankedListLoss().options

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from ranklist.training import Trainer, load_config
-from ranklist.training.trainer import RunFolderError, lr_factor
+from ranklist.training.optimizers import lr_factor
+from ranklist.training.trainer import RunFolderError
 
 
 def test_lr_schedule_warmup_then_steps():

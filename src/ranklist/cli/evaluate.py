@@ -68,6 +68,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
 
 def embed_command(args: argparse.Namespace) -> None:
+    from ranklist.data import evaluation_splits
     from ranklist.evaluation import embed_dataset
     from ranklist.models import load_model
     from ranklist.retrieval.embeddings_file import EmbeddingsFile, write_embeddings
@@ -75,7 +76,7 @@ def embed_command(args: argparse.Namespace) -> None:
     if not args.out.endswith(".npz"):
         raise ValueError(f"--out must end in .npz, got {args.out}")
     model = load_model(args.checkpoint)
-    dataset = _dataset(args, model, args.split or _splits(args)[0])
+    dataset = _dataset(args, model, args.split or evaluation_splits(args.dataset, args.root).queries)
     outputs, labels = embed_dataset(model, dataset, batch_size=args.batch_size, progress=not args.no_progress)
     record = EmbeddingsFile.from_outputs(outputs, labels.numpy(), getattr(dataset, "paths", None))
     write_embeddings(record, args.out)

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from ranklist.data.splits import shared_labels
 from ranklist.collectives import gather_rows, process_group, shard_bounds
 from ranklist.evaluation.clustering import nmi
 from ranklist.evaluation.retrieval import retrieval_metrics
@@ -66,11 +67,17 @@ class Evaluator:
     distributed: bool = False
 
     def embed(self, model: torch.nn.Module, dataset: Dataset, gallery_dataset: Dataset | None = None):
-        """(outputs, labels, gallery outputs or None, gallery labels or None): raw per-level embeddings."""
+        """(outputs, labels, gallery outputs or None, gallery labels or None): raw per-level embeddings.
+
+        With a gallery, labels are numbered by class identity across both splits (shared_labels):
+        each split numbers its own classes, so their raw labels cannot be compared.
+        """
         outputs, labels = self._embed_split(model, dataset, "embed")
         if gallery_dataset is None:
             return outputs, labels, None, None
-        return (outputs, labels, *self._embed_split(model, gallery_dataset, "embed gallery"))
+        gallery_outputs, _ = self._embed_split(model, gallery_dataset, "embed gallery")
+        query_labels, gallery_labels = shared_labels(dataset, gallery_dataset)
+        return outputs, torch.from_numpy(query_labels), gallery_outputs, torch.from_numpy(gallery_labels)
 
     def _embed_split(self, model: torch.nn.Module, dataset: Dataset, description: str):
         options = dict(batch_size=self.batch_size, device=self.device, num_workers=self.num_workers,

@@ -119,15 +119,22 @@ def _colour(i: int):
     return colormaps["tab20"](i % 20)
 
 
-def neighbours_for_grid(embeddings: np.ndarray, labels: np.ndarray, num_queries: int, k: int, seed: int):
-    """Random queries and their k nearest neighbours (cosine, self excluded, ties by lower index)."""
+def neighbours_for_grid(embeddings: np.ndarray, labels: np.ndarray, num_queries: int, k: int, seed: int,
+                        gallery: np.ndarray | None = None, gallery_labels: np.ndarray | None = None):
+    """Random queries and their k nearest neighbours (cosine, ties by lower index): among the
+    queries themselves (self excluded), or in `gallery`. Returns (queries, neighbour rows, correct)."""
     from ranklist.evaluation.retrieval import scan_gallery
     import torch
 
-    emb = torch.nn.functional.normalize(torch.as_tensor(embeddings, dtype=torch.float32), dim=1)
-    lab = torch.as_tensor(labels)
+    def unit(x: np.ndarray) -> torch.Tensor:
+        return torch.nn.functional.normalize(torch.as_tensor(x, dtype=torch.float32), dim=1)
+
+    self_retrieval = gallery is None
+    gallery, gallery_labels = (embeddings, labels) if self_retrieval else (gallery, gallery_labels)
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(len(labels), size=min(num_queries, len(labels)), replace=False))
-    top, _ = scan_gallery(emb, emb, lab, lab, k, exclude_self=True)
+    k = min(k, len(gallery_labels) - (1 if self_retrieval else 0))
+    top, _ = scan_gallery(unit(embeddings), unit(gallery), torch.as_tensor(labels), torch.as_tensor(gallery_labels), k,
+                          exclude_self=self_retrieval)
     neighbours = top[queries].numpy()
-    return queries, neighbours, labels[neighbours] == labels[queries][:, None]
+    return queries, neighbours, gallery_labels[neighbours] == labels[queries][:, None]

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ranklist.atomic import atomic_write_text
-
-LEVEL_ORDER = ["L", "M", "H", "concat"]
+from ranklist.evaluation.metric_names import CONCAT, VIEW_ORDER, display_name, score_columns
 
 
 def _pct(value: Any) -> str:
@@ -17,11 +16,11 @@ def _pct(value: Any) -> str:
 
 
 def _metric_table(rows: list[tuple[str, dict[str, float]]]) -> list[str]:
-    ks = sorted({int(k.split("@")[1]) for _, m in rows for k in m if k.startswith("recall@")})
-    header = ["embedding"] + [f"R@{k}" for k in ks] + ["MAP@R", "R-Prec", "NMI"]
+    columns = score_columns(m for _, m in rows)
+    header = ["embedding"] + [display_name(key) for key in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, m in rows:
-        cells = [name] + [_pct(m.get(f"recall@{k}")) for k in ks] + [_pct(m.get("map@r")), _pct(m.get("r_precision")), _pct(m.get("nmi"))]
+        cells = [name] + [_pct(m.get(key)) for key in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -34,7 +33,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     lines.append(
         f"{loss.get('name', '?')} on **{data.get('name', '?')}** with {model.get('backbone', '?')} "
         f"(levels {', '.join(model.get('levels', []))}, {model.get('embedding_dim', '?')}-d each); "
-        f"{summary.get('iterations', '?')} iterations in {summary.get('train_time_s', '?')} s of training, "
+        f"{summary.get('iterations', '?')} iterations in {summary.get('train_time_s', '?')} s of training "
+        f"({summary.get('train_images_per_s', '?')} images/s), "
         f"{summary.get('wall_time_s', '?')} s in all, on {hw.get('cpu', '?')} ({hw.get('threads', '?')} threads, "
         f"{hw.get('device', '?')}, torch {hw.get('torch', '?')})"
         + (f"; code at commit {summary['commit']}." if summary.get("commit") else ".")
@@ -42,14 +42,14 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     if data:
         lines += ["", "Data: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data.items() if k != "name") + "."]
     test = summary.get("test", {})
-    rows = [(level, test[level]) for level in LEVEL_ORDER if level in test]
+    rows = [(level, test[level]) for level in VIEW_ORDER if level in test]
     baseline = summary.get("baseline")
     if baseline:
         rows.insert(0, (baseline.get("description", "baseline"), baseline["test"].get("H", {})))
     if rows:
         lines += ["", "## Test metrics (unseen classes, %)", "", *_metric_table(rows)]
-    if baseline and "concat" in test or (baseline and test):
-        final = test.get("concat") or next(iter(test.values()))
+    if baseline and test:
+        final = test.get(CONCAT) or next(iter(test.values()))
         before = baseline["test"].get("H", {})
         if "recall@1" in final and "recall@1" in before:
             lines += ["", f"Recall@1 {_pct(before['recall@1'])} % before training -> {_pct(final['recall@1'])} % after "

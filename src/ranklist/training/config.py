@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
@@ -38,20 +39,15 @@ class ModelConfig:
     pretrained: bool = True
     weights: Optional[str] = None  # a weights file (BN-Inception's converted ImageNet state dict)
     freeze_bn: bool = False
+    freeze_blocks: int = 0  # stem + this many backbone blocks fixed (weights, BN statistics): a cheaper step
     gradient_checkpointing: bool = False  # recompute block activations in the backward pass: less memory, more compute
 
 
 @dataclass
 class LossConfig:
-    name: str = "rll"  # a name of ranklist.losses.LOSS_NAMES; the fields below are RLL's
-    margin: float = 0.4
-    alpha: Optional[float] = 1.2  # null: RLL-Simpler
-    neg_temperature: float = 10.0
-    pos_temperature: float = 0.0
-    imbalance: float = 0.5
-    reduction: str = "mean"
-    gradient: str = "query"
-    params: dict[str, Any] = field(default_factory=dict)  # a baseline's hyper-parameters (docs/baselines.md)
+    name: str = "rll"  # a name of ranklist.losses.LOSSES
+    preset: Optional[str] = None  # a named setting of the loss (RLL: cvpr2019 | tpami2021_code | default)
+    params: dict[str, Any] = field(default_factory=dict)  # override the defaults / preset (docs/loss.md, docs/baselines.md)
     memory_size: int = 0  # RLL only: cross-batch memory of this many recent embeddings (0: off)
     memory_warmup: int = 0  # iterations before the memory is used
 
@@ -110,8 +106,22 @@ def _valid_keys(node: Any, prefix: str = "") -> list[str]:
     keys = []
     for key, value in node.items():
         name = f"{prefix}{key}"
-        keys.extend(_valid_keys(value, f"{name}.") if OmegaConf.is_dict(value) else [name])
+        nested = OmegaConf.is_dict(value) and len(value) > 0  # an open mapping (loss.params) is one key
+        keys.extend(_valid_keys(value, f"{name}.") if nested else [name])
     return keys
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """A recipe file's mapping; a missing, malformed or non-mapping file is a ConfigError naming it."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections (data, model, ...), got {type(data).__name__}")
+    return data
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -121,16 +131,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         merged = schema
         if path is not None:
             path = Path(path)
-            if not path.is_file():
-                raise ConfigError(f"config file not found: {path}")
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+            merged = OmegaConf.merge(merged, _read_yaml(path))
         for item in overrides or []:
             if "=" not in item:
                 raise ConfigError(f"override {item!r} is not of the form key=value")
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
     except (ConfigKeyError, ConfigAttributeError) as error:
         key = getattr(error, "full_key", None) or str(error).splitlines()[0]
-        raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(_valid_keys(schema))}") from None
+        hint = f" (loss hyper-parameters go under loss.params: loss.params.{key[5:]})" if key.startswith("loss.") else ""
+        raise ConfigError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(_valid_keys(schema))}") from None
     except ValidationError as error:
         raise ConfigError(f"bad config value: {str(error).splitlines()[0]} (key {getattr(error, 'full_key', '?')})") from None
     config: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
@@ -150,7 +159,10 @@ def check_config(config: RunConfig) -> None:
     need(0 <= d.val_fraction < 1, f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
     need(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
     need(m.embedding_dim >= 1, f"model.embedding_dim must be >= 1, got {m.embedding_dim}")
-    need(o.name in ("sgd", "adamw"), f"optim.name must be 'sgd' or 'adamw', got {o.name!r}")
+    need(m.freeze_blocks >= 0, f"model.freeze_blocks must be >= 0, got {m.freeze_blocks}")
+    from ranklist.training.optimizers import OPTIMIZERS
+
+    need(o.name in OPTIMIZERS, f"optim.name must be one of {sorted(OPTIMIZERS)}, got {o.name!r}")
     need(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
     need(0 <= o.momentum < 1, f"optim.momentum must be in [0, 1), got {o.momentum}")
     need(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
@@ -168,19 +180,13 @@ def check_config(config: RunConfig) -> None:
     need(e.batch_size >= 1, f"eval.batch_size must be >= 1, got {e.batch_size}")
     need(loss.memory_size >= 0 and loss.memory_warmup >= 0, f"loss.memory_size and loss.memory_warmup must be >= 0, got {loss.memory_size}, {loss.memory_warmup}")
     need(loss.memory_size == 0 or loss.name == "rll", f"loss.memory_size works with loss.name=rll only, got {loss.name!r}")
-    if loss.name == "rll":
-        from ranklist.losses.ranked_list import GRADIENTS, REDUCTIONS, ranked_list_params
+    need(e.grid_queries >= 1, f"eval.grid_queries must be >= 1, got {e.grid_queries}")
+    from ranklist.losses import check_loss
 
-        try:
-            ranked_list_params(loss.margin, loss.alpha, loss.neg_temperature, loss.pos_temperature, loss.imbalance)
-        except ValueError as error:
-            raise ConfigError(f"loss: {error}") from None
-        need(loss.reduction in REDUCTIONS, f"loss.reduction must be one of {REDUCTIONS}, got {loss.reduction!r}")
-        need(loss.gradient in GRADIENTS, f"loss.gradient must be one of {GRADIENTS}, got {loss.gradient!r}")
-    else:
-        from ranklist.losses import LOSS_NAMES
-
-        need(loss.name in LOSS_NAMES, f"loss.name must be one of {list(LOSS_NAMES)}, got {loss.name!r}")
+    try:
+        check_loss(loss.name, loss.preset, loss.params)
+    except ValueError as error:
+        raise ConfigError(f"loss: {error}") from None
 
 
 def config_to_yaml(config: RunConfig) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 import torch
@@ -20,3 +21,18 @@ def init_from_env(device: str) -> tuple[int, int, bool]:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
     return dist.get_rank(), dist.get_world_size(), created
+
+
+def shutdown(clean: bool) -> None:
+    """Destroy the process group this process created.
+
+    After a successful run every process meets at a barrier first, so that none tears down gloo's
+    connections while another still uses them (a peer's abort at exit: 'terminate called without an
+    active exception'). After a failure there is no barrier: the others may never reach it.
+    """
+    if not dist.is_initialized():
+        return
+    gc.collect()  # a DistributedDataParallel left in a reference cycle must not outlive its group
+    if clean:
+        dist.barrier()
+    dist.destroy_process_group()

@@ -17,26 +17,26 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-from matplotlib.figure import Figure
-
 from ranklist.atomic import atomic_write_text
+from ranklist.evaluation.metric_names import EXCLUDED, headline_view, score_columns
 from ranklist.losses import LOSS_NAMES
-from ranklist.reporting.figures import save_figure
+from ranklist.reporting.provenance import hardware, source_commit
+from ranklist.reporting.study_report import mean_std, plot_study, study_markdown
 from ranklist.training.config import RunConfig, load_config
-from ranklist.training.trainer import Trainer, hardware, source_commit
+from ranklist.training.trainer import Trainer
 
 # The paper's ablations (CVPR 2019 Tables 3-7) and the two readings of the loss: variant -> overrides.
 ABLATIONS: dict[str, dict[str, list[str]]] = {
-    "alpha": {f"alpha={a}": [f"loss.alpha={a}"] for a in (1.0, 1.2, 1.4)},
-    "margin": {f"m={m}": [f"loss.margin={m}"] for m in (0.0, 0.2, 0.4, 0.6, 1.2)},
-    "temperature": {f"T={t}": [f"loss.neg_temperature={t}"] for t in (0, 5, 10, 15, 20)},
+    "alpha": {f"alpha={a}": [f"loss.params.alpha={a}"] for a in (1.0, 1.2, 1.4)},
+    "margin": {f"m={m}": [f"loss.params.margin={m}"] for m in (0.0, 0.2, 0.4, 0.6, 1.2)},
+    "temperature": {f"T={t}": [f"loss.params.neg_temperature={t}"] for t in (0, 5, 10, 15, 20)},
     "batch": {f"{c}x3": [f"data.classes_per_batch={c}", "data.samples_per_class=3"] for c in (40, 50, 55, 60, 65)},
     "level": {name: [f"model.levels=[{','.join(levels)}]"] for name, levels in
               (("L", "L"), ("M", "M"), ("H", "H"), ("L,M,H", "LMH"))},
-    "gradient": {g: [f"loss.gradient={g}"] for g in ("query", "full")},
-    "reduction": {r: [f"loss.reduction={r}"] for r in ("mean", "official")},
+    "gradient": {g: [f"loss.params.gradient={g}"] for g in ("query", "full")},
+    "reduction": {r: [f"loss.params.reduction={r}"] for r in ("mean", "official")},
     "memory": {"batch only": [], "memory 1024": ["loss.memory_size=1024", "loss.memory_warmup=50"]},  # cross-batch memory
+    "backbone": {name: [f"model.backbone={name}"] for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")},
 }
 # The paper's SOP Recall@1 (CVPR 2019 Table 2 and Tables 3-7) beside each variant.
 PAPER_SOP_RECALL1: dict[str, dict[str, float]] = {
@@ -47,14 +47,14 @@ PAPER_SOP_RECALL1: dict[str, dict[str, float]] = {
     "batch": {"40x3": 79.2, "50x3": 79.5, "55x3": 79.7, "60x3": 79.8, "65x3": 79.8},
     "level": {"L": 76.1, "M": 76.9, "H": 76.1, "L,M,H": 79.8},
 }
-METRICS = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "nmi")
 
 
 def comparison_variants(losses: list[str]) -> dict[str, list[str]]:
     unknown = [name for name in losses if name not in LOSS_NAMES]
     if unknown:
         raise ValueError(f"unknown losses {unknown}; choose from {list(LOSS_NAMES)}")
-    return {name: [f"loss.name={name}"] for name in losses}
+    # A baseline takes none of RLL's presets.
+    return {name: [f"loss.name={name}"] + ([] if name == "rll" else ["loss.preset=null"]) for name in losses}
 
 
 def run_study(title: str, base: str | Path, variants: dict[str, list[str]], seeds: list[int], out: Path, *,
@@ -79,10 +79,10 @@ def run_study(title: str, base: str | Path, variants: dict[str, list[str]], seed
             else:
                 log(f"[{title}] {name}, seed {seed}")
                 summary = Trainer(config, run_dir, progress=progress, log=log).run(overwrite=True)
-            view = "concat" if "concat" in summary["test"] else next(iter(summary["test"]))
-            rows.setdefault(name, []).append({"seed": seed, "run": str(run_dir.relative_to(out.parent)), "train_time_s": summary["train_time_s"],
-                                              **{k: summary["test"][view].get(k) for k in METRICS}})
-    table = {name: _mean_std(runs) for name, runs in rows.items()}
+            scores = {k: v for k, v in summary["test"][headline_view(summary["test"])].items() if k != EXCLUDED}
+            rows.setdefault(name, []).append({"seed": seed, "run": str(run_dir.relative_to(out.parent)),
+                                              "train_time_s": summary["train_time_s"], **scores})
+    table = {name: mean_std(runs, score_columns(runs)) for name, runs in rows.items()}
     result = {"title": title, "base": str(base), "overrides": overrides or [], "seeds": seeds, "variants": variants,
               "paper_sop_recall@1": paper or {}, "runs": rows, "table": table, "wall_time_s": round(time.time() - started, 1),
               "commit": source_commit(), "hardware": hardware()}
@@ -107,56 +107,3 @@ def finished_run(config: RunConfig, candidates: list[Path]) -> tuple[Path, dict[
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
-def _mean_std(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in (*METRICS, "train_time_s"):
-        values = [r[key] for r in runs if r.get(key) is not None]
-        if values:
-            out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
-    return out
-
-
-def study_markdown(result: dict[str, Any]) -> str:
-    table = result["table"]
-    metrics = [m for m in METRICS if any(m in row for row in table.values())]
-    paper = result.get("paper_sop_recall@1") or {}
-    header = ["variant"] + [m.replace("recall@", "R@").replace("map@r", "MAP@R").replace("r_precision", "R-Prec").replace("nmi", "NMI") for m in metrics] + ["train s"]
-    header += ["paper: SOP R@1"] if paper else []
-    lines = [f"# {result['title']}", "",
-             f"Base recipe `{result['base']}` with overrides {result['overrides'] or 'none'}; seeds {result['seeds']}; "
-             f"test split (unseen classes), concatenated embedding; mean +- std over seeds, %."
-             + (" Last column: the paper's Stanford Online Products Recall@1 (GoogLeNet V2), for the shape, not the level." if paper else "")
-             + (f" Code: commit {result['commit']}." if result.get("commit") else ""), "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    best = max(table, key=lambda v: table[v].get("recall@1", {}).get("mean", -1))
-    for name, row in table.items():
-        cells = [f"**{name}**" if name == best else name]
-        for m in metrics:
-            cell = row.get(m)
-            cells.append("-" if cell is None else f"{100 * cell['mean']:.1f} +- {100 * cell['std']:.1f}" if cell["n"] > 1 else f"{100 * cell['mean']:.1f}")
-        cells.append(f"{row['train_time_s']['mean']:.0f}" if "train_time_s" in row else "-")
-        cells += [f"{paper[name]:.1f}" if name in paper else "-"] if paper else []
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Best Recall@1: **{best}**. Wall time {result['wall_time_s']} s.", ""]
-    return "\n".join(lines)
-
-
-def plot_study(result: dict[str, Any], path: Path) -> None:
-    table = result["table"]
-    names = list(table)
-    figure = Figure(figsize=(max(6, 0.9 * len(names) + 2), 4))
-    ax = figure.subplots()
-    for offset, (metric, colour) in enumerate((("recall@1", "tab:blue"), ("map@r", "tab:orange"))):
-        means = [100 * table[n].get(metric, {}).get("mean", np.nan) for n in names]
-        stds = [100 * table[n].get(metric, {}).get("std", 0.0) for n in names]
-        x = np.arange(len(names)) + (offset - 0.5) * 0.38
-        ax.bar(x, means, 0.38, yerr=stds, capsize=3, color=colour, label=metric.replace("map@r", "MAP@R").replace("recall@1", "Recall@1"))
-        for position, name in zip(x, names):  # each seed's run
-            values = [100 * run[metric] for run in result["runs"][name] if run.get(metric) is not None]
-            ax.plot([position] * len(values), values, "o", color="black", markersize=3, label="one seed" if position == x[0] and offset == 0 else None)
-    ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
-    ax.set(ylabel="% (test, unseen classes)", title=result["title"])
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: it would cover a bar
-    save_figure(figure, path)

@@ -1,23 +1,18 @@
 """The training loop: the paper's protocol, iteration-based, resumable, writing a run folder.
 
-SGD with momentum and weight decay over parameter groups (new layers at lr x new_layer_lr_mult),
-warm-up then a multi-step schedule, one RLL per embedding level summed (docs/models.md),
-class-balanced C x K batches. Validation on class-disjoint held-out training classes selects the
-best checkpoint; the test split is evaluated once, at the end, with that checkpoint.
+Parts come from build_run (model, losses, optimiser, schedule, sampler, splits, evaluators); one
+iteration is train_step; TrainState is what a checkpoint holds. Validation on class-disjoint
+held-out training classes selects the best checkpoint; the test split is evaluated once, at the
+end, with that checkpoint.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import platform
-import random
 import shutil
-import subprocess
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,120 +22,18 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ranklist.atomic import atomic_torch_save, atomic_write_text
-from ranklist.collectives import barrier, broadcast_state, gather_objects
-from ranklist.data import ClassBalancedBatchSampler, build_dataset, build_transform
-from ranklist.evaluation import CONCAT, Evaluator
+from ranklist.collectives import barrier, broadcast_state
 from ranklist.evaluation.evaluator import show_progress
-from ranklist.losses import RankedListLoss, build_loss
-from ranklist.losses.cross_batch_memory import CrossBatchMemory
-from ranklist.losses.distributed import DistributedRankedListLoss
-from ranklist.training.distributed import init_from_env
-from ranklist.models import build_model, evaluation_embedding, load_model, model_checkpoint, parameter_groups
+from ranklist.evaluation.metric_names import headline_view
+from ranklist.models import evaluation_embedding, load_model, model_checkpoint
+from ranklist.models.checkpoint import read_checkpoint
 from ranklist.reporting import write_run_report, write_run_summary
+from ranklist.reporting.provenance import hardware, source_commit
 from ranklist.training.config import RunConfig, config_to_yaml
-
-SELECTION_METRIC = "val/recall@1"
-
-
-class RunFolderError(ValueError):
-    """The run folder cannot be used as asked (exists, or has nothing to resume)."""
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def hardware() -> dict[str, Any]:
-    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version()}
-
-
-def source_commit() -> str | None:
-    """The git commit of the ranklist source in use (with "+changes" when it is modified), if it is a checkout."""
-    package = Path(__file__).resolve().parents[1]
-    try:
-        git = ["git", "-C", str(package)]
-        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-        changes = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("+changes" if changes else "")
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-
-
-def lr_factor(step: int, warmup: int, milestones: list[int], gamma: float) -> float:
-    """Linear warm-up over `warmup` iterations, then lr x gamma at each milestone passed."""
-    warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
-    return warm * gamma ** sum(step >= m for m in milestones)
-
-
-def build_level_losses(config: RunConfig, dims: dict[str, int], num_classes: int, world: int = 1) -> torch.nn.ModuleDict:
-    """One loss per embedding level (docs/models.md: summed with weight 1); proxies differ per level.
-
-    Across processes RLL ranks each process's queries against the gathered global batch; the
-    baselines see each process's own batch (DDP averages their gradients).
-    """
-    loss = config.loss
-    if loss.name != "rll":
-        return torch.nn.ModuleDict({level: build_loss(loss.name, embedding_dim=dim, num_classes=num_classes, **loss.params)
-                                    for level, dim in dims.items()})
-    options = dict(margin=loss.margin, alpha=loss.alpha, neg_temperature=loss.neg_temperature, pos_temperature=loss.pos_temperature,
-                   imbalance=loss.imbalance, reduction=loss.reduction, gradient=loss.gradient, **loss.params)
-    if world > 1:
-        if loss.memory_size:
-            raise ValueError("loss.memory_size (cross-batch memory) is not supported across processes; the gathered batch already extends each list")
-        return torch.nn.ModuleDict({level: DistributedRankedListLoss(**options) for level in dims})
-    if loss.memory_size:
-        return torch.nn.ModuleDict({level: CrossBatchMemory(RankedListLoss(**options), loss.memory_size, loss.memory_warmup)
-                                    for level in dims})
-    return torch.nn.ModuleDict({level: RankedListLoss(**options) for level in dims})
-
-
-def build_run_model(config: RunConfig) -> torch.nn.Module:
-    m = config.model
-    return build_model(m.backbone, embedding_dim=m.embedding_dim, levels=m.levels,
-                       pretrained=m.weights or m.pretrained, freeze_bn=m.freeze_bn, image_size=config.data.image_size)
-
-
-def split_datasets(config: RunConfig, normalization: str) -> dict[str, Any]:
-    d = config.data
-    options: dict[str, Any] = {"val_fraction": d.val_fraction}
-    if d.name in ("cub200", "cars196", "sop", "inshop"):
-        options["allow_partial"] = d.allow_partial
-    train_tf = build_transform(True, image_size=d.image_size, resize=d.resize, normalization=normalization, recipe=d.recipe, hflip=d.hflip)
-    test_tf = build_transform(False, image_size=d.image_size, resize=d.resize, normalization=normalization, recipe=d.recipe)
-    has_val = d.val_fraction > 0
-    splits = {"train": build_dataset(d.name, "train" if has_val else "trainval", root=d.root, transform=train_tf, **options)}
-    if has_val:
-        splits["val"] = build_dataset(d.name, "val", root=d.root, transform=test_tf, **options)
-    if d.name == "inshop":
-        splits["test"] = build_dataset(d.name, "query", root=d.root, transform=test_tf, **options)
-        splits["gallery"] = build_dataset(d.name, "gallery", root=d.root, transform=test_tf, **options)
-    else:
-        splits["test"] = build_dataset(d.name, "test", root=d.root, transform=test_tf, **options)
-    return splits
+from ranklist.training.distributed import init_from_env, shutdown
+from ranklist.training.run import Run, build_run
+from ranklist.training.run_folder import LAST, RunFolderError, check_resume_config, check_run_folder, record_resume, start_run_folder
+from ranklist.training.state import TrainState, train_step
 
 
 class BackboneBaseline(torch.nn.Module):
@@ -152,18 +45,6 @@ class BackboneBaseline(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"H": self.backbone(images)["H"].mean(dim=(2, 3))}
-
-
-def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
-    if resume:
-        if not (out / "checkpoints" / "last.pt").is_file():
-            raise RunFolderError(f"nothing to resume in {out}: no checkpoints/last.pt")
-        return
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise RunFolderError(f"run folder {out} already exists and is not empty (use --resume to continue it or --overwrite to replace it)")
-        shutil.rmtree(out)
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
@@ -181,177 +62,180 @@ def _read_jsonl(path: Path, up_to_step: int | None = None) -> list[dict[str, Any
 class Trainer:
     def __init__(self, config: RunConfig, out: str | Path, *, progress: bool = True, log=print) -> None:
         self.config, self.out, self.progress, self.log = config, Path(out), progress, log
+        self.metrics_path = self.out / "metrics.jsonl"
 
     def run(self, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any] | None:
         """Train, select, test, report. Under torchrun, rank 0 writes and returns the summary; the
         other processes train their share and return None."""
-        self.rank, self.world, own_group = init_from_env(self.config.train.device)
-        created = not self.out.exists()
-        if self.rank == 0:
-            prepare_run_folder(self.out, resume=resume, overwrite=overwrite)
-        barrier()
+        rank, world, own_group = init_from_env(self.config.train.device)
+        ok = False
         try:
-            return self._run(resume)
-        except BaseException:
-            # Never leave a misleading half run: a folder with no checkpoint yet is removed.
-            if self.rank == 0 and (created or overwrite) and not resume and not (self.out / "checkpoints" / "last.pt").exists():
-                shutil.rmtree(self.out, ignore_errors=True)
-            raise
+            summary = self._run(rank, world, resume, overwrite)
+            ok = True
+            return summary
         finally:
             if own_group:
-                torch.distributed.destroy_process_group()
+                shutdown(clean=ok)
 
-    def _run(self, resume: bool) -> dict[str, Any]:
-        cfg, out = self.config, self.out
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        start_time = time.time()
-        _seed_everything(cfg.train.seed)
-        device = torch.device(cfg.train.device)
-        model = build_run_model(cfg).to(device)
-        memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-        model = model.to(memory_format=memory_format)
-        lead = self.rank == 0  # the process that evaluates and writes
-        _seed_everything(cfg.train.seed + self.rank)  # own augmentation draws per process
-        splits = split_datasets(cfg, model.normalization)
-        # Every process embeds a shard of each evaluated split; the lead process scores it once.
-        evaluator = Evaluator(batch_size=cfg.eval.batch_size, device=str(device), num_workers=cfg.data.num_workers, progress=self.progress,
-                              ks=tuple(cfg.eval.ks), compute_nmi=cfg.eval.nmi, seed=cfg.train.seed, distributed=self.world > 1)
-        val_evaluator = replace(evaluator, ks=(1,), compute_nmi=False)
-        losses = build_level_losses(cfg, model.embedding_dims, int(len(np.unique(splits["train"].labels))), self.world).to(device)
-        train_model = model
-        if self.world > 1:
-            from torch.nn.parallel import DistributedDataParallel
+    def _run(self, rank: int, world: int, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+        started = time.time()
+        changes = self._check_start(resume, overwrite) if rank == 0 else {}
+        checkpoint = read_checkpoint(self.out / LAST) if resume and rank == 0 else None
+        run = build_run(self.config, rank, world, progress=self.progress)  # everything checked before the folder is touched
+        barrier()
+        created = rank == 0 and not resume
+        if created:
+            start_run_folder(self.out, overwrite=overwrite)
+        try:
+            state = self._start(run, resume, checkpoint, changes)
+            first = state.step
+            train_time = self._loop(run, state)
+            return self._finish(run, state, (state.step - first, train_time), started)
+        except BaseException:
+            # Never leave a misleading half run: a new folder with no checkpoint yet is removed.
+            if created and not (self.out / LAST).exists():
+                shutil.rmtree(self.out, ignore_errors=True)
+            raise
 
-            train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        groups = parameter_groups(model, lr=cfg.optim.lr, new_layer_lr_mult=cfg.optim.new_layer_lr_mult, weight_decay=cfg.optim.weight_decay)
-        loss_params = list(losses.parameters())
-        if loss_params:  # proxies are new layers too
-            groups.append({"name": "loss", "params": loss_params, "lr": cfg.optim.lr * cfg.optim.new_layer_lr_mult, "weight_decay": 0.0})
-        if cfg.optim.name == "adamw":
-            optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr)
-        else:
-            optimizer = torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, cfg.optim.warmup_iterations, list(cfg.optim.milestones), cfg.optim.gamma))
-        sampler = ClassBalancedBatchSampler(splits["train"].labels, cfg.data.classes_per_batch, cfg.data.samples_per_class,
-                                            seed=cfg.train.seed, rank=self.rank, world_size=self.world)
-        step, epoch, batch_in_epoch = 0, 0, 0
-        best = {"step": None, "metric": SELECTION_METRIC, "value": -math.inf}
-        baseline = None
-        metrics_path = out / "metrics.jsonl"
+    def _check_start(self, resume: bool, overwrite: bool) -> dict[str, tuple[Any, Any]]:
+        check_run_folder(self.out, resume=resume, overwrite=overwrite, data_root=self.config.data.root)
+        return check_resume_config(self.out, asdict(self.config)) if resume else {}
+
+    def _start(self, run: Run, resume: bool, checkpoint: dict[str, Any] | None, changes: dict) -> TrainState:
+        """A resumed state (every process reads the lead's checkpoint), or a new one with its
+        pretrained baseline and the first validation."""
         if resume:
-            state = torch.load(out / "checkpoints" / "last.pt", map_location=device, weights_only=False)
-            model.load_state_dict(state["model_state"])
-            losses.load_state_dict(state["loss_state"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            step, epoch, batch_in_epoch, best, baseline = state["step"], state["epoch"], state["batch"], state["best"], state["baseline"]
-            if len(state["rng"]) != self.world:  # each process's own augmentation draws continue
-                raise RunFolderError(f"{out} was checkpointed by {len(state['rng'])} process(es) and cannot resume exactly with {self.world}; "
-                                     f"resume it with {len(state['rng'])}")
-            _set_rng_state(state["rng"][self.rank])
-            atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in _read_jsonl(metrics_path, step)))
-            self.log(f"resumed {out} at iteration {step}")
-        elif lead:
-            atomic_write_text(out / "config.yaml", config_to_yaml(cfg))
-            metrics_path.write_text("")
-        if not resume and (cfg.model.pretrained or cfg.model.weights):
-            embedded = evaluator.embed(BackboneBaseline(model), splits["test"], splits.get("gallery"))
-            if lead:
-                baseline = evaluator.score(*embedded)["H"]
-                self.log(f"pretrained backbone before training: test recall@1 {baseline['recall@1']:.4f}")
+            checkpoint = _broadcast_checkpoint(checkpoint, run)
+            try:
+                state = TrainState.restore(run, checkpoint)
+            except ValueError as error:
+                raise RunFolderError(f"{self.out}: {error}") from None
+            if run.lead:
+                atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in _read_jsonl(self.metrics_path, state.step)))
+                record_resume(self.out, state.step, changes, config_to_yaml(self.config))
+                self.log(f"resumed {self.out} at iteration {state.step}")
+            return state
+        state = TrainState()
+        if run.lead:
+            atomic_write_text(self.out / "config.yaml", config_to_yaml(self.config))
+            self.metrics_path.write_text("")
+        if self.config.model.pretrained or self.config.model.weights:
+            embedded = run.evaluator.embed(BackboneBaseline(run.model), run.splits.queries, run.splits.gallery)
+            if run.lead:
+                state.baseline = run.evaluator.score(*embedded)["H"]
+                self.log(f"pretrained backbone before training: test recall@1 {state.baseline['recall@1']:.4f}")
+        self.validate(run, state)  # the starting point is a candidate too
+        return state
 
-        def checkpoint(name: str) -> None:
-            rng = gather_objects(_rng_state())  # every process's, so that a resumed DDP run is exact
-            if not lead:
-                return
-            atomic_torch_save({**model_checkpoint(model), "loss_state": losses.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                               "step": step, "epoch": epoch, "batch": batch_in_epoch, "best": best, "baseline": baseline,
-                               "rng": rng, "config": asdict(cfg)}, out / "checkpoints" / name)
+    def validate(self, run: Run, state: TrainState) -> None:
+        """Score the held-out training classes; a new best is saved as best.pt (collective)."""
+        if run.splits.val is None:
+            return
+        broadcast_state(run.model)  # the shards are embedded by one model: the lead's, the one saved
+        embedded = run.val_evaluator.embed(run.model, run.splits.val)
+        if not run.lead:
+            return
+        metrics = run.val_evaluator.score(*embedded)
+        record = {"step": state.step, **{f"val/{k}": v for k, v in metrics[headline_view(metrics)].items()}}
+        _append_jsonl(self.metrics_path, record)
+        best = state.best
+        if record[best.metric] > best.value:
+            best.step, best.value = state.step, record[best.metric]
+            atomic_torch_save(model_checkpoint(run.model), self.out / "checkpoints" / "best.pt")
+        self.log(f"iteration {state.step}: val recall@1 {record[best.metric]:.4f} (best {best.value:.4f} at {best.step})")
 
-        def validate() -> None:
-            if "val" not in splits:
-                return
-            broadcast_state(model)  # the shards are embedded by one model: the lead's, the one saved
-            embedded = val_evaluator.embed(model, splits["val"])
-            if not lead:
-                return
-            metrics = val_evaluator.score(*embedded)
-            record = {"step": step, **{f"val/{k}": v for k, v in metrics[CONCAT if CONCAT in metrics else model.levels[0]].items()}}
-            _append_jsonl(metrics_path, record)
-            if record[SELECTION_METRIC] > best["value"]:
-                best.update(step=step, value=record[SELECTION_METRIC])
-                atomic_torch_save(model_checkpoint(model), out / "checkpoints" / "best.pt")
-            self.log(f"iteration {step}: val recall@1 {record[SELECTION_METRIC]:.4f} (best {best['value']:.4f} at {best['step']})")
+    def save(self, run: Run, state: TrainState, name: str) -> None:
+        """A resumable checkpoint (collective: every process's RNG state goes in)."""
+        checkpoint = state.to_checkpoint(run)
+        if run.lead:
+            atomic_torch_save(checkpoint, self.out / "checkpoints" / name)
 
-        if not resume:
-            validate()  # the starting point is a candidate too
-        model.train()
-        loader_cfg = dict(num_workers=cfg.data.num_workers, persistent_workers=False)
-        bar = tqdm(total=cfg.train.iterations, initial=step, desc="train", disable=not (lead and show_progress(self.progress)))
-        train_start, running = time.time(), []
-        while step < cfg.train.iterations:
-            sampler.set_epoch(epoch)
-            sampler.load_state_dict({"epoch": epoch, "batch": batch_in_epoch, "seed": cfg.train.seed})
+    def _loop(self, run: Run, state: TrainState) -> float:
+        """Iterations until train.iterations; returns the training time in seconds."""
+        train = self.config.train
+        run.model.train()
+        bar = tqdm(total=train.iterations, initial=state.step, desc="train", disable=not (run.lead and show_progress(self.progress)))
+        started, running = time.time(), []
+        while state.step < train.iterations:
+            run.sampler.set_epoch(state.epoch)
+            run.sampler.load_state_dict({"epoch": state.epoch, "batch": state.batch, "seed": train.seed})
             # A generator per epoch: loaders draw no seed from the global RNG, so resuming is exact.
-            generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
-            for images, labels in DataLoader(splits["train"], batch_sampler=sampler, generator=generator, **loader_cfg):
-                images, labels = images.to(device, memory_format=memory_format), labels.to(device)
-                with torch.autocast(device.type, enabled=cfg.optim.amp, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16):
-                    outputs = train_model(images)
-                loss = sum(losses[level](outputs[level].float(), labels) for level in model.levels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.optim.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                batch_in_epoch += 1
-                running.append(float(loss.detach()))
+            generator = torch.Generator().manual_seed(train.seed * 100_003 + state.epoch)
+            loader = DataLoader(run.splits.train, batch_sampler=run.sampler, generator=generator,
+                                num_workers=self.config.data.num_workers, persistent_workers=False)
+            for batch in loader:
+                running.append(train_step(run, state, batch))
                 bar.update(1)
-                if lead and (step % cfg.train.log_every == 0 or step == cfg.train.iterations):
-                    record = {"step": step, "loss": float(np.mean(running)), "lr": optimizer.param_groups[0]["lr"],
-                              "time_s": round(time.time() - train_start, 2)}
-                    _append_jsonl(metrics_path, record)
-                    running = []
-                    if not show_progress(self.progress):
-                        self.log(f"iteration {step}/{cfg.train.iterations}: loss {record['loss']:.4f}")
-                if step % cfg.train.val_every == 0 or step == cfg.train.iterations:
-                    validate()
-                    model.train()
-                if step % cfg.train.checkpoint_every == 0 or step == cfg.train.iterations:
-                    checkpoint("last.pt")
-                if step >= cfg.train.iterations:
+                self._after_step(run, state, running, started)
+                if state.step >= train.iterations:
                     break
             else:
-                epoch, batch_in_epoch = epoch + 1, 0
+                state.epoch, state.batch = state.epoch + 1, 0
         bar.close()
-        train_time = time.time() - train_start
+        return time.time() - started
 
+    def _after_step(self, run: Run, state: TrainState, running: list[float], started: float) -> None:
+        """Log, validate and checkpoint on their schedules."""
+        train, step = self.config.train, state.step
+        last = step == train.iterations
+        if run.lead and (step % train.log_every == 0 or last):
+            record = {"step": step, "loss": float(np.mean(running)), "lr": run.optimizer.param_groups[0]["lr"],
+                      "time_s": round(time.time() - started, 2)}
+            _append_jsonl(self.metrics_path, record)
+            running.clear()
+            if not show_progress(self.progress):
+                self.log(f"iteration {step}/{train.iterations}: loss {record['loss']:.4f}")
+        if step % train.val_every == 0 or last:
+            self.validate(run, state)
+            run.model.train()
+        if step % train.checkpoint_every == 0 or last:
+            self.save(run, state, "last.pt")
+
+    def _finish(self, run: Run, state: TrainState, trained: tuple[int, float], started: float) -> dict[str, Any] | None:
+        """The selected model meets the test set once; the lead writes the summary and the report."""
         barrier()
-        # The selected model (best validation step, or the last without validation) meets the test set
-        # once; the lead reads it from disk and the other processes receive its weights.
-        final = load_model(out / "checkpoints" / ("best.pt" if best["step"] is not None else "last.pt"), map_location=device) if lead else model
+        # The lead reads the selected checkpoint from disk; the other processes receive its weights.
+        name = "best.pt" if state.best.step is not None else "last.pt"
+        final = load_model(self.out / "checkpoints" / name, map_location=run.device) if run.lead else run.model
         broadcast_state(final)
-        outputs, labels, gallery_outputs, gallery_labels = evaluator.embed(final, splits["test"], splits.get("gallery"))
-        if not lead:
+        outputs, labels, gallery_outputs, gallery_labels = run.evaluator.embed(final, run.splits.queries, run.splits.gallery)
+        if not run.lead:
             return None
-        test = evaluator.score(outputs, labels, gallery_outputs, gallery_labels)
+        summary = self._summary(run, state, trained, run.evaluator.score(outputs, labels, gallery_outputs, gallery_labels))
+        summary["plots"] = write_run_report(self.out, summary, _read_jsonl(self.metrics_path), evaluation_embedding(outputs), labels,
+                                            run.splits.queries, grid_queries=self.config.eval.grid_queries, seed=self.config.train.seed,
+                                            gallery=(evaluation_embedding(gallery_outputs), gallery_labels, run.splits.gallery)
+                                            if run.splits.gallery is not None else None)
+        summary["wall_time_s"] = round(time.time() - started, 1)
+        write_run_summary(self.out, summary)
+        return summary
+
+    def _summary(self, run: Run, state: TrainState, trained: tuple[int, float], test: dict[str, Any]) -> dict[str, Any]:
+        """trained: (iterations, seconds) of this session's training (a resumed run's own part)."""
+        cfg, splits = self.config, run.splits.named()
+        steps, train_time = trained
         summary = {
             "name": cfg.name, "command": " ".join(sys.argv), "commit": source_commit(), "config": asdict(cfg),
-            "hardware": {**hardware(), "device": str(device)},
-            "train_time_s": round(train_time, 1), "iterations": step,
-            "best": best if best["step"] is not None else None, "test": test,
+            "hardware": {**hardware(), "device": str(run.device)}, "preprocessing": run.model.preprocessing.to_dict(),
+            "train_time_s": round(train_time, 1), "iterations": state.step,
+            "train_images_per_s": round(steps * run.batch_size / train_time, 1) if train_time > 0 else None,
+            "best": asdict(state.best) if state.best.step is not None else None, "test": test,
             "dataset": {"name": cfg.data.name, **{f"{k}_images": len(v) for k, v in splits.items()},
                         **{f"{k}_classes": int(len(np.unique(v.labels))) for k, v in splits.items()}},
         }
-        if baseline is not None:
+        if state.baseline is not None:
             summary["baseline"] = {"description": f"pretrained {cfg.model.backbone} before training (pooled high-level features)",
-                                   "test": {"H": baseline}}
-        summary["plots"] = write_run_report(out, summary, _read_jsonl(metrics_path), evaluation_embedding(outputs),
-                                            labels, splits["test"], grid_queries=cfg.eval.grid_queries, seed=cfg.train.seed)
-        summary["wall_time_s"] = round(time.time() - start_time, 1)
-        write_run_summary(out, summary)
+                                   "test": {"H": state.baseline}}
         return summary
+
+
+def _broadcast_checkpoint(checkpoint: dict[str, Any] | None, run: Run) -> dict[str, Any]:
+    """The lead's checkpoint on every process (only the lead needs the run folder)."""
+    if run.world == 1:
+        return checkpoint
+    holder = [checkpoint]
+    torch.distributed.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+__all__ = ["BackboneBaseline", "RunFolderError", "Trainer"]

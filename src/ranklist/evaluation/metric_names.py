@@ -1,0 +1,42 @@
+"""The names of the metrics and embedding views, defined once for evaluation, reports and studies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+CONCAT = "concat"  # the view of all levels concatenated, then L2-normalised
+MAP_AT_R = "map@r"
+R_PRECISION = "r_precision"
+NMI = "nmi"
+EXCLUDED = "num_excluded_queries"
+RECALL_PREFIX = "recall@"
+VIEW_ORDER = ("L", "M", "H", CONCAT)
+_DISPLAY = {MAP_AT_R: "MAP@R", R_PRECISION: "R-Prec", NMI: "NMI"}
+
+
+def recall_key(k: int) -> str:
+    return f"{RECALL_PREFIX}{k}"
+
+
+def recall_ks(keys: Iterable[str]) -> list[int]:
+    """The K of every Recall@K among `keys`, ascending."""
+    return sorted({int(key[len(RECALL_PREFIX):]) for key in keys if key.startswith(RECALL_PREFIX)})
+
+
+def score_columns(rows: Iterable[Mapping[str, object]]) -> list[str]:
+    """The metric keys present in any row, in display order: Recall@K ascending, MAP@R, R-Precision, NMI."""
+    rows = list(rows)
+    present = {key for row in rows for key in row}
+    return [recall_key(k) for k in recall_ks(present)] + [key for key in (MAP_AT_R, R_PRECISION, NMI) if key in present]
+
+
+def display_name(key: str) -> str:
+    """"recall@4" -> "R@4", "map@r" -> "MAP@R", ..."""
+    if key.startswith(RECALL_PREFIX):
+        return f"R@{key[len(RECALL_PREFIX):]}"
+    return _DISPLAY.get(key, key)
+
+
+def headline_view(results: Mapping[str, object]) -> str:
+    """The view reports lead with: the concatenation when there is one, else the only level."""
+    return CONCAT if CONCAT in results else next(iter(results))

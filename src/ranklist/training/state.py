@@ -1,0 +1,87 @@
+"""TrainState: exactly what a checkpoint holds beside the weights, and the step that advances it."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ranklist.collectives import gather_objects
+from ranklist.models import model_checkpoint
+
+SELECTION_METRIC = "val/recall@1"
+
+
+@dataclass
+class Best:
+    """The selected model: the validation step with the highest SELECTION_METRIC."""
+
+    step: int | None = None
+    metric: str = SELECTION_METRIC
+    value: float = -math.inf
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # iterations done
+    epoch: int = 0
+    batch: int = 0  # batches done in this epoch
+    best: Best = field(default_factory=Best)
+    baseline: dict[str, float] | None = None  # the pretrained backbone's test metrics ("H" view)
+    rng: list[dict[str, Any]] | None = None  # every process's RNG states, as last saved
+
+    def to_checkpoint(self, run) -> dict[str, Any]:
+        """The weights, the optimiser, schedule and losses' state, and this state (collective: every
+        process must call it, for its RNG state)."""
+        rng = gather_objects(rng_state())  # every process's, so that a resumed DDP run is exact
+        return {**model_checkpoint(run.model), "loss_state": run.losses.state_dict(), "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict(), "step": self.step, "epoch": self.epoch, "batch": self.batch,
+                "best": asdict(self.best), "baseline": self.baseline, "rng": rng, "config": asdict(run.config)}
+
+    @classmethod
+    def restore(cls, run, checkpoint: dict[str, Any]) -> TrainState:
+        """Load a checkpoint's states into the run's parts and this process's RNG; the state itself."""
+        run.model.load_state_dict(checkpoint["model_state"])
+        run.losses.load_state_dict(checkpoint["loss_state"])
+        run.optimizer.load_state_dict(checkpoint["optimizer"])
+        run.scheduler.load_state_dict(checkpoint["scheduler"])
+        rng = checkpoint["rng"]
+        if len(rng) != run.world:  # each process's own augmentation draws continue
+            raise ValueError(f"the run was checkpointed by {len(rng)} process(es) and cannot resume exactly with {run.world}; resume it with {len(rng)}")
+        set_rng_state(rng[run.rank])
+        return cls(checkpoint["step"], checkpoint["epoch"], checkpoint["batch"], Best(**checkpoint["best"]),
+                   checkpoint["baseline"], rng)
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def train_step(run, state: TrainState, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """One optimisation step on a C x K batch: forward, one loss per level summed, backward, clip,
+    optimiser and schedule; advances state's counters and returns the loss."""
+    images, labels = batch
+    images, labels = images.to(run.device, memory_format=run.memory_format), labels.to(run.device)
+    optim = run.config.optim
+    with torch.autocast(run.device.type, enabled=optim.amp, dtype=torch.bfloat16 if run.device.type == "cpu" else torch.float16):
+        outputs = run.train_model(images)
+    loss = sum(run.losses[level](outputs[level].float(), labels) for level in run.model.levels)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if optim.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), optim.grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    state.step += 1
+    state.batch += 1
+    return float(loss.detach())
