@@ -200,3 +200,13 @@ def test_layer_wise_lr_decay(saved):
         parameter_groups(model, lr=0.1, layer_decay=0.0)
     with pytest.raises(ValueError, match="does not list its blocks"):
         parameter_groups(build_model("small_cnn", pretrained=False, embedding_dim=4), lr=0.1, layer_decay=0.9)
+
+
+def test_a_model_without_preprocessor_config_gets_imagenet_statistics(saved, tmp_path):
+    folder = shutil.copytree(saved["resnet"], tmp_path / "resnet")
+    (folder / "preprocessor_config.json").unlink()
+    with pytest.warns(UserWarning, match="no preprocessor_config.json: ImageNet normalisation assumed"):
+        model = build_model(f"hf:{folder}", embedding_dim=4)
+    from ranklist.data import NORMALIZATIONS
+
+    assert model.normalization == NORMALIZATIONS["imagenet"] and model.default_image_size == 224
