@@ -83,6 +83,8 @@ def load_torch_checked(path: str | os.PathLike[str], map_location: Any = "cpu", 
     import torch
 
     target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"cannot read checkpoint {target}: it is a folder, not a file")
     if not target.is_file():
         raise FileNotFoundError(f"checkpoint not found: {target}")
     if target.stat().st_size == 0:
