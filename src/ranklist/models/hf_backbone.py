@@ -136,12 +136,16 @@ class HFBackbone(nn.Module):
         return self
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
-        if not enabled:
-            self.model.gradient_checkpointing_disable() if self.model.supports_gradient_checkpointing else None
+        """transformers' own per-block checkpointing (named activation checkpointing from 5.x on)."""
+        model = self.model
+        if enabled and not model.supports_gradient_checkpointing:
+            raise ValueError(f"hf model_type {model.config.model_type!r} does not support gradient checkpointing in transformers")
+        if not model.supports_gradient_checkpointing:
             return
-        if not self.model.supports_gradient_checkpointing:
-            raise ValueError(f"hf model_type {self.model.config.model_type!r} does not support gradient checkpointing in transformers")
-        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable({"use_reentrant": False}) if enabled else model.activation_checkpointing_disable()
+        else:
+            model.gradient_checkpointing_enable({"use_reentrant": False}) if enabled else model.gradient_checkpointing_disable()
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.family.kind == "tokens" and min(x.shape[-2:]) < self.patch_size:
