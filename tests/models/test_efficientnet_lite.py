@@ -76,3 +76,14 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         grads.append({n: p.grad for n, p in model.backbone.named_parameters()})
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], msg=name)
+
+
+def test_freeze_blocks_is_a_model_option_kept_in_checkpoints():
+    from ranklist.models import load_model, model_checkpoint
+
+    model = build_model("efficientnet_lite0", pretrained=False, embedding_dim=8, image_size=32, freeze_blocks=3).train()
+    frozen = [model.backbone.stem, *model.backbone.blocks[:3]]
+    assert all(not p.requires_grad for m in frozen for p in m.parameters()) and all(not m.training for m in frozen)
+    assert all(p.requires_grad for p in model.backbone.blocks[3].parameters()) and model.backbone.blocks[3].training
+    again = load_model(model_checkpoint(model)).train()
+    assert again.config["freeze_blocks"] == 3 and not any(p.requires_grad for p in again.backbone.blocks[2].parameters())
