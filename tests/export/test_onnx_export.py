@@ -2,6 +2,7 @@
 
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -15,8 +16,8 @@ from tests.serving.fixtures import draw, make_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
 
-# Families registered elsewhere (Hugging Face backbones: tiny random configs) join here as
-# (backbone name, build_model options); every name in BACKBONES is tested as it is.
+# Every name in BACKBONES is tested as it is; Hugging Face families (hf:<dir>) by the test below
+# with tiny random models; other families registered later join here as (name, build_model options).
 EXTRA_FAMILIES: list[tuple[str, dict]] = []
 FAMILIES = [(name, {}) for name in sorted(BACKBONES)] + EXTRA_FAMILIES
 
@@ -81,6 +82,42 @@ def check_parity(backbone, options, tmp_path):
         for name in names:
             assert np.abs(got[name] - expected[name][:size].numpy()).max() <= 1e-4, name
     assert info.dim == expected["embedding"].shape[1]
+
+
+def hf_families():
+    try:
+        from tests.models.hf_fixtures import FAMILIES as HF
+    except pytest.skip.Exception:  # transformers is not installed
+        return []
+    return HF
+
+
+@pytest.mark.parametrize("hf_family", hf_families())
+def test_onnx_matches_pytorch_for_hugging_face_families(hf_family, tmp_path):
+    """hf:<dir> backbones, one tiny random model per family (tests/models/hf_fixtures.py)."""
+    from tests.models.hf_fixtures import SIZES, save_tiny
+
+    folder = save_tiny(hf_family, tmp_path / hf_family)
+    check_parity(f"hf:{folder}", {"image_size": SIZES[hf_family]}, tmp_path)
+
+
+@pytest.mark.parametrize("size", [(7, 5), (16, 16), (3, 9)])
+def test_antialiased_bicubic_resize_matches_pytorch(size, tmp_path):
+    """The symbolic that exports aten::_upsample_bicubic2d_aa (down, up and mixed resizes)."""
+    from ranklist.export.onnx_model import _bicubic_antialiased
+
+    class Resize(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
+
+    torch.onnx.register_custom_op_symbolic("aten::_upsample_bicubic2d_aa", _bicubic_antialiased, 18)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Resize(), (x,), str(tmp_path / "r.onnx"), dynamo=False, opset_version=18)
+    session = ort.InferenceSession(str(tmp_path / "r.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert np.abs(got - Resize()(x).numpy()).max() <= 1e-5
 
 
 def test_metadata_holds_the_preprocessing_record_and_fingerprint(tmp_path):

@@ -9,7 +9,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     export = subparsers.add_parser("export", help="export a checkpoint as ONNX (evaluation embedding and each level; preprocessing in the metadata)")
     export.add_argument("checkpoint")
     export.add_argument("--out", required=True, help="the .onnx file to write")
-    export.add_argument("--opset", type=int, default=17)
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 18 for the antialiased resize some ViTs use)")
     export.set_defaults(run=export_command)
 
 

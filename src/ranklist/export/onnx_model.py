@@ -24,7 +24,7 @@ from ranklist.serving.extra import require
 
 INPUT = "images"
 OUTPUT_EMBEDDING = "embedding"
-OPSET = 17
+OPSET = 18  # Resize's antialias attribute (the bicubic antialiased resize of some ViT position embeddings)
 KEY = "ranklist"  # metadata key: JSON of OnnxModelInfo
 
 
@@ -69,8 +69,26 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = OPSET) -> On
         model.to(device).train(was_training)
 
 
+def _bicubic_antialiased(g: Any, image: Any, output_size: Any, align_corners: Any, scale_factors: Any) -> Any:
+    """aten::_upsample_bicubic2d_aa (DINOv2-with-registers resamples its position embeddings with it)
+    as ONNX Resize, cubic, antialiased, with PyTorch's antialias kernel coefficient -0.5."""
+    from torch.onnx import symbolic_helper as helper
+
+    if helper._maybe_get_const(align_corners, "b"):
+        raise ValueError("ONNX export: an antialiased bicubic resize with align_corners=True has no ONNX equivalent")
+    empty = g.op("Constant", value_t=torch.tensor([], dtype=torch.float32))
+    batch_channels = helper._slice_helper(g, g.op("Shape", image), axes=[0], starts=[0], ends=[2])
+    size = g.op("Cast", output_size, to_i=7)  # int64
+    sizes = g.op("Concat", batch_channels, size, axis_i=0)
+    return g.op("Resize", image, empty, empty, sizes, mode_s="cubic", antialias_i=1, cubic_coeff_a_f=-0.5, exclude_outside_i=1,
+                coordinate_transformation_mode_s="half_pixel", nearest_mode_s="floor")
+
+
 def _export(model: nn.Module, path: Path, opset: int) -> OnnxModelInfo:
     import onnx
+
+    if opset >= 18:
+        torch.onnx.register_custom_op_symbolic("aten::_upsample_bicubic2d_aa", _bicubic_antialiased, opset)
 
     size = model.preprocessing.image_size
     example = torch.zeros(2, 3, size, size)

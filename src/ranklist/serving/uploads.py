@@ -7,6 +7,7 @@ request cannot take the server's memory.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -61,5 +62,5 @@ def decode_image(data: bytes, name: str, content_type: str | None, limits: Serve
         raise InputError(400, f"{name}: not an image (unrecognised format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(413, f"{name}: too many pixels (decompression limit)") from None
-    except (OSError, SyntaxError, ValueError) as error:  # truncated or damaged data
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:  # truncated or damaged data
         raise InputError(400, f"{name}: corrupt image ({error})") from None
