@@ -213,3 +213,9 @@ def test_a_model_without_preprocessor_config_gets_imagenet_statistics(saved, tmp
     from ranklist.data import NORMALIZATIONS
 
     assert model.normalization == NORMALIZATIONS["imagenet"] and model.default_image_size == 224
+
+
+def test_an_unloadable_source_is_one_value_error(tmp_path):
+    for source in (tmp_path / "missing", tmp_path):  # no such folder; a folder without config.json
+        with pytest.raises(ValueError, match=f"hf:{re.escape(str(source))} cannot be loaded .*save_pretrained"):
+            build_model(f"hf:{source}", embedding_dim=4)

@@ -56,10 +56,20 @@ def _processor_image_size(record: Mapping[str, Any], config: Any) -> int:
     return int(getattr(config, "image_size", 224))
 
 
+def _unreachable(source: str, error: Exception) -> ValueError:
+    """A hub id that cannot be fetched (offline, unknown) or a folder without the files, in one line."""
+    reason = " ".join(str(error).split())[:300]
+    return ValueError(f"hf:{source} cannot be loaded ({reason}); give a hub id (with network access) "
+                      "or a local directory written by save_pretrained")
+
+
 def describe_source(source: str) -> dict[str, Any]:
     """{"architecture", "normalization", "image_size"} of a hub id or local directory (no weights read)."""
     transformers = _transformers()
-    config = transformers.AutoConfig.from_pretrained(source)
+    try:
+        config = transformers.AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as error:  # ValueError: a folder whose config.json names no model_type
+        raise _unreachable(source, error) from None
     family = hf_family(config.model_type)
     if family.model_class is not None:  # e.g. CLIP: the vision tower's own config
         config = getattr(transformers, family.model_class).config_class.from_pretrained(source)
@@ -189,7 +199,10 @@ def build_hf_backbone(source: str, pretrained: bool, saved: Mapping[str, Any] | 
     family = hf_family(config.model_type)
     if pretrained:
         loader = getattr(transformers, family.model_class) if family.model_class else transformers.AutoModel
-        model = loader.from_pretrained(source, dtype=torch.float32, **family.model_kwargs)
+        try:
+            model = loader.from_pretrained(source, dtype=torch.float32, **family.model_kwargs)
+        except OSError as error:
+            raise _unreachable(source, error) from None
     else:  # the saved config is the vision model's own (CLIP: the tower's), which AutoModel maps
         model = transformers.AutoModel.from_config(config, **family.model_kwargs)
     saved = {**saved, "architecture": model.config.to_dict()}
