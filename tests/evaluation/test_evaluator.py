@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch.utils.data import TensorDataset
 
@@ -41,3 +42,55 @@ def test_query_gallery_evaluation():
     model = build_model("small_cnn", pretrained=False, embedding_dim=6, image_size=16)
     result = Evaluator(ks=(1, 5), progress=False).evaluate(model, tiny_data(16, 1), gallery_dataset=tiny_data(40, 2))
     assert result["concat"]["num_queries"] == 16 and result["concat"]["num_excluded_queries"] == 0
+
+
+class CountingDataset(torch.utils.data.Dataset):
+    """Counts reads per item (each must be read once per call); can fail at one index."""
+
+    def __init__(self, n=40, fail_at=None):
+        self.data = tiny_data(n)
+        self.reads = [0] * n
+        self.fail_at = fail_at
+
+    def __len__(self):
+        return len(self.reads)
+
+    def __getitem__(self, index):
+        if index == self.fail_at:
+            raise OSError(f"cannot read item {index}")
+        self.reads[index] += 1
+        return self.data[index]
+
+
+def prefetch_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "ranklist-prefetch"]
+
+
+def test_prefetched_embedding_is_bit_identical_reads_each_item_once_and_stops_its_thread():
+    model = build_model("small_cnn", pretrained=False, embedding_dim=6, image_size=16)
+    plain, plain_labels = embed_dataset(model, tiny_data(), batch_size=7, progress=False, prefetch=False)
+    for _ in range(10):  # a thread per call: repeat to catch races and leaks
+        data = CountingDataset()
+        outputs, labels = embed_dataset(model, data, batch_size=7, progress=False)
+        assert data.reads == [1] * 40
+        assert all(torch.equal(outputs[level], plain[level]) for level in plain) and torch.equal(labels, plain_labels)
+        assert prefetch_threads() == []
+
+
+def test_prefetched_embedding_stops_its_thread_on_errors():
+    model = build_model("small_cnn", pretrained=False, embedding_dim=6, image_size=16).train()
+    for _ in range(5):
+        with pytest.raises(OSError, match="cannot read item 30"):
+            embed_dataset(model, CountingDataset(fail_at=30), batch_size=4, progress=False)
+        assert prefetch_threads() == [] and model.training
+
+    class Broken(torch.nn.Module):
+        def forward(self, images):
+            raise RuntimeError("model failed")
+
+    for _ in range(5):
+        with pytest.raises(RuntimeError, match="model failed"):
+            embed_dataset(Broken(), CountingDataset(), batch_size=4, progress=False)
+        assert prefetch_threads() == []

@@ -140,3 +140,17 @@ def test_fused_counting_gives_the_same_metrics(monkeypatch):
     want = retrieval_metrics(emb, labels, (1, 2, 4))
     monkeypatch.setattr(retrieval_module, "AUTO_COMPILE_MIN_PAIRS", 0)  # compile even this tiny case
     assert_same(retrieval_metrics(emb, labels, (1, 2, 4)), want)
+
+
+def test_first_relevant_rank_read_from_the_top_k_or_counted(monkeypatch):
+    """Ranks inside each query's top-k window are read off it; the rest are counted over the row.
+    Both paths must agree with the reference (here many classes have their pair far away)."""
+    g = torch.Generator().manual_seed(11)
+    emb = torch.randn(80, 4, generator=g)
+    labels = torch.arange(80) // 2  # pairs: R = 1, a window of one neighbour
+    counted = []
+    original = retrieval_module._counted_rank
+    monkeypatch.setattr(retrieval_module, "_counted_rank", lambda sim, *a: counted.append(len(sim)) or original(sim, *a))
+    ks = (1, 5, 20)
+    assert_same(retrieval_metrics(emb, labels, ks), reference_metrics(emb, labels, ks))
+    assert 0 < sum(counted) < 80  # some queries resolved in the window, some counted

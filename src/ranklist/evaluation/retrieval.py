@@ -18,7 +18,11 @@ from ranklist.compiling import maybe_compiled
 
 # Similarity block: at most this many entries (64 MB of float32) alive at once.
 PAIRS_PER_BLOCK = 1 << 24
-AUTO_COMPILE_MIN_PAIRS = 1 << 26  # ~8,000 x 8,000 and larger: compiling (seconds) pays off
+# Most queries' first relevant item is among their top-k neighbours, whose rank is then read off;
+# only the others need a count over the whole gallery row. That count fused by torch.compile is
+# nearly free, but compiling costs seconds: it pays back within one call only on problems of about
+# SOP's size (60,000 x 60,000) and larger, where the unresolved rows can cost tens of seconds eager.
+AUTO_COMPILE_MIN_PAIRS = 1 << 31
 
 
 def _as_embeddings(name: str, emb: torch.Tensor) -> torch.Tensor:
@@ -76,11 +80,12 @@ def _class_members(query_labels: torch.Tensor, gallery_labels: torch.Tensor, exc
 
 def count_vs(sim: torch.Tensor, best: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row: how many entries are greater than, and equal to, the row's `best`."""
-    return (sim > best).sum(dim=1), (sim == best).sum(dim=1)
+    # int32 sums of a boolean run several times faster than the default int64 ones.
+    return (sim > best).sum(dim=1, dtype=torch.int32), (sim == best).sum(dim=1, dtype=torch.int32)
 
 
-def _first_relevant_rank(sim: torch.Tensor, members: torch.Tensor, _count_vs=count_vs) -> torch.Tensor:
-    """1-based rank of each row's first relevant column under the tie rule (large if none).
+def _counted_rank(sim: torch.Tensor, members: torch.Tensor, _count_vs=count_vs) -> torch.Tensor:
+    """1-based rank of each row's first relevant column under the tie rule, counted over the row.
 
     The first relevant item is the most similar member, lowest index among equals; its rank counts
     the columns strictly more similar, plus the equally similar ones with a lower index.
@@ -89,10 +94,26 @@ def _first_relevant_rank(sim: torch.Tensor, members: torch.Tensor, _count_vs=cou
     best = member_sim.amax(dim=1, keepdim=True)
     first = torch.where((member_sim == best) & (members >= 0), members, sim.shape[1]).amin(dim=1, keepdim=True)
     ahead, equal = _count_vs(sim, best)
-    rank = ahead + 1
+    rank = ahead.long() + 1
     tied = (equal > 1).nonzero().flatten()  # rare: settle the tie order exactly
     for row in tied.tolist():
         rank[row] += int(((sim[row] == best[row]) & (torch.arange(sim.shape[1], device=sim.device) < first[row])).sum())
+    return rank
+
+
+def _first_relevant_rank(
+    sim: torch.Tensor, members: torch.Tensor, top_relevant: torch.Tensor, _count_vs=count_vs,
+) -> torch.Tensor:
+    """1-based rank of each row's first relevant column (gallery size + 1 where it has none).
+
+    top_relevant [B, k]: whether each of the row's top k (in tie-rule order) is relevant; where one
+    is, the rank is read off, and only the other rows are counted over the whole gallery.
+    """
+    found = top_relevant.any(dim=1)
+    rank = torch.where(found, top_relevant.int().argmax(dim=1) + 1, sim.shape[1] + 1).long()
+    rest = (~found & (members >= 0).any(dim=1)).nonzero().flatten()
+    if len(rest):
+        rank[rest] = _counted_rank(sim[rest], members[rest], _count_vs)
     return rank
 
 
@@ -108,7 +129,6 @@ def scan_gallery(
     q, m = queries.shape[0], gallery.shape[0]
     block = max(1, min(q, PAIRS_PER_BLOCK // m))
     members = _class_members(query_labels, gallery_labels, exclude_self)
-    # Eager boolean reductions over B x M cost about as much as the matrix product; fused, ~nothing.
     counter = maybe_compiled(count_vs, compile=None, device=queries.device, size=q * m, min_size=AUTO_COMPILE_MIN_PAIRS)
     top = torch.empty(q, k, dtype=torch.long, device=queries.device)
     first_rank = torch.empty(q, dtype=torch.long, device=queries.device)
@@ -119,7 +139,8 @@ def scan_gallery(
             rows = torch.arange(stop - start, device=sim.device)
             sim[rows, rows + start] = float("-inf")
         top[start:stop] = _top_k_block(sim, k)
-        first_rank[start:stop] = _first_relevant_rank(sim, members[start:stop], counter)
+        top_relevant = gallery_labels[top[start:stop]] == query_labels[start:stop, None]
+        first_rank[start:stop] = _first_relevant_rank(sim, members[start:stop], top_relevant, counter)
     return top, first_rank
 
 
