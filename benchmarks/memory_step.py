@@ -17,14 +17,16 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 
-from ranklist.data import ClassBalancedBatchSampler
+from ranklist.reporting.provenance import hardware
 from ranklist.training import load_config
-from ranklist.training.trainer import build_level_losses, build_run_model, hardware, split_datasets
+from ranklist.training.run import build_level_losses, build_run
+from ranklist.training.state import TrainState, train_step
 
-OVERRIDES = ["data.image_size=64"]
+OVERRIDES = ["data.image_size=64", "train.threads=2"]
 
 
 def main() -> None:
@@ -33,45 +35,36 @@ def main() -> None:
     parser.add_argument("--memory-size", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-
-    config = load_config("configs/demo.yaml", OVERRIDES)
-    model = build_run_model(config).to(memory_format=torch.channels_last)
-    train = split_datasets(config, model.normalization)["train"]
-    classes = len(set(train.labels.tolist()))
-    plain = build_level_losses(config, model.embedding_dims, classes)
+    config = load_config("configs/demo.yaml", [*OVERRIDES, f"train.threads={args.threads}"])
+    plain = build_run(config)  # the trainer's own parts and step
+    model, train = plain.model, plain.splits.train
     config.loss.memory_size, config.loss.memory_warmup = args.memory_size, 0
-    memory = build_level_losses(config, model.embedding_dims, classes)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    sampler = ClassBalancedBatchSampler(train.labels, config.data.classes_per_batch, config.data.samples_per_class, seed=0)
-    batches = (indices for _ in iter(int, 1) for indices in sampler)  # epoch after epoch
+    memory = replace(plain, losses=build_level_losses(config, model.embedding_dims, len(set(train.labels.tolist()))))
+    batches = (indices for _ in iter(int, 1) for indices in plain.sampler)  # epoch after epoch
+    state = TrainState()
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
         items = [train[i] for i in next(batches)]
-        return torch.stack([x for x, _ in items]).to(memory_format=torch.channels_last), torch.tensor([y for _, y in items])
+        return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
 
-    def step(losses: torch.nn.ModuleDict, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    def step(run, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
         start = time.perf_counter()
-        outputs = model(images)
-        loss = sum(losses[level](outputs[level], labels) for level in model.levels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(run, state, (images, labels))
         total = time.perf_counter() - start
-        # the loss alone, once more on the step's embeddings (forward + backward)
+        with torch.no_grad():  # the loss alone, once more on the step's embeddings (forward + backward)
+            outputs = model(images.to(memory_format=plain.memory_format))
         detached = {level: outputs[level].detach().requires_grad_(True) for level in model.levels}
         start = time.perf_counter()
-        sum(losses[level](detached[level], labels) for level in model.levels).backward()
+        sum(run.losses[level](detached[level], labels) for level in model.levels).backward()
         return total, time.perf_counter() - start
 
     model.train()
-    while memory[model.levels[0]].filled < args.memory_size:  # fill the memory (untimed)
+    while memory.losses[model.levels[0]].filled < args.memory_size:  # fill the memory (untimed)
         images, labels = batch()
         with torch.no_grad():
             outputs = model(images)
         for level in model.levels:
-            memory[level].enqueue(outputs[level], labels)
+            memory.losses[level].enqueue(outputs[level], labels)
     times: dict[str, list[tuple[float, float]]] = {"plain": [], "memory": []}
     for index in range(args.steps + 2):  # two warm-up rounds
         images, labels = batch()

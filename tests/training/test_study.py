@@ -19,7 +19,7 @@ def test_compare_writes_table_json_and_plot(tiny_recipe, tmp_path, capsys):
 
 
 def test_ablation_names_and_errors(tiny_recipe, tmp_path, capsys):
-    assert set(ABLATIONS) == {"alpha", "margin", "temperature", "batch", "level", "gradient", "reduction", "memory"}
+    assert set(ABLATIONS) == {"alpha", "margin", "temperature", "batch", "level", "gradient", "reduction", "memory", "backbone"}
     assert main(["ablate", str(tiny_recipe), "depth", "--out", str(tmp_path / "x")]) == 2
     assert "unknown ablation 'depth'" in capsys.readouterr().err
     assert main(["compare", str(tiny_recipe), "--losses", "arcface", "--out", str(tmp_path / "y")]) == 2
@@ -60,3 +60,22 @@ def test_tables_show_the_papers_numbers_beside_ours():
     assert "| **m=0.4** | 42.0 +- 1.0 | 60 | 79.8 |" in lines and "| m=0.3 | 42.0 +- 1.0 | 60 | - |" in lines
     for study, numbers in PAPER_SOP_RECALL1.items():  # every paper number names a real variant
         assert set(numbers) <= set(ABLATIONS.get(study) or comparison_variants(list(numbers)))
+
+
+def test_the_pretrained_baseline_is_embedded_once_per_study(tiny_recipe, tmp_path, monkeypatch):
+    from ranklist.training import Trainer, load_config, trainer
+
+    calls = []
+
+    class Counted(trainer.BackboneBaseline):
+        def forward(self, images):
+            calls.append(len(images))
+            return super().forward(images)
+
+    monkeypatch.setattr(trainer, "BackboneBaseline", Counted)
+    pretrained = ["model.backbone=efficientnet_lite0", "model.pretrained=true", "data.image_size=32", "data.resize=36", "train.iterations=1", "eval.nmi=false"]
+    summaries = []
+    for margin in (0.2, 0.4):
+        config = load_config(tiny_recipe, [*pretrained, f"loss.params.margin={margin}"])
+        summaries.append(Trainer(config, tmp_path / f"m{margin}", progress=False, log=lambda m: None, baseline_cache=tmp_path / "cache").run())
+    assert sum(calls) == 30 and summaries[0]["baseline"] == summaries[1]["baseline"]  # the 30 test images, once

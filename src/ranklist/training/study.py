@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from ranklist.atomic import atomic_write_text
 from ranklist.evaluation.metric_names import EXCLUDED, headline_view, score_columns
-from ranklist.losses import LOSS_NAMES
+from ranklist.losses import LOSS_NAMES, loss_params
 from ranklist.reporting.provenance import hardware, source_commit
 from ranklist.reporting.study_report import mean_std, plot_study, study_markdown
 from ranklist.training.config import RunConfig, load_config
@@ -78,7 +78,7 @@ def run_study(title: str, base: str | Path, variants: dict[str, list[str]], seed
                 run_dir, summary = finished
             else:
                 log(f"[{title}] {name}, seed {seed}")
-                summary = Trainer(config, run_dir, progress=progress, log=log).run(overwrite=True)
+                summary = Trainer(config, run_dir, progress=progress, log=log, baseline_cache=out / ".baselines").run(overwrite=True)
             scores = {k: v for k, v in summary["test"][headline_view(summary["test"])].items() if k != EXCLUDED}
             rows.setdefault(name, []).append({"seed": seed, "run": str(run_dir.relative_to(out.parent)),
                                               "train_time_s": summary["train_time_s"], **scores})
@@ -94,15 +94,23 @@ def run_study(title: str, base: str | Path, variants: dict[str, list[str]], seed
 
 def finished_run(config: RunConfig, candidates: list[Path]) -> tuple[Path, dict[str, Any]] | None:
     """The first candidate run folder that finished with exactly `config` (its name aside), and its summary."""
-    want = {**json.loads(json.dumps(asdict(config))), "name": None}
+    want = _comparable(json.loads(json.dumps(asdict(config))))
     for folder in candidates:
         try:
             summary = json.loads((folder / "summary.json").read_text())
-        except (OSError, ValueError):  # not a finished run
+            if _comparable(summary["config"]) == want:
+                return folder, summary
+        except (OSError, ValueError, KeyError, TypeError):  # not a finished run of this version's shape
             continue
-        if {**summary.get("config", {}), "name": None} == want:
-            return folder, summary
     return None
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A config as it trains: its name aside, the loss as its resolved parameters (a preset or a
+    default named explicitly is the same loss)."""
+    loss = config["loss"]
+    resolved = {**loss, "preset": None, "params": json.loads(json.dumps(loss_params(loss["name"], loss["preset"], loss["params"])))}
+    return {**config, "name": None, "loss": resolved}
 
 
 def _slug(text: str) -> str:

@@ -8,6 +8,7 @@ end, with that checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -60,9 +61,13 @@ def _read_jsonl(path: Path, up_to_step: int | None = None) -> list[dict[str, Any
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, out: str | Path, *, progress: bool = True, log=print) -> None:
+    """baseline_cache: a folder where the pretrained backbone's test metrics are kept by what decides
+    them (a study's variants share one backbone and test split: it is embedded once, not per variant)."""
+
+    def __init__(self, config: RunConfig, out: str | Path, *, progress: bool = True, log=print, baseline_cache: Path | None = None) -> None:
         self.config, self.out, self.progress, self.log = config, Path(out), progress, log
         self.metrics_path = self.out / "metrics.jsonl"
+        self.baseline_cache = baseline_cache
 
     def run(self, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any] | None:
         """Train, select, test, report. Under torchrun, rank 0 writes and returns the summary; the
@@ -120,12 +125,26 @@ class Trainer:
             atomic_write_text(self.out / "config.yaml", config_to_yaml(self.config))
             self.metrics_path.write_text("")
         if self.config.model.pretrained or self.config.model.weights:
-            embedded = run.evaluator.embed(BackboneBaseline(run.model), run.splits.queries, run.splits.gallery)
+            state.baseline = self._baseline(run)
             if run.lead:
-                state.baseline = run.evaluator.score(*embedded)["H"]
                 self.log(f"pretrained backbone before training: test recall@1 {state.baseline['recall@1']:.4f}")
         self.validate(run, state)  # the starting point is a candidate too
         return state
+
+    def _baseline(self, run: Run) -> dict[str, float] | None:
+        """The pretrained backbone's test metrics (collective), from the cache when it has them."""
+        cached = None
+        if self.baseline_cache is not None and run.world == 1:
+            key = {"backbone": self.config.model.backbone, "weights": self.config.model.weights, "preprocessing": run.model.preprocessing.to_dict(),
+                   "data": [self.config.data.name, self.config.data.root], "eval": asdict(self.config.eval), "seed": self.config.train.seed}
+            cached = self.baseline_cache / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20] + ".json")
+            if cached.is_file():
+                return json.loads(cached.read_text())
+        embedded = run.evaluator.embed(BackboneBaseline(run.model), run.splits.queries, run.splits.gallery)
+        baseline = run.evaluator.score(*embedded)["H"] if run.lead else None
+        if cached is not None:
+            atomic_write_text(cached, json.dumps(baseline))
+        return baseline
 
     def validate(self, run: Run, state: TrainState) -> None:
         """Score the held-out training classes; a new best is saved as best.pt (collective)."""
