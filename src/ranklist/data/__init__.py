@@ -4,8 +4,8 @@ Fashion-MNIST), class-balanced C x K batches, and transforms without torchvision
 from ranklist.data.datasets import ArrayDataset, ImageFileDataset, LabelledDataset
 from ranklist.data.preprocessing import Preprocessing
 from ranklist.data.readers import DATASETS, DatasetSpec, build_dataset, dataset_spec, evaluation_splits
-from ranklist.data.splits import EvaluationSplits, shared_labels
 from ranklist.data.samplers import ClassBalancedBatchSampler
+from ranklist.data.splits import EvaluationSplits, shared_labels
 from ranklist.data.transforms import NORMALIZATIONS, RECIPES, build_transform
 
 __all__ = [

@@ -18,9 +18,9 @@ from ranklist.data.datasets import ImageFileDataset, Transform
 from ranklist.data.splits import (
     SPLITS,
     TRAIN_SPLITS,
+    EvaluationSplits,
     carve_classes,
     check_split,
-    EvaluationSplits,
     dense_labels,
     training_mask,
 )

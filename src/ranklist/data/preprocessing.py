@@ -61,5 +61,5 @@ class Preprocessing:
             return cls(int(record["image_size"]), int(record["resize"]), str(record["recipe"]),
                        Normalization(float(norm["scale"]), str(norm["channels"]), tuple(norm["mean"]), tuple(norm["std"])),
                        bool(record.get("hflip", True)))
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError):
             raise ValueError(f"not a preprocessing record (needs image_size, resize, recipe, normalization): {record!r}") from None

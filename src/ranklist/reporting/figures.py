@@ -123,8 +123,9 @@ def neighbours_for_grid(embeddings: np.ndarray, labels: np.ndarray, num_queries:
                         gallery: np.ndarray | None = None, gallery_labels: np.ndarray | None = None):
     """Random queries and their k nearest neighbours (cosine, ties by lower index): among the
     queries themselves (self excluded), or in `gallery`. Returns (queries, neighbour rows, correct)."""
-    from ranklist.evaluation.retrieval import scan_gallery
     import torch
+
+    from ranklist.evaluation.retrieval import scan_gallery
 
     def unit(x: np.ndarray) -> torch.Tensor:
         return torch.nn.functional.normalize(torch.as_tensor(x, dtype=torch.float32), dim=1)

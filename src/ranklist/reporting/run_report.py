@@ -9,9 +9,12 @@ import numpy as np
 import torch
 
 from ranklist.reporting.figures import (
-    neighbours_for_grid, plot_embedding_projection, plot_recall_at_k, plot_retrieval_grid, plot_training_curves,
+    neighbours_for_grid,
+    plot_embedding_projection,
+    plot_recall_at_k,
+    plot_retrieval_grid,
+    plot_training_curves,
 )
-
 
 THUMBNAIL = 128  # side of the square each image of the retrieval grid is shown in
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ranklist.atomic import atomic_write_text
 from ranklist.evaluation.metric_names import EXCLUDED, headline_view, score_columns
