@@ -19,11 +19,9 @@ from pathlib import Path
 from torch import nn
 
 from ranklist.data.transforms import Normalization
-
 from ranklist.models.bn_inception import BNInception, load_bn_inception_weights
 from ranklist.models.efficientnet_lite import EfficientNetLite0, EfficientNetLite1, EfficientNetLite2
-from ranklist.models.hf_backbone import (architecture_config, build_hf_backbone, describe_source, saved_normalization,
-                                         tap_channels)
+from ranklist.models.hf_backbone import architecture_config, build_hf_backbone, describe_source, saved_normalization, tap_channels
 from ranklist.models.hf_families import hf_family
 from ranklist.models.small_cnn import SmallCNN
 
