@@ -1,8 +1,9 @@
 """A bounded load test of `ranklist serve` on loopback; prints JSON.
 
 The demo model (EfficientNet-Lite0, RLL-(L,M,H), 96 px; random weights unless --checkpoint: speed
-does not depend on them) serves an index of N items (random unit vectors recorded as the model's,
-flat and IVF), each in its own server process (`python -m ranklist serve`). C concurrent clients
+does not depend on them), through PyTorch and through its ONNX export, serves an index of N items
+(random unit vectors recorded as the model's, flat and IVF), each pair in its own server process
+(`python -m ranklist serve`). C concurrent clients
 post one image to /search for T seconds; reported: requests/s, p50/p99 latency, errors.
 
     python benchmarks/serve_load.py                      # C=4, T=10 s, N=20,000
@@ -47,6 +48,9 @@ def prepare(folder: Path, checkpoint: str | None, items: int, kinds: list[str]) 
     vectors = np.random.default_rng(0).normal(size=(items, dim)).astype(np.float32)
     for kind in kinds:
         save_index(build_index(vectors, kind=kind, model=model_fingerprint(model)), folder / kind)
+    from ranklist.export import export_onnx
+
+    export_onnx(model, folder / "demo.onnx")
     return path
 
 
@@ -82,9 +86,9 @@ async def load(url: str, clients: int, seconds: float, k: int) -> dict:
             "p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1)}
 
 
-def serve(index: Path, checkpoint: Path, args: argparse.Namespace) -> dict:
+def serve(index: Path, model: list[str], args: argparse.Namespace) -> dict:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "ranklist", "serve", "--index", str(index), "--checkpoint", str(checkpoint),
+    process = subprocess.Popen([sys.executable, "-m", "ranklist", "serve", "--index", str(index), *model,
                                 "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -111,10 +115,13 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--kinds", nargs="+", default=["flat", "ivf"])
+    parser.add_argument("--runtimes", nargs="+", default=["pytorch", "onnxruntime"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = prepare(Path(tmp), args.checkpoint, args.items, args.kinds)
-        results = {kind: serve(Path(tmp) / kind, checkpoint, args) for kind in args.kinds}
+        models = {"pytorch": ["--checkpoint", str(checkpoint)], "onnxruntime": ["--onnx", str(Path(tmp) / "demo.onnx")]}
+        results = {f"{kind}/{runtime}": serve(Path(tmp) / kind, models[runtime], args)
+                   for runtime in args.runtimes for kind in args.kinds}
     print(json.dumps({"clients": args.clients, "seconds": args.seconds, "items": args.items, "k": args.k,
                       "model": "demo (efficientnet_lite0, 3 x 128-d, 96 px)" if not args.checkpoint else args.checkpoint,
                       "results": results}, indent=2))

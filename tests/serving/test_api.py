@@ -173,3 +173,15 @@ def test_inference_runs_off_the_event_loop(served):
 
     status, waited, search_done, search_status = asyncio.run(scenario())
     assert status == 200 and not search_done and waited < 0.7 and search_status == 200
+
+
+def test_a_16_bit_grayscale_upload_is_scaled_not_white(served):
+    """Decoded like the datasets decode files (ranklist.data.image_decoding): mid-grey stays mid-grey."""
+    from ranklist.serving.uploads import decode_image
+
+    grey = Image.fromarray(np.full((20, 20), 32768, dtype=np.uint16))
+    buffer = io.BytesIO()
+    grey.save(buffer, format="PNG")
+    decoded = decode_image(buffer.getvalue(), "grey.png", "image/png", ServeLimits())
+    assert decoded.mode == "RGB" and np.asarray(decoded)[0, 0].tolist() == [128, 128, 128]
+    assert client(served).post("/search?k=2", files={"file": ("grey.png", buffer.getvalue(), "image/png")}).status_code == 200

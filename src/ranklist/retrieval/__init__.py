@@ -3,7 +3,15 @@ the model that embedded them, saved atomically; built from an embeddings file or
 
 from ranklist.retrieval.fingerprint import ModelFingerprint, check_same_model, model_fingerprint
 from ranklist.retrieval.index import (
-    KINDS, EmbeddingIndex, Items, add_to_index, build_index, next_ids, search, search_rows, stored_vectors,
+    KINDS,
+    EmbeddingIndex,
+    Items,
+    add_to_index,
+    build_index,
+    next_ids,
+    search,
+    search_rows,
+    stored_vectors,
 )
 from ranklist.retrieval.storage import is_index, load_index, save_index
 

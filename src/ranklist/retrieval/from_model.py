@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ranklist.data.image_decoding import to_rgb
 from ranklist.retrieval.fingerprint import model_fingerprint
 from ranklist.retrieval.index import EmbeddingIndex, Items, add_to_index, build_index, next_ids
 
@@ -24,7 +25,7 @@ def thumbnail_array(image: Any, size: int = THUMBNAIL_SIZE) -> np.ndarray:
 
     if isinstance(image, torch.Tensor):
         image = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
-    image = image.convert("RGB")
+    image = to_rgb(image)
     if max(image.size) > size:
         image.thumbnail((size, size), Image.Resampling.LANCZOS)
     elif max(image.size) < size:  # small images (28 px) grow to the thumbnail size

@@ -14,7 +14,6 @@ index or none; saving never replaces anything but an index.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np

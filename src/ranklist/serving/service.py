@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ranklist.data.image_decoding import read_rgb
 from ranklist.retrieval import EmbeddingIndex, search_rows, stored_vectors
 from ranklist.retrieval.fingerprint import check_same_model
-from ranklist.retrieval.from_model import THUMBNAIL_SIZE
 from ranklist.serving.embedders import Embedder, prepare
 from ranklist.serving.uploads import InputError, ServeLimits
 
@@ -69,10 +69,9 @@ class SearchService:
             image = Image.fromarray(np.asarray(items.thumbnails[row]))
         elif items.paths is not None:
             try:
-                with Image.open(items.paths[row]) as source:
-                    image = source.convert("RGB")
+                image = read_rgb(items.paths[row])
             except (OSError, ValueError) as error:
-                raise InputError(404, f"image of item {_plain(items.ids[row])!r} cannot be read: {error}") from None
+                raise InputError(404, f"image of item {_plain(items.ids[row])!r}: {error}") from None
             image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
         else:
             raise InputError(404, f"item {_plain(items.ids[row])!r} has no image in this index")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from ranklist.data.image_decoding import to_rgb
+
 ACCEPTED_TYPES = ("image/", "application/octet-stream")  # browsers send image/*; scripts often octet-stream
 
 
@@ -57,7 +59,7 @@ def decode_image(data: bytes, name: str, content_type: str | None, limits: Serve
             if image.width * image.height > limits.max_pixels:
                 raise InputError(413, f"{name}: {image.width}x{image.height} pixels is over the limit of {limits.max_pixels}")
             image.load()
-            return image.convert("RGB")
+            return to_rgb(image)  # 16-bit grayscale scaled, not clipped to white
     except UnidentifiedImageError:
         raise InputError(400, f"{name}: not an image (unrecognised format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
