@@ -1,0 +1,293 @@
+"""Training-step throughput for a recipe and each backbone, and what each speed option is worth; prints JSON.
+
+For every backbone of ranklist.models.BACKBONES (or --backbones), with the recipe's batch (C x K),
+image size, loss and optimiser (configs/demo.yaml by default), on synthetic 64 px uint8 images
+through the recipe's training transform (the emoji benchmark's shape; no data set is read):
+- images/s and the time of one step split into data (sampler + transform + collate), forward,
+  loss forward, backward (the loss's share separately: its backward to the embeddings), optimiser;
+- the step time of each option against the recipe's own step, as a ratio (< 1: faster), every
+  variant stepping in turn on the same batch so that machine load hits all alike:
+  contiguous (channels-last off), bf16 autocast (only where the CPU has AVX512-BF16 or AMX, or on
+  CUDA), torch.compile of the model (its compile time reported apart), freezing the stem and first
+  blocks (backbones with `freeze`), loader workers with prefetch;
+- evaluation forward (eval mode, batch eval.batch_size): torch.inference_mode and bf16 against no_grad,
+  and the largest difference of the bf16 embeddings from fp32 (cosine).
+
+    python benchmarks/train_step.py                              # demo recipe, every backbone
+    python benchmarks/train_step.py --backbones efficientnet_lite0 --steps 8
+    python benchmarks/train_step.py --quick                      # seconds: small_cnn-sized smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ranklist.data import ArrayDataset, ClassBalancedBatchSampler, build_transform
+from ranklist.models import BACKBONES, build_model, parameter_groups
+from ranklist.training.config import RunConfig, load_config
+from ranklist.training.optimizers import build_optimizer
+from ranklist.training.run import build_level_losses
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE_SIZE = 64  # the emoji benchmark's images
+FREEZE_BLOCKS = 3  # stem + first 3 blocks (the stride-2 and stride-4 stages of EfficientNet-Lite0)
+
+
+def bf16_hardware() -> bool:
+    """bf16 matrix units: AVX512-BF16 or AMX on x86 (elsewhere bf16 is emulated and slow)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Variant:
+    """One way of running the recipe's training step, with its own model and optimiser."""
+
+    name: str
+    model: torch.nn.Module
+    step_model: Callable
+    optimizer: torch.optim.Optimizer
+    losses: torch.nn.ModuleDict
+    amp: bool = False
+    channels_last: bool = True
+    loader: str = "main"  # the loader feeding it: "main" (in process) or "workers"
+    times: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _make_variant(name: str, config: RunConfig, base: torch.nn.Module, device: torch.device, num_classes: int,
+                  *, amp: bool = False, channels_last: bool | None = None, compile: bool = False,
+                  freeze: int = 0, loader: str = "main") -> Variant:
+    model = copy.deepcopy(base)
+    if freeze:
+        model.backbone.freeze(freeze)
+    channels_last = config.train.channels_last if channels_last is None else channels_last
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
+    losses = build_level_losses(config, model.embedding_dims, num_classes).to(device)
+    o = config.optim
+    groups = parameter_groups(model, lr=o.lr, new_layer_lr_mult=o.new_layer_lr_mult, weight_decay=o.weight_decay)
+    if list(losses.parameters()):  # proxies are new layers too
+        groups.append({"name": "loss", "params": list(losses.parameters()), "lr": o.lr * o.new_layer_lr_mult, "weight_decay": 0.0})
+    optimizer, _ = build_optimizer(groups, o)
+    step_model = torch.compile(model) if compile else model
+    return Variant(name, model, step_model, optimizer, losses, amp, channels_last, loader)
+
+
+def _train_step(v: Variant, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> dict[str, float]:
+    """One step; the backward is split at the embeddings: the loss's part, then the model's."""
+    marks = [time.perf_counter()]
+
+    def mark() -> None:
+        _sync(device)
+        marks.append(time.perf_counter())
+
+    images = images.to(device, memory_format=torch.channels_last if v.channels_last else torch.contiguous_format)
+    labels = labels.to(device)
+    amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=v.amp):
+        outputs = v.step_model(images)
+    mark()
+    detached = {level: out.float().detach().requires_grad_() for level, out in outputs.items()}
+    loss = sum(v.losses[level](emb, labels) for level, emb in detached.items())
+    mark()
+    v.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    mark()
+    torch.autograd.backward([outputs[level] for level in detached], [detached[level].grad.to(outputs[level].dtype) for level in detached])
+    mark()
+    v.optimizer.step()
+    mark()
+    names = ("forward", "loss_forward", "loss_backward", "model_backward", "optimizer")
+    return {name: b - a for name, a, b in zip(names, marks, marks[1:])}
+
+
+def _batches(loader: DataLoader, device: torch.device):
+    """Endless (batch, seconds spent waiting for it)."""
+    while True:
+        for_start = time.perf_counter()
+        for images, labels in loader:
+            _sync(device)
+            yield images, labels, time.perf_counter() - for_start
+            for_start = time.perf_counter()
+
+
+def _loaders(config: RunConfig, normalization: str, n_classes: int, workers: int):
+    d = config.data
+    gen = np.random.default_rng(0)
+    images = gen.integers(0, 256, size=(n_classes * d.samples_per_class, SOURCE_SIZE, SOURCE_SIZE, 3), dtype=np.uint8)
+    labels = np.repeat(np.arange(n_classes), d.samples_per_class)
+    transform = build_transform(True, image_size=d.image_size, resize=d.resize, normalization=normalization, recipe=d.recipe, hflip=d.hflip)
+    dataset = ArrayDataset(images, labels, [str(c) for c in range(n_classes)], transform=transform)
+
+    def loader(num_workers: int) -> DataLoader:
+        sampler = ClassBalancedBatchSampler(labels, d.classes_per_batch, d.samples_per_class, seed=0)
+        extra = dict(persistent_workers=True, prefetch_factor=2) if num_workers else {}
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, **extra)
+
+    return {"main": loader(0), **({"workers": loader(workers)} if workers else {})}
+
+
+def _variants(config: RunConfig, base, device, num_classes: int, wanted: list[str], workers: int,
+              freeze: list[int]) -> list[Variant]:
+    candidates: dict[str, Callable[[], Variant]] = {
+        "recipe": lambda: _make_variant("recipe", config, base, device, num_classes),
+        "contiguous": lambda: _make_variant("contiguous", config, base, device, num_classes, channels_last=False),
+        "bf16_autocast": lambda: _make_variant("bf16_autocast", config, base, device, num_classes, amp=True),
+        "compile": lambda: _make_variant("compile", config, base, device, num_classes, compile=True),
+        **{f"freeze_stem_{n}_blocks": (lambda n=n: _make_variant(f"freeze_stem_{n}_blocks", config, base, device, num_classes, freeze=n))
+           for n in freeze},
+        f"workers_{workers}": lambda: _make_variant(f"workers_{workers}", config, base, device, num_classes, loader="workers"),
+    }
+    usable = {
+        "bf16_autocast": device.type == "cuda" or bf16_hardware(),
+        "compile": True,
+        **{f"freeze_stem_{n}_blocks": hasattr(base.backbone, "freeze") for n in freeze},
+        f"workers_{workers}": workers > 0,
+    }
+    return [make() for name, make in candidates.items() if name == "recipe" or (name in wanted and usable.get(name, True))]
+
+
+def _eval_forward(base, config: RunConfig, device: torch.device, steps: int) -> dict:
+    """Eval-mode forward of one evaluation batch: no_grad, inference_mode, inference_mode + bf16."""
+    model = copy.deepcopy(base).to(device, memory_format=torch.channels_last).eval()
+    size, batch = config.data.image_size, config.eval.batch_size
+    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device, memory_format=torch.channels_last)
+    bf16 = device.type == "cuda" or bf16_hardware()
+    modes = {"no_grad": (torch.no_grad, False), "inference_mode": (torch.inference_mode, False)}
+    if bf16:
+        modes["inference_mode_bf16"] = (torch.inference_mode, True)
+    times: dict[str, list[float]] = {name: [] for name in modes}
+    outputs = {}
+    for _ in range(steps + 1):  # the first round warms up and is not counted
+        for name, (context, amp) in modes.items():
+            _sync(device)
+            start = time.perf_counter()
+            with context(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                outputs[name] = torch.cat([o.float() for o in model(x).values()], dim=1)
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    median = {name: float(np.median(t[1:])) for name, t in times.items()}
+    result = {"batch": batch, "images_per_s": {name: round(batch / s, 1) for name, s in median.items()},
+              "x_no_grad": {name: round(s / median["no_grad"], 3) for name, s in median.items()}}
+    if bf16:
+        cos = torch.nn.functional.cosine_similarity(outputs["inference_mode_bf16"], outputs["no_grad"], dim=1)
+        result["bf16_min_cosine_to_fp32"] = round(float(cos.min()), 5)
+    return result
+
+
+def measure_backbone(name: str, config: RunConfig, args) -> dict:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    base = build_model(name, embedding_dim=config.model.embedding_dim, levels=config.model.levels,
+                       pretrained=False, image_size=config.data.image_size)
+    n_classes = max(config.data.classes_per_batch * 4, 16)
+    variants = _variants(config, base, device, n_classes, args.variants, args.workers, args.freeze_blocks)
+    loaders = {key: _batches(loader, device) for key, loader in _loaders(config, base.normalization, n_classes, args.workers).items()}
+    compile_s = None
+    for step in range(args.warmup + args.steps):
+        images, labels, _ = next(loaders["main"])
+        for v in variants:  # interleaved: every variant takes this step before the next batch
+            # The workers variant waits on its own prefetching loader (same shapes); the others'
+            # data time is the in-process loader's, measured after the loop.
+            data_s = next(loaders[v.loader])[2] if v.loader != "main" else 0.0
+            parts = _train_step(v, images, labels, device)
+            if v.name == "compile" and step == 0:
+                compile_s = sum(parts.values())
+            if step >= args.warmup:
+                for key, value in {**parts, "data": data_s}.items():
+                    v.times.setdefault(key, []).append(value)
+    return _report(name, config, variants, loaders, compile_s, args, base, device)
+
+
+def _report(name, config, variants, loaders, compile_s, args, base, device) -> dict:
+    main_data = _data_time(loaders["main"], args.steps)
+    batch = config.data.classes_per_batch * config.data.samples_per_class
+    per_variant = {}
+    for v in variants:
+        parts = {key: float(np.median(values)) for key, values in v.times.items()}
+        parts["data"] = main_data if v.loader == "main" else parts["data"]
+        parts["step"] = sum(parts.values())
+        per_variant[v.name] = parts
+    recipe = per_variant["recipe"]
+    result = {
+        "parameters": sum(p.numel() for p in base.parameters()),
+        "images_per_s": round(batch / recipe["step"], 1),
+        "step_s": round(recipe["step"], 4),
+        "split_s": {key: round(value, 4) for key, value in recipe.items() if key != "step"},
+        "split_share": {key: round(value / recipe["step"], 3) for key, value in recipe.items() if key != "step"},
+        "options_x_recipe": {n: round(p["step"] / recipe["step"], 3) for n, p in per_variant.items() if n != "recipe"},
+        "options_images_per_s": {n: round(batch / p["step"], 1) for n, p in per_variant.items()},
+    }
+    if compile_s is not None:
+        result["compile_first_step_s"] = round(compile_s, 1)
+    if args.eval_steps:
+        result["eval_forward"] = _eval_forward(base, config, device, args.eval_steps)
+    return result
+
+
+def _data_time(batches, steps: int) -> float:
+    """Median seconds to produce one batch in process (sampler + transform + collate)."""
+    return float(np.median([next(batches)[2] for _ in range(max(steps, 1))]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
+    parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. data.image_size=64")
+    parser.add_argument("--backbones", nargs="+", default=None, help=f"default: every one of {sorted(BACKBONES)}")
+    parser.add_argument("--steps", type=int, default=5, help="measured steps per variant (median reported)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--eval-steps", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2, help="loader workers of the workers variant (0: skip it)")
+    parser.add_argument("--variants", nargs="*", default=["contiguous", "bf16_autocast", "compile", "freeze", "workers"])
+    parser.add_argument("--freeze-blocks", nargs="+", type=int, default=[FREEZE_BLOCKS], help="variants freezing the stem and this many blocks")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the recipe's train.threads)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="a smoke run in seconds: 32 px, batch 4 x 2, 1 step, no compile")
+    args = parser.parse_args(argv)
+    overrides = list(args.overrides)
+    if args.quick:
+        overrides += ["data.image_size=32", "data.classes_per_batch=4", "data.samples_per_class=2", "eval.batch_size=8"]
+        args.steps, args.warmup, args.eval_steps = 1, 1, 1
+        args.variants = [v for v in args.variants if v != "compile"]
+    named = {"workers": [f"workers_{args.workers}"], "freeze": [f"freeze_stem_{n}_blocks" for n in args.freeze_blocks]}
+    args.variants = [name for v in args.variants for name in named.get(v, [v])]
+    config = load_config(args.config, overrides)
+    backbones = args.backbones or sorted(BACKBONES)
+    unknown = [b for b in backbones if b not in BACKBONES]
+    if unknown:
+        raise SystemExit(f"unknown backbones {unknown}; choose among {sorted(BACKBONES)}")
+    torch.set_num_threads(args.threads or config.train.threads or torch.get_num_threads())
+    results = {}
+    for name in backbones:
+        results[name] = measure_backbone(name, config, args)
+        print(name, json.dumps(results[name]), file=sys.stderr)
+    print(json.dumps({
+        "benchmark": "train_step", "config": os.path.relpath(args.config, ROOT) if args.config.startswith(str(ROOT)) else args.config,
+        "overrides": overrides, "batch": f"{config.data.classes_per_batch} x {config.data.samples_per_class}",
+        "image_size": config.data.image_size, "device": args.device, "threads": torch.get_num_threads(),
+        "cpu_bf16_units": bf16_hardware(), "torch": torch.__version__, "steps": args.steps, "backbones": results,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

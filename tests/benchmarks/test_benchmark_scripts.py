@@ -1,0 +1,38 @@
+"""The throughput benchmarks run in their small forms (so they cannot rot) and print the JSON they promise."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def run_script(name: str, *args: str) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_train_step_quick_on_small_cnn():
+    report = run_script("train_step.py", "--quick", "--backbones", "small_cnn")
+    assert report["benchmark"] == "train_step" and report["image_size"] == 32
+    result = report["backbones"]["small_cnn"]
+    assert set(result["split_s"]) == {"data", "forward", "loss_forward", "loss_backward", "model_backward", "optimizer"}
+    assert result["images_per_s"] > 0 and abs(sum(result["split_share"].values()) - 1) < 0.01
+    assert "contiguous" in result["options_x_recipe"] and "workers_2" in result["options_x_recipe"]
+    assert "freeze_stem_3_blocks" not in result["options_x_recipe"]  # small_cnn has no freeze
+    assert result["eval_forward"]["x_no_grad"]["no_grad"] == 1.0
+
+
+def test_gpu_check_cpu_fallback():
+    report = run_script("gpu_check.py", "--device", "cpu")
+    assert report["fallback"] is True and report["device"] == "cpu"
+    assert [(row["n"], row["dtype"]) for row in report["loss"]] == [(64, "float32"), (64, "bfloat16"), (256, "float32"), (256, "bfloat16")]
+    assert all(row[g]["seconds"] > 0 for row in report["loss"] for g in ("query", "full"))
+    assert report["demo_amp"]["parameters_finite"] and report["demo_amp"]["iterations"] == 2
+    assert report["eval"]["recall@1"] > 0.9 and "skipped" in report["torchrun"]
