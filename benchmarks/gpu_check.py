@@ -87,7 +87,6 @@ def check_loss(sizes: list[int], device: torch.device, repeats: int) -> list[dic
                 row[gradient] = {"seconds": round(seconds, 4), "x_floor": round(seconds / floor, 2)}
             rows.append(row)
             print("loss", json.dumps(row), file=sys.stderr)
-            del x, other
     return rows
 
 
