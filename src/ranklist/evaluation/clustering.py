@@ -57,68 +57,69 @@ def kmeans_assign(emb: np.ndarray, k: int, *, seed: int = 0, iterations: int = 2
     return assignment[:, 0]
 
 
-def kmeans_plus_plus(data: np.ndarray, k: int, rng: np.random.Generator, trials: int | None = None) -> np.ndarray:
-    """Row indices of k greedy k-means++ seeds (as scikit-learn's): each step draws `trials`
-    candidates with probability ~ D(x)^2, the squared distance to the nearest seed so far, and keeps
-    the one that lowers the potential sum D^2 most (default 2 + ln k trials).
+# Seeds are drawn in a seeded Gaussian projection to this many dimensions when the data has more:
+# k-means costs survive such projections (Makarychev et al., STOC 2019) and seeding stays a small
+# fraction of the Lloyd iterations, which run in the full dimension.
+SEEDING_DIM = 64
 
-    Batched, exact in distribution: a round draws proposals i.i.d. from its starting D^2 and takes
-    each as a candidate with probability D_now^2 / D_start^2 (rejection sampling: every candidate
-    follows the current D^2), so all n distances of a round's proposals come from one matrix product.
+
+def kmeans_plus_plus(data: np.ndarray, k: int, rng: np.random.Generator, trials: int | None = None,
+                     dim: int = SEEDING_DIM, proposals: int = 1024) -> np.ndarray:
+    """Row indices of k greedy k-means++ seeds: each step draws `trials` candidates with probability
+    ~ D(x)^2, the squared distance to the nearest seed so far, and keeps the one that lowers the
+    potential sum D^2 most (default 2 + ln k trials, as scikit-learn).
+
+    Batched: a round draws `proposals` rows i.i.d. from its starting D^2 and takes each as a candidate
+    with probability D_now^2 / D_start^2 (rejection sampling: every candidate follows the current
+    D^2 exactly). A candidate's drop of the potential is estimated from the same proposals, each
+    weighted 1 / D_start^2 (importance sampling), so a round needs only the proposals' own distances;
+    all n distances are updated once per round, with one product against its new seeds.
     """
-    x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    if data.shape[1] > dim:
+        data = data @ (rng.standard_normal((data.shape[1], dim)) / np.sqrt(dim)).astype(np.float32)
+    x = torch.from_numpy(data)
     n = x.shape[0]
     if k >= n:
         return np.arange(n) if k == n else np.concatenate([np.arange(n), rng.integers(0, n, k - n)])
     trials = trials or 2 + int(np.log(k))
     chosen = [int(rng.integers(n))]
-    closest = _squared_distances(x, x[chosen])[:, 0].astype(np.float64)
-    rounds = _ProposalRounds(x, rng)
+    sq_x = (x * x).sum(dim=1)
+    closest = _squared_distances(x[chosen], x, sq_x)[0]
     while len(chosen) < k:
-        columns = rounds.candidates(closest, trials)
-        if columns is None:  # every point coincides with a seed: the rest are arbitrary distinct rows
+        if not closest.sum(dtype=np.float64) > 0:  # every row coincides with a seed: take distinct others
             rest = np.setdiff1d(np.arange(n), chosen)
             chosen += rng.choice(rest, k - len(chosen), replace=False).tolist()
             break
-        gains = np.clip(closest[:, None] - rounds.distances[:, columns], 0.0, None).sum(axis=0)
-        best = columns[int(np.argmax(gains))]
-        chosen.append(int(rounds.proposals[best]))
-        np.minimum(closest, rounds.distances[:, best], out=closest)
+        new = _seeding_round(x, closest, k - len(chosen), trials, proposals, rng)
+        chosen += new
+        np.minimum(closest, _squared_distances(x[new], x, sq_x).min(axis=0), out=closest)
     return np.asarray(chosen)
 
 
-class _ProposalRounds:
-    """Proposals drawn i.i.d. from a round's starting D^2, with their squared distances to all rows."""
-
-    def __init__(self, x: torch.Tensor, rng: np.random.Generator, size: int = 256) -> None:
-        self.x, self.rng, self.size = x, rng, size
-        self.sq_x = (x * x).sum(dim=1)
-        self.proposals = np.empty(0, dtype=np.int64)
-        self.next = 0
-
-    def candidates(self, closest: np.ndarray, count: int) -> list[int] | None:
-        """Columns of `count` proposals accepted against the current D^2 (None: D^2 is all zero)."""
-        taken: list[int] = []
-        while len(taken) < count:
-            if self.next == len(self.proposals) and not self._new_round(closest):
-                return None
-            b = self.next
-            self.next += 1
-            if self.uniform[b] * self.start[b] < closest[self.proposals[b]]:
-                taken.append(b)
-        return taken
-
-    def _new_round(self, closest: np.ndarray) -> bool:
-        total = closest.sum()
-        if total <= 0:
-            return False
-        draws = self.rng.random(self.size) * total
-        self.proposals = np.minimum(np.searchsorted(np.cumsum(closest), draws), len(closest) - 1)
-        self.start = closest[self.proposals].copy()
-        self.uniform = self.rng.random(self.size)
-        self.distances = _squared_distances(self.x, self.x[self.proposals], self.sq_x)
-        self.next = 0
-        return True
+def _seeding_round(x: torch.Tensor, closest: np.ndarray, wanted: int, trials: int, size: int,
+                   rng: np.random.Generator) -> list[int]:
+    """The seeds (row indices, at least one) chosen from one round of D^2 proposals."""
+    cumulative = np.cumsum(closest, dtype=np.float64)
+    picks = np.minimum(np.searchsorted(cumulative, rng.random(size) * cumulative[-1]), len(closest) - 1)
+    start = closest[picks].astype(np.float64)
+    weight = np.where(start > 0, 1.0 / np.where(start > 0, start, 1.0), 0.0)
+    between = _squared_distances(x[picks], x[picks]).astype(np.float64)  # [size, size]
+    now, uniform = start.copy(), rng.random(size)
+    seeds: list[int] = []
+    taken: list[int] = []
+    for b in range(size):
+        if uniform[b] * start[b] < now[b]:
+            taken.append(b)
+        if taken and (len(taken) == trials or (b == size - 1 and not seeds)):
+            gains = (np.maximum(now[None, :] - between[taken], 0.0) * weight).sum(axis=1)
+            best = taken[int(np.argmax(gains))]
+            seeds.append(int(picks[best]))
+            np.minimum(now, between[best], out=now)
+            taken = []
+            if len(seeds) == wanted:
+                break
+    return seeds
 
 
 def _kmeans_plus_plus_centroids(data: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -132,10 +133,10 @@ SEEDINGS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray 
 }
 
 
-def _squared_distances(x: torch.Tensor, centres: torch.Tensor, sq_x: torch.Tensor | None = None) -> np.ndarray:
-    """[n, c] float32 squared Euclidean distances (clamped at 0); sq_x: the rows' squared norms."""
+def _squared_distances(centres: torch.Tensor, x: torch.Tensor, sq_x: torch.Tensor | None = None) -> np.ndarray:
+    """[c, n] float32 squared Euclidean distances (clamped at 0); sq_x: the rows' squared norms."""
     sq_x = (x * x).sum(dim=1) if sq_x is None else sq_x
-    dist = torch.addmm(sq_x[:, None], x, centres.T, alpha=-2.0).add_((centres * centres).sum(dim=1)[None])
+    dist = torch.addmm(sq_x[None, :], centres, x.T, alpha=-2.0).add_((centres * centres).sum(dim=1)[:, None])
     return dist.clamp_min_(0.0).numpy()
 
 
