@@ -74,3 +74,12 @@ def test_baseline_losses_train_by_name(tiny_recipe, tmp_path):
         state = torch.load(tmp_path / name / "checkpoints/last.pt", weights_only=False)
         if name == "proxy_nca":
             assert state["loss_state"]["H.loss.proxies"].shape == (summary["dataset"]["train_classes"], 8)
+
+
+def test_build_run_passes_the_model_and_optimiser_options(tiny_recipe):
+    from ranklist.training.run import build_run
+
+    run = build_run(load_config(tiny_recipe, ["model.backbone=efficientnet_lite0", "model.pretrained=false", "data.image_size=32",
+                                              "data.resize=36", "model.freeze_blocks=2", "optim.layer_decay=0.5"]))
+    assert run.model.config["freeze_blocks"] == 2 and run.model.preprocessing.image_size == 32
+    assert len({group["lr"] for group in run.optimizer.param_groups}) > 2  # per-depth rates under layer decay

@@ -64,7 +64,7 @@ class OptimConfig:
     gamma: float = 0.1
     warmup_iterations: int = 0
     grad_clip: Optional[float] = None
-    amp: bool = False  # autocast (bfloat16 on CPU, float16 on CUDA)
+    amp: bool = False  # autocast in bfloat16 (CPU and GPU; needs no gradient scaler)
 
 
 @dataclass

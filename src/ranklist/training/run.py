@@ -83,7 +83,8 @@ def build_run_model(config: RunConfig) -> EmbeddingModel:
     """The model, carrying the run's preprocessing record (saved with it in every checkpoint)."""
     m = config.model
     model = build_model(m.backbone, embedding_dim=m.embedding_dim, levels=m.levels, pretrained=m.weights or m.pretrained,
-                        freeze_bn=m.freeze_bn, image_size=config.data.image_size)
+                        freeze_bn=m.freeze_bn, image_size=config.data.image_size, freeze_blocks=m.freeze_blocks,
+                        gradient_checkpointing=m.gradient_checkpointing)
     model.preprocessing = Preprocessing.from_config(config.data, model.normalization)
     return model
 
@@ -126,7 +127,7 @@ def build_level_losses(config: RunConfig, dims: dict[str, int], num_classes: int
 
 def _optimizer(config: RunConfig, model: EmbeddingModel, losses: torch.nn.ModuleDict):
     o = config.optim
-    groups = parameter_groups(model, lr=o.lr, new_layer_lr_mult=o.new_layer_lr_mult, weight_decay=o.weight_decay)
+    groups = parameter_groups(model, lr=o.lr, new_layer_lr_mult=o.new_layer_lr_mult, weight_decay=o.weight_decay, layer_decay=o.layer_decay)
     loss_params = list(losses.parameters())
     if loss_params:  # proxies are new layers too
         groups.append({"name": "loss", "params": loss_params, "lr": o.lr * o.new_layer_lr_mult, "weight_decay": 0.0})

@@ -73,7 +73,8 @@ def train_step(run, state: TrainState, batch: tuple[torch.Tensor, torch.Tensor])
     images, labels = batch
     images, labels = images.to(run.device, memory_format=run.memory_format), labels.to(run.device)
     optim = run.config.optim
-    with torch.autocast(run.device.type, enabled=optim.amp, dtype=torch.bfloat16 if run.device.type == "cpu" else torch.float16):
+    # bfloat16 on every device: float16 without a gradient scaler lets small gradients underflow.
+    with torch.autocast(run.device.type, enabled=optim.amp, dtype=torch.bfloat16):
         outputs = run.train_model(images)
     loss = sum(run.losses[level](outputs[level].float(), labels) for level in run.model.levels)
     run.optimizer.zero_grad(set_to_none=True)
