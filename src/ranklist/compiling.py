@@ -40,8 +40,17 @@ def maybe_compiled(fn: F, *, compile: bool | None, device: torch.device, size: i
     if not compile:
         return fn
     if fn not in _CACHE:
-        _CACHE[fn] = _with_eager_fallback(fn, torch.compile(fn, dynamic=True, fullgraph=True))
+        try:  # torch.compile itself refuses some platforms (e.g. Python versions Dynamo lacks)
+            _CACHE[fn] = _with_eager_fallback(fn, torch.compile(fn, dynamic=True, fullgraph=True))
+        except Exception as error:
+            _warn_eager(fn, error)
+            _CACHE[fn] = fn
     return _CACHE[fn]  # type: ignore[return-value]
+
+
+def _warn_eager(fn: Callable, error: Exception) -> None:
+    reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+    warnings.warn(f"torch.compile of {fn.__name__} failed, using the eager version ({reason})", RuntimeWarning, stacklevel=3)
 
 
 def _with_eager_fallback(fn: Callable, compiled: Callable) -> Callable:
@@ -58,10 +67,8 @@ def _with_eager_fallback(fn: Callable, compiled: Callable) -> Callable:
             try:
                 return compiled(*args, **kwargs)
             except Exception as error:  # backend/compiler failures have no common type
-                reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
-                failed.append(reason)
-                warnings.warn(f"torch.compile of {fn.__name__} failed, using the eager version ({reason})",
-                              RuntimeWarning, stacklevel=2)
+                failed.append(type(error).__name__)
+                _warn_eager(fn, error)
         return fn(*args, **kwargs)
 
     return call

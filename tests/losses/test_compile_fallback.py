@@ -39,3 +39,15 @@ def test_errors_of_the_function_itself_keep_their_type():
     wrapped = compiling._with_eager_fallback(fn, fn)
     with pytest.warns(RuntimeWarning, match="torch.compile of fn failed"), pytest.raises(ZeroDivisionError, match="a real bug"):
         wrapped(1)
+
+
+def test_torch_compile_refusing_outright_also_falls_back(monkeypatch):
+    def refuse(fn, **kwargs):
+        raise RuntimeError("Dynamo is not supported on this Python")
+
+    monkeypatch.setattr(compiling, "_CACHE", {})
+    monkeypatch.setattr(torch, "compile", refuse)
+    emb, labels = torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2])
+    with pytest.warns(RuntimeWarning, match="torch.compile of block_terms failed.*Dynamo is not supported"):
+        got = ranked_list_loss(emb, labels, compile=True)
+    torch.testing.assert_close(got, ranked_list_loss(emb, labels, compile=False))
