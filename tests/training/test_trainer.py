@@ -83,3 +83,21 @@ def test_build_run_passes_the_model_and_optimiser_options(tiny_recipe):
                                               "data.resize=36", "model.freeze_blocks=2", "optim.layer_decay=0.5"]))
     assert run.model.config["freeze_blocks"] == 2 and run.model.preprocessing.image_size == 32
     assert len({group["lr"] for group in run.optimizer.param_groups}) > 2  # per-depth rates under layer decay
+
+
+def test_train_step_alone(tiny_recipe):
+    from ranklist.training import TrainState, build_run, train_step
+
+    run = build_run(load_config(tiny_recipe))
+    indices = next(iter(run.sampler))
+    images = torch.stack([run.splits.train[i][0] for i in indices])
+    labels = torch.tensor([run.splits.train[i][1] for i in indices])
+    run.model.train()
+    with torch.no_grad():  # the loss the step minimises, on the weights before it
+        outputs = run.model(images.to(memory_format=run.memory_format))
+        expected = sum(float(run.losses[level](outputs[level], labels)) for level in run.model.levels)
+    before = [p.detach().clone() for p in run.model.parameters()]
+    state = TrainState(step=4, batch=1)
+    assert train_step(run, state, (images, labels)) == pytest.approx(expected, rel=1e-5)
+    assert (state.step, state.batch) == (5, 2) and run.scheduler.last_epoch == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, run.model.parameters()))
