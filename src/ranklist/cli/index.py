@@ -59,7 +59,7 @@ def _model_dataset(args: argparse.Namespace):
 
 
 def _build(args: argparse.Namespace) -> None:
-    from ranklist.retrieval import build_index, save_index
+    from ranklist.retrieval import Items, build_index, save_index
     from ranklist.retrieval.embeddings_file import read_embeddings
     from ranklist.retrieval.from_model import index_from_model
     from ranklist.retrieval.storage import check_target
@@ -75,8 +75,8 @@ def _build(args: argparse.Namespace) -> None:
         built = index_from_model(model, dataset, source=source, batch_size=args.batch_size, progress=not args.no_progress, **options)
     elif len(args.words) == 1:
         source = read_embeddings(args.words[0])
-        built = build_index(source.embedding, source.ids(), labels=source.labels, model=source.model,
-                            meta={"sources": [{"embeddings": str(args.words[0])}]}, **options)
+        items = Items(source.ids(), source.labels, source.paths)  # ids: the paths when known (as before), else rows
+        built = build_index(source.embedding, items, model=source.model, meta={"sources": [{"embeddings": str(args.words[0])}]}, **options)
     else:
         raise ValueError(f"nothing to index; usage: {USAGE}")
     save_index(built, args.out, replace=args.replace)
