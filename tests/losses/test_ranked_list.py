@@ -410,3 +410,13 @@ def test_all_zero_rows_are_refused_by_name():
         ranked_list_loss(emb, labels)
     with pytest.raises(ValueError, match=r"ref_emb has all-zero rows \[4\]"):
         ranked_list_loss(emb[:3], labels[:3], ref_emb=emb, ref_labels=labels)
+
+
+def test_near_duplicates_of_tiny_rows_keep_their_direction():
+    x, labels = near_duplicate_batch(5, 1e-3)
+    tiny = x * 1e-30  # float32; the reference rescales it in float64, where the norm does not underflow
+    got, got_grad = value_and_grad(lambda e: ranked_list_loss(e, labels, gradient="full"), tiny)
+    want, want_grad = value_and_grad(
+        lambda e: reference_ranked_list_loss(e * 1e30, labels, gradient="full"), tiny.double())
+    assert relative_error(got, want) <= 1e-5
+    assert relative_error(got_grad, want_grad) <= 1e-5

@@ -226,5 +226,11 @@ def _differences(q: torch.Tensor, refs: torch.Tensor, rows: torch.Tensor, cols: 
     (the float32 unit vectors are rounded: ~eps absolute, so ~eps / d relative in the difference)."""
     if sources is None:
         return q[rows] - refs[cols]
-    unit = [torch.nn.functional.normalize(raw.double(), dim=1) for raw in (sources[0][rows], sources[1][cols])]
+    unit = [_unit_float64(raw) for raw in (sources[0][rows], sources[1][cols])]
     return (unit[0] - unit[1]).to(q.dtype)
+
+
+def _unit_float64(raw: torch.Tensor) -> torch.Tensor:
+    """Rows normalised in float64, scaled by their largest entry first (no under/overflow)."""
+    x = raw.double()
+    return torch.nn.functional.normalize(x / x.abs().amax(dim=1, keepdim=True).clamp_min(1e-300), dim=1)
