@@ -71,6 +71,7 @@ def embed_command(args: argparse.Namespace) -> None:
     from ranklist.data import evaluation_splits
     from ranklist.evaluation import embed_dataset
     from ranklist.models import load_model
+    from ranklist.retrieval import model_fingerprint
     from ranklist.retrieval.embeddings_file import EmbeddingsFile, write_embeddings
 
     if not args.out.endswith(".npz"):
@@ -78,6 +79,6 @@ def embed_command(args: argparse.Namespace) -> None:
     model = load_model(args.checkpoint)
     dataset = _dataset(args, model, args.split or evaluation_splits(args.dataset, args.root).queries)
     outputs, labels = embed_dataset(model, dataset, batch_size=args.batch_size, progress=not args.no_progress)
-    record = EmbeddingsFile.from_outputs(outputs, labels.numpy(), getattr(dataset, "paths", None))
+    record = EmbeddingsFile.from_outputs(outputs, labels.numpy(), getattr(dataset, "paths", None), model=model_fingerprint(model))
     write_embeddings(record, args.out)
     print(f"{args.out}: {len(labels)} embeddings of dimension {record.embedding.shape[1]}")
