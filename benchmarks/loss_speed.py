@@ -12,6 +12,7 @@ allocator's slack, so it is an upper bound on what the computation itself holds.
 
     python benchmarks/loss_speed.py                  # N in 180, 1024, 4096, 16384, and 32768 (ranklist)
     python benchmarks/loss_speed.py --sizes 180 1024 --big 0
+    python benchmarks/loss_speed.py --sizes 4096 --big 0 --methods ranklist_query ranklist_full
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[180, 1024, 4096, 16384])
     parser.add_argument("--big", type=int, default=32768, help="one ranklist-only run at this N (0: none)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--methods", nargs="+", default=["ranklist_query", "ranklist_full", "pml"],
+                        choices=["ranklist_query", "ranklist_full", "pml"], help="besides the floor")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -108,17 +111,17 @@ def main() -> None:
     for n in args.sizes:
         repeats = 5 if n <= 4096 else 2
         row: dict = {"n": n, "dim": DIM}
-        for method in ["floor", "ranklist_query", "ranklist_full", "pml"]:
+        for method in ["floor", *args.methods]:
             if method == "pml" and n > PML_MAX_N:
                 row[method] = {"skipped": f"N > {PML_MAX_N}: needs > 20 GB"}
                 continue
             row[method] = run_child(method, n, repeats, args.threads)
         floor = row["floor"]["seconds"]
-        for method in ["ranklist_query", "ranklist_full", "pml"]:
+        for method in args.methods:
             if "seconds" in row[method]:
                 row[method]["x_floor"] = round(row[method]["seconds"] / floor, 3)
         for method in ["ranklist_query", "ranklist_full"]:
-            if "seconds" in row[method] and "seconds" in row["pml"]:
+            if method in row and "pml" in row and "seconds" in row[method] and "seconds" in row["pml"]:
                 row[method]["speedup_vs_pml"] = round(row["pml"]["seconds"] / row[method]["seconds"], 2)
         results.append(row)
         print(json.dumps(row), file=sys.stderr)
