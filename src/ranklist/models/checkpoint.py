@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ranklist.atomic import atomic_torch_save
+from ranklist.atomic import atomic_torch_save, load_torch_checked
 from ranklist.data.preprocessing import Preprocessing
 from ranklist.models.embedding_model import EmbeddingModel, build_model
 
@@ -23,23 +23,28 @@ def save_model(model: EmbeddingModel, path: str | Path) -> None:
     atomic_torch_save(model_checkpoint(model), path)
 
 
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint file's contents, checksum verified (ranklist.atomic.load_torch_checked); a missing,
+    empty, truncated, bit-flipped or foreign file is an error naming it."""
+    # Our own files hold a plain config dict beside tensors; trainer checkpoints may add
+    # optimiser/sampler state, so the full unpickler is used.
+    source = load_torch_checked(path, map_location, weights_only=False)
+    if not isinstance(source, dict):
+        raise ValueError(f"cannot read checkpoint {path}: it holds a {type(source).__name__}, not a ranklist checkpoint")
+    return source
+
+
 def load_model(checkpoint: str | Path | Mapping[str, Any], map_location: str | torch.device = "cpu") -> EmbeddingModel:
     """Re-create a model from a checkpoint (a path or a dict) holding "model_config" and "model_state";
     other keys (trainer checkpoints) are ignored."""
     where = "checkpoint dict" if isinstance(checkpoint, Mapping) else str(checkpoint)
-    source: Any = checkpoint
-    if not isinstance(checkpoint, Mapping):
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-        try:
-            # Our own files hold a plain config dict beside tensors; trainer checkpoints may add
-            # optimiser/sampler state, so the full unpickler is used.
-            source = torch.load(checkpoint, map_location=map_location, weights_only=False)
-        except Exception as error:  # pickle/zip errors of a corrupt or foreign file
-            raise ValueError(f"cannot read checkpoint {checkpoint}: {error}") from error
+    source: Any = checkpoint if isinstance(checkpoint, Mapping) else read_checkpoint(checkpoint, map_location)
     if not isinstance(source, Mapping) or "model_config" not in source or "model_state" not in source:
         keys = sorted(source) if isinstance(source, Mapping) else type(source).__name__
         raise ValueError(f"{where} is not a ranklist model checkpoint (needs model_config and model_state, has {keys})")
+    kinds = {key: type(source[key]).__name__ for key in ("model_config", "model_state") if not isinstance(source[key], Mapping)}
+    if kinds:
+        raise ValueError(f"{where}: model_config and model_state must be dicts, got {kinds}")
     config = {**source["model_config"], "pretrained": False}
     try:
         model = build_model(**config)
@@ -50,5 +55,8 @@ def load_model(checkpoint: str | Path | Mapping[str, Any], map_location: str | t
     except RuntimeError as error:  # missing/unexpected keys or shape mismatches, all listed by torch
         raise ValueError(f"{where}: model_state does not fit its model_config: {' '.join(str(error).split())}") from error
     if "preprocessing" in source:  # older checkpoints: the backbone's default at the model's image size
-        model.preprocessing = Preprocessing.from_dict(source["preprocessing"])
+        try:
+            model.preprocessing = Preprocessing.from_dict(source["preprocessing"])
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from error
     return model.to(map_location)
