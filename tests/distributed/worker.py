@@ -100,7 +100,7 @@ def train_steps(rank: int, world: int) -> None:
     opt_single = torch.optim.SGD(single.parameters(), lr=0.5)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     samplers = [ClassBalancedBatchSampler(labels.numpy(), 4, 3, seed=2, rank=r, world_size=world) for r in range(world)]
-    for step, batches in enumerate(zip(*[iter(s) for s in samplers])):
+    for batches in zip(*[iter(s) for s in samplers]):
         whole = [i for b in batches for i in b]
         loss = ranked_list_loss(single(x[whole]), labels[whole])
         opt_single.zero_grad()
