@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 
-
 @dataclass(frozen=True)
 class Normalization:
     """Pixel normalisation: (pixels in [0, 1] x scale, in `channels` order - mean) / std, per channel."""

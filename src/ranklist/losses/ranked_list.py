@@ -336,7 +336,7 @@ class RankedListLoss(torch.nn.Module):
         )
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> "RankedListLoss":
+    def from_preset(cls, name: str, **overrides: Any) -> RankedListLoss:
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})

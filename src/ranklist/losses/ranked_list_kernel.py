@@ -21,8 +21,8 @@ taken in float64 from the raw (un-normalised) inputs when the caller passes them
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
