@@ -36,3 +36,9 @@ def test_gpu_check_cpu_fallback():
     assert all(row[g]["seconds"] > 0 for row in report["loss"] for g in ("query", "full"))
     assert report["demo_amp"]["parameters_finite"] and report["demo_amp"]["iterations"] == 2
     assert report["eval"]["recall@1"] > 0.9 and "skipped" in report["torchrun"]
+
+
+def test_embed_speed_small():
+    report = run_script("embed_speed.py", "--n", "24", "--rounds", "1", "model.backbone=small_cnn", "data.image_size=32", "eval.batch_size=8")
+    assert report["benchmark"] == "embed_speed" and report["x_forward"]["forward"] == 1.0
+    assert {"files/plain", "files/prefetch_thread", "memory/workers_2"} <= set(report["images_per_s"])
