@@ -87,22 +87,30 @@ def dense_labels(raw_labels: np.ndarray, names: dict | None = None,
     return labels, [str(names[c]) if names else str(c) for c in ids], ids
 
 
-def class_keys(dataset) -> list[str]:
-    """Each label's class identity (its id in the data), comparable across splits numbered apart."""
-    return [str(c) for c in dataset.class_ids]
+def class_keys(dataset) -> list[str] | None:
+    """Each label's class identity (its id in the data), comparable across splits numbered apart;
+    None for a dataset that names no classes (plain tensors: its labels are the identities)."""
+    ids = getattr(dataset, "class_ids", None)
+    return None if ids is None else [str(c) for c in ids]
 
 
-def shared_labels(queries, gallery) -> tuple[np.ndarray, np.ndarray]:
+def shared_labels(queries, gallery) -> tuple[np.ndarray, np.ndarray] | None:
     """Query and gallery labels numbered by class identity, so one label is one class in both.
 
     Splits are numbered 0..C-1 each on its own; comparing those numbers across splits would
-    match unrelated classes. A ValueError when the two splits share no class at all.
+    match unrelated classes. None when a dataset names no classes (its labels are the
+    identities). A ValueError when the two splits share no class at all.
     """
     query_keys, gallery_keys = class_keys(queries), class_keys(gallery)
-    common = sorted(set(query_keys) | set(gallery_keys))
+    if query_keys is None or gallery_keys is None:
+        return None
     if not set(query_keys) & set(gallery_keys):
         raise ValueError(f"no query class has an item in the gallery (query classes e.g. {query_keys[:3]}, "
                          f"gallery classes e.g. {gallery_keys[:3]})")
-    number = {key: i for i, key in enumerate(common)}
-    remap = lambda keys, labels: np.array([number[k] for k in keys], dtype=np.int64)[labels]  # noqa: E731
-    return remap(query_keys, queries.labels), remap(gallery_keys, gallery.labels)
+    number = {key: i for i, key in enumerate(sorted(set(query_keys) | set(gallery_keys)))}
+
+    def renumber(keys: list[str], labels: np.ndarray) -> np.ndarray:
+        return np.array([number[k] for k in keys], dtype=np.int64)[labels]
+
+    return renumber(query_keys, queries.labels), renumber(gallery_keys, gallery.labels)
+

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from ranklist.data.splits import shared_labels
 from ranklist.collectives import gather_rows, process_group, shard_bounds
+from ranklist.data.splits import shared_labels
 from ranklist.evaluation.clustering import nmi
 from ranklist.evaluation.prefetch import Prefetcher
 from ranklist.evaluation.retrieval import retrieval_metrics
@@ -83,9 +83,11 @@ class Evaluator:
         outputs, labels = self._embed_split(model, dataset, "embed")
         if gallery_dataset is None:
             return outputs, labels, None, None
-        gallery_outputs, _ = self._embed_split(model, gallery_dataset, "embed gallery")
-        query_labels, gallery_labels = shared_labels(dataset, gallery_dataset)
-        return outputs, torch.from_numpy(query_labels), gallery_outputs, torch.from_numpy(gallery_labels)
+        gallery_outputs, gallery_labels = self._embed_split(model, gallery_dataset, "embed gallery")
+        shared = shared_labels(dataset, gallery_dataset)
+        if shared is not None:
+            labels, gallery_labels = (torch.from_numpy(numbers) for numbers in shared)
+        return outputs, labels, gallery_outputs, gallery_labels
 
     def _embed_split(self, model: torch.nn.Module, dataset: Dataset, description: str):
         options = dict(batch_size=self.batch_size, device=self.device, num_workers=self.num_workers,

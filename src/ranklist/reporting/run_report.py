@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ranklist.data.image_decoding import to_rgb
 from ranklist.reporting.figures import (
     neighbours_for_grid,
     plot_embedding_projection,
@@ -25,9 +26,7 @@ def display_image(dataset: Any, index: int, size: int = THUMBNAIL) -> np.ndarray
     from PIL import Image
 
     image = dataset.load_image(index)
-    if isinstance(image, torch.Tensor):
-        image = Image.fromarray(image.permute(1, 2, 0).numpy())
-    image = image.convert("RGB")
+    image = Image.fromarray(image.permute(1, 2, 0).numpy()) if isinstance(image, torch.Tensor) else to_rgb(image)
     image.thumbnail((size, size), Image.Resampling.BILINEAR)
     canvas = Image.new("RGB", (size, size), "white")
     canvas.paste(image, ((size - image.width) // 2, (size - image.height) // 2))
