@@ -96,6 +96,10 @@ def load_torch_checked(path: str | os.PathLike[str], map_location: Any = "cpu", 
         raise
     except Exception as error:  # pickle/zip errors of a truncated or foreign file have no common type
         detail = " ".join(str(error).split())[:300] or type(error).__name__
+        if weights_only and str(error).startswith("Weights only load failed"):
+            found = [line.strip() for line in str(error).splitlines() if "Unsupported" in line]
+            detail = ("not a ranklist checkpoint: it holds objects other than tensors and plain data, which are not "
+                      f"unpickled (loading them could run code){'; ' + found[0][:160] if found else ''}")
         raise ValueError(f"cannot read checkpoint {target}: {detail}") from error
 
 

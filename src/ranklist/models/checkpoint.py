@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ranklist.atomic import atomic_torch_save, load_torch_checked
@@ -23,12 +24,18 @@ def save_model(model: EmbeddingModel, path: str | Path) -> None:
     atomic_torch_save(model_checkpoint(model), path)
 
 
+_NUMPY_CORE = getattr(np, "_core", None) or np.core  # numpy 2 renamed it
+# What numpy's RNG state (saved in trainer checkpoints) needs to be unpickled, and nothing more.
+_NUMPY_GLOBALS = [_NUMPY_CORE.multiarray._reconstruct, np.ndarray, np.dtype, *(type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64))]
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """A checkpoint file's contents, checksum verified (ranklist.atomic.load_torch_checked); a missing,
     empty, truncated, bit-flipped or foreign file is an error naming it."""
-    # Our own files hold a plain config dict beside tensors; trainer checkpoints may add
-    # optimiser/sampler state, so the full unpickler is used.
-    source = load_torch_checked(path, map_location, weights_only=False)
+    # Only tensors, plain data and numpy arrays (the RNG states of trainer checkpoints) are
+    # unpickled: a crafted file cannot run code when it is loaded.
+    with torch.serialization.safe_globals(_NUMPY_GLOBALS):
+        source = load_torch_checked(path, map_location, weights_only=True)
     if not isinstance(source, dict):
         raise ValueError(f"cannot read checkpoint {path}: it holds a {type(source).__name__}, not a ranklist checkpoint")
     return source
