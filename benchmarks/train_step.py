@@ -5,7 +5,9 @@ image size, loss and optimiser (configs/demo.yaml by default), on synthetic 64 p
 through the recipe's training transform (the emoji benchmark's shape; no data set is read):
 - images/s and the time of one step split into data (sampler + transform + collate), forward,
   loss forward, backward (the loss's share separately: its backward to the embeddings), optimiser;
-- the step time of each option against the recipe's own step, as a ratio (< 1: faster), every
+- the step time of each option against the recipe's own step (its model.freeze_blocks included,
+  where the backbone can freeze; model.freeze_blocks=0 compares against the whole network trained),
+  as a ratio (< 1: faster), every
   variant stepping in turn on the same batch so that machine load hits all alike:
   contiguous (channels-last off), bf16 autocast (only where the CPU has AVX512-BF16 or AMX, or on
   CUDA), torch.compile of the model (its compile time reported apart), freezing the stem and first
@@ -149,7 +151,8 @@ def _loaders(config: RunConfig, normalization: str, n_classes: int, workers: int
 def _variants(config: RunConfig, base, device, num_classes: int, wanted: list[str], workers: int,
               freeze: list[int]) -> list[Variant]:
     candidates: dict[str, Callable[[], Variant]] = {
-        "recipe": lambda: _make_variant("recipe", config, base, device, num_classes),
+        "recipe": lambda: _make_variant("recipe", config, base, device, num_classes,
+                                        freeze=config.model.freeze_blocks if hasattr(base.backbone, "freeze") else 0),
         "contiguous": lambda: _make_variant("contiguous", config, base, device, num_classes, channels_last=False),
         "bf16_autocast": lambda: _make_variant("bf16_autocast", config, base, device, num_classes, amp=True),
         "compile": lambda: _make_variant("compile", config, base, device, num_classes, compile=True),
