@@ -43,6 +43,8 @@ def _measure(method: str, n: int, classes: int, dim: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     emb, labels = _data(n, classes, dim)
+    if method.startswith("retrieval_metrics"):
+        import ranklist.evaluation  # noqa: F401  (importing the package is not part of the call)
     reset_peak_rss()
     before = rss_bytes()
     start = time.perf_counter()
