@@ -73,7 +73,7 @@ def test_prefetched_embedding_is_bit_identical_reads_each_item_once_and_stops_it
     plain, plain_labels = embed_dataset(model, tiny_data(), batch_size=7, progress=False, prefetch=False)
     for _ in range(10):  # a thread per call: repeat to catch races and leaks
         data = CountingDataset()
-        outputs, labels = embed_dataset(model, data, batch_size=7, progress=False)
+        outputs, labels = embed_dataset(model, data, batch_size=7, progress=False, prefetch=True)
         assert data.reads == [1] * 40
         assert all(torch.equal(outputs[level], plain[level]) for level in plain) and torch.equal(labels, plain_labels)
         assert prefetch_threads() == []
@@ -83,7 +83,7 @@ def test_prefetched_embedding_stops_its_thread_on_errors():
     model = build_model("small_cnn", pretrained=False, embedding_dim=6, image_size=16).train()
     for _ in range(5):
         with pytest.raises(OSError, match="cannot read item 30"):
-            embed_dataset(model, CountingDataset(fail_at=30), batch_size=4, progress=False)
+            embed_dataset(model, CountingDataset(fail_at=30), batch_size=4, progress=False, prefetch=True)
         assert prefetch_threads() == [] and model.training
 
     class Broken(torch.nn.Module):
@@ -92,5 +92,5 @@ def test_prefetched_embedding_stops_its_thread_on_errors():
 
     for _ in range(5):
         with pytest.raises(RuntimeError, match="model failed"):
-            embed_dataset(Broken(), CountingDataset(), batch_size=4, progress=False)
+            embed_dataset(Broken(), CountingDataset(), batch_size=4, progress=False, prefetch=True)
         assert prefetch_threads() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -29,14 +30,18 @@ def show_progress(progress: bool) -> bool:
 @torch.no_grad()
 def embed_dataset(
     model: torch.nn.Module, dataset: Dataset, *, batch_size: int = 128, device: str | torch.device = "cpu",
-    num_workers: int = 0, progress: bool = True, description: str = "embed", prefetch: bool = True,
+    num_workers: int = 0, progress: bool = True, description: str = "embed", prefetch: bool | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Raw embeddings of every item per level (model in eval mode, no grad) and the labels.
 
     Each item is read and transformed once. With num_workers=0 and prefetch, a background thread
     makes the next batches while the model embeds the current one (the same batches, in order:
     the embeddings are bit-identical to prefetch=False); num_workers > 0 uses loader processes.
+    prefetch=None: only where a core is left over by torch's threads (on 2 cores running 2 torch
+    threads it competed with the forward and was slower: docs/results.md, Throughput).
     """
+    if prefetch is None:
+        prefetch = (os.cpu_count() or 1) > torch.get_num_threads()
     if len(dataset) == 0:
         raise ValueError("cannot embed an empty dataset")
     # Its own generator: embedding draws nothing from the global RNG (training stays reproducible).
