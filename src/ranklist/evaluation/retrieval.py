@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -31,7 +32,25 @@ def _as_embeddings(name: str, emb: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"{name} must be a non-empty 2-D float array [N, D], got shape {tuple(emb.shape)}")
     if not torch.isfinite(emb).all():
         raise ValueError(f"{name} has non-finite values")
-    return F.normalize(emb.to(torch.float64 if emb.dtype == torch.float64 else torch.float32), dim=1)
+    emb = emb.to(torch.float64 if emb.dtype == torch.float64 else torch.float32)
+    # Each row scaled by its largest entry first: rows near 1e20 or 1e-30 would over- or underflow
+    # in the norm. A zero row has no direction to rank by.
+    largest = emb.abs().amax(dim=1, keepdim=True)
+    zero = (largest == 0).squeeze(1).nonzero().flatten()
+    if len(zero):
+        raise ValueError(f"{name} has all-zero rows (no direction to rank by), e.g. row {int(zero[0])}")
+    return F.normalize(emb / largest, dim=1)
+
+
+def _check_ks(ks: object) -> list[int]:
+    """ks as a sorted list of distinct integers (their range is checked against the gallery);
+    anything that is not a sequence of integers names ks."""
+    if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
+        raise ValueError(f"ks must be a sequence of positive integers, got {ks!r}")
+    ks = list(ks)
+    if any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) for k in ks):
+        raise ValueError(f"ks must be a sequence of positive integers, got {ks!r}")
+    return sorted({int(k) for k in ks})
 
 
 def _as_labels(name: str, labels: torch.Tensor, rows: int, emb_name: str, device: torch.device) -> torch.Tensor:
@@ -172,7 +191,7 @@ def retrieval_metrics(
         gal_labels = _as_labels("gallery_labels", gallery_labels, gal.shape[0], "gallery", queries.device)
         if gal.shape[1] != queries.shape[1]:
             raise ValueError(f"gallery has dimension {gal.shape[1]} but emb has {queries.shape[1]}")
-    ks = sorted({int(k) for k in ks})
+    ks = _check_ks(ks)
     available = gal.shape[0] - (1 if self_retrieval else 0)
     if not ks or ks[0] < 1 or ks[-1] > available:
         raise ValueError(f"ks must be between 1 and the gallery size {available} (query excluded), got {ks}")
