@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ranklist.evaluation import retrieval_metrics
 import ranklist.evaluation.retrieval as retrieval_module
+from ranklist.evaluation import retrieval_metrics
 
 
 def reference_metrics(emb, labels, ks, gallery=None, gallery_labels=None):
