@@ -403,13 +403,20 @@ def test_float32_rows_of_extreme_scale_give_the_unscaled_loss_and_gradient(scale
     torch.testing.assert_close(got_grad * scale, want_grad, rtol=1e-4, atol=1e-6)
 
 
-def test_all_zero_rows_are_refused_by_name():
+@pytest.mark.parametrize("gradient", ["query", "full"])
+def test_all_zero_rows_get_no_gradient_and_training_goes_on(gradient):
+    """A network can output an all-zero row; it has no direction: the loss stays finite, the row
+    gets exactly zero gradient (not F.normalize's 1e12) and the others their usual finite one."""
     emb, labels = batch(n=6, dtype=torch.float32)
     emb[4] = 0.0
-    with pytest.raises(ValueError, match=r"embeddings has all-zero rows \[4\]"):
-        ranked_list_loss(emb, labels)
-    with pytest.raises(ValueError, match=r"ref_emb has all-zero rows \[4\]"):
-        ranked_list_loss(emb[:3], labels[:3], ref_emb=emb, ref_labels=labels)
+    emb.requires_grad_(True)
+    loss = ranked_list_loss(emb, labels, gradient=gradient)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(emb.grad).all()
+    assert torch.equal(emb.grad[4], torch.zeros_like(emb.grad[4])) and emb.grad.abs().max() < 10
+    ref = emb.detach().clone().requires_grad_(True)
+    value = ranked_list_loss(ref[:3], labels[:3], ref_emb=ref, ref_labels=labels, self_index=torch.arange(3), gradient=gradient)
+    assert torch.isfinite(value)
 
 
 def test_near_duplicates_of_tiny_rows_keep_their_direction():

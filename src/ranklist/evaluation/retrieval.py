@@ -34,12 +34,9 @@ def _as_embeddings(name: str, emb: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"{name} has non-finite values")
     emb = emb.to(torch.float64 if emb.dtype == torch.float64 else torch.float32)
     # Each row scaled by its largest entry first: rows near 1e20 or 1e-30 would over- or underflow
-    # in the norm. A zero row has no direction to rank by.
+    # in the norm. An all-zero row (a model can output one) stays zero: similarity 0 to every item.
     largest = emb.abs().amax(dim=1, keepdim=True)
-    zero = (largest == 0).squeeze(1).nonzero().flatten()
-    if len(zero):
-        raise ValueError(f"{name} has all-zero rows (no direction to rank by), e.g. row {int(zero[0])}")
-    return F.normalize(emb / largest, dim=1)
+    return F.normalize(emb / torch.where(largest > 0, largest, 1.0), dim=1)
 
 
 def _check_ks(ks: object) -> list[int]:

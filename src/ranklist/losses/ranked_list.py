@@ -99,18 +99,21 @@ def _check_embeddings(name: str, emb: torch.Tensor) -> None:
     if not torch.isfinite(emb).all():
         bad = (~torch.isfinite(emb)).any(dim=1).nonzero().flatten()[:5].tolist()
         raise ValueError(f"{name} has non-finite values (rows {bad}...)")
-    zero = (emb == 0).all(dim=1)
-    if bool(zero.any()):  # F.normalize would give a zero vector and a 1/eps = 1e12 gradient
-        bad = zero.nonzero().flatten()[:5].tolist()
-        raise ValueError(f"{name} has all-zero rows {bad}...: they have no direction to normalise")
 
 
 def _unit_rows(emb: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """L2-normalised rows in `dtype`, scaled by each row's largest entry first so that the squared
     norm neither overflows (entries ~1e20 in float32) nor underflows (~1e-20); the scale is a
-    constant, so the gradient is exactly that of F.normalize."""
+    constant, so the gradient is exactly that of F.normalize.
+
+    An all-zero row (a network can output one: ReLU features all off) has no direction: it stays
+    the zero vector, as F.normalize leaves it, and receives no gradient (F.normalize would give it
+    a 1/eps = 1e12 one). Training goes on; the row simply teaches nothing this step.
+    """
     x = emb.to(dtype)
-    return F.normalize(x / x.detach().abs().amax(dim=1, keepdim=True), dim=1)
+    largest = x.detach().abs().amax(dim=1, keepdim=True)
+    has_direction = largest > 0
+    return F.normalize(x / torch.where(has_direction, largest, 1.0), dim=1) * has_direction
 
 
 def _check_labels(name: str, labels: torch.Tensor, rows: int, emb_name: str) -> None:
