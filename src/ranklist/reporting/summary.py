@@ -39,6 +39,10 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"{hw.get('device', '?')}, torch {hw.get('torch', '?')})"
         + (f"; code at commit {summary['commit']}." if summary.get("commit") else ".")
     )
+    times = summary.get("time_s")
+    if times:
+        lines += ["", "Time (s): " + ", ".join(f"{phase.replace('_', ' ')} {seconds}" for phase, seconds in times.items())
+                  + (f"; frozen blocks in {summary['frozen_precision']} during training" if summary.get("frozen_precision") == "bf16" else "") + "."]
     if data:
         lines += ["", "Data: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data.items() if k != "name") + "."]
     test = summary.get("test", {})

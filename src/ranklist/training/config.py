@@ -65,6 +65,7 @@ class OptimConfig:
     warmup_iterations: int = 0
     grad_clip: Optional[float] = None
     amp: bool = False  # autocast in bfloat16 (CPU and GPU; needs no gradient scaler)
+    frozen_precision: str = "fp32"  # fp32 | bf16 | auto: the frozen blocks' forward in training (auto: bf16 on bf16 hardware)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from ranklist.losses.distributed import DistributedRankedListLoss
 from ranklist.models import EmbeddingModel, build_model, parameter_groups
 from ranklist.training.config import ConfigError, RunConfig
 from ranklist.training.optimizers import build_optimizer
+from ranklist.training.precision import frozen_precision
 from ranklist.training.preflight import check_class_disjoint, check_images, check_ks, resolve_device
 
 
@@ -57,6 +58,7 @@ class Run:
     splits: RunSplits
     evaluator: Evaluator  # the final test (and the pretrained baseline)
     val_evaluator: Evaluator  # model selection: Recall@1 only
+    frozen_precision: str = "fp32"  # what the frozen blocks' training forward runs in (optim.frozen_precision resolved)
 
     @property
     def lead(self) -> bool:
@@ -142,6 +144,7 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
     seed_everything(config.train.seed)
     model = build_run_model(config).to(device)
     model = model.to(memory_format=torch.channels_last if config.train.channels_last else torch.contiguous_format)
+    frozen = frozen_precision(model, config.optim.frozen_precision, device)
     seed_everything(config.train.seed + rank)  # own augmentation draws per process
     splits = build_splits(config, model.preprocessing)
     check_class_disjoint(splits)
@@ -161,4 +164,4 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
                           progress=progress, ks=tuple(config.eval.ks), compute_nmi=config.eval.nmi, seed=config.train.seed,
                           distributed=world > 1)
     return Run(config, device, rank, world, model, train_model, losses, optimizer, scheduler, sampler, splits,
-               evaluator, replace(evaluator, ks=(1,), compute_nmi=False))
+               evaluator, replace(evaluator, ks=(1,), compute_nmi=False), frozen)

@@ -32,6 +32,7 @@ from ranklist.reporting import write_run_report, write_run_summary
 from ranklist.reporting.provenance import hardware, source_commit
 from ranklist.training.config import RunConfig, config_to_yaml
 from ranklist.training.distributed import init_from_env, shutdown
+from ranklist.training.phase_times import PhaseTimes
 from ranklist.training.run import Run, build_run
 from ranklist.training.run_folder import LAST, RunFolderError, check_resume_config, check_run_folder, record_resume, start_run_folder
 from ranklist.training.state import TrainState, train_step
@@ -68,6 +69,7 @@ class Trainer:
         self.config, self.out, self.progress, self.log = config, Path(out), progress, log
         self.metrics_path = self.out / "metrics.jsonl"
         self.baseline_cache = baseline_cache
+        self.times = PhaseTimes()
 
     def run(self, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any] | None:
         """Train, select, test, report. Under torchrun, rank 0 writes and returns the summary; the
@@ -84,23 +86,29 @@ class Trainer:
 
     def _run(self, rank: int, world: int, resume: bool, overwrite: bool) -> dict[str, Any] | None:
         started = time.time()
-        changes = self._check_start(resume, overwrite) if rank == 0 else {}
-        checkpoint = read_checkpoint(self.out / LAST) if resume and rank == 0 else None
-        run = build_run(self.config, rank, world, progress=self.progress)  # everything checked before the folder is touched
-        barrier()
+        with self.times.phase("setup"):
+            changes = self._check_start(resume, overwrite) if rank == 0 else {}
+            checkpoint = read_checkpoint(self.out / LAST) if resume and rank == 0 else None
+            run = build_run(self.config, rank, world, progress=self.progress)  # everything checked before the folder is touched
+            barrier()
         created = rank == 0 and not resume
         if created:
             start_run_folder(self.out, overwrite=overwrite)
         try:
             state = self._start(run, resume, checkpoint, changes)
-            first = state.step
+            first, before = state.step, self._side_work()
             train_time = self._loop(run, state)
+            self.times.add("train_steps", train_time - (self._side_work() - before))
             return self._finish(run, state, (state.step - first, train_time), started)
         except BaseException:
             # Never leave a misleading half run: a new folder with no checkpoint yet is removed.
             if created and not (self.out / LAST).exists():
                 shutil.rmtree(self.out, ignore_errors=True)
             raise
+
+    def _side_work(self) -> float:
+        """Seconds so far of the work the loop does besides its steps."""
+        return self.times.get("validation") + self.times.get("checkpoints")
 
     def _check_start(self, resume: bool, overwrite: bool) -> dict[str, tuple[Any, Any]]:
         check_run_folder(self.out, resume=resume, overwrite=overwrite, data_root=self.config.data.root)
@@ -125,7 +133,8 @@ class Trainer:
             atomic_write_text(self.out / "config.yaml", config_to_yaml(self.config))
             self.metrics_path.write_text("")
         if self.config.model.pretrained or self.config.model.weights:
-            state.baseline = self._baseline(run)
+            with self.times.phase("baseline"):
+                state.baseline = self._baseline(run)
             if run.lead:
                 self.log(f"pretrained backbone before training: test recall@1 {state.baseline['recall@1']:.4f}")
         self.validate(run, state)  # the starting point is a candidate too
@@ -150,6 +159,10 @@ class Trainer:
         """Score the held-out training classes; a new best is saved as best.pt (collective)."""
         if run.splits.val is None:
             return
+        with self.times.phase("validation"):
+            self._validate(run, state)
+
+    def _validate(self, run: Run, state: TrainState) -> None:
         broadcast_state(run.model)  # the shards are embedded by one model: the lead's, the one saved
         embedded = run.val_evaluator.embed(run.model, run.splits.val)
         if not run.lead:
@@ -165,9 +178,10 @@ class Trainer:
 
     def save(self, run: Run, state: TrainState, name: str) -> None:
         """A resumable checkpoint (collective: every process's RNG state goes in)."""
-        checkpoint = state.to_checkpoint(run)
-        if run.lead:
-            atomic_torch_save(checkpoint, self.out / "checkpoints" / name)
+        with self.times.phase("checkpoints"):
+            checkpoint = state.to_checkpoint(run)
+            if run.lead:
+                atomic_torch_save(checkpoint, self.out / "checkpoints" / name)
 
     def _loop(self, run: Run, state: TrainState) -> float:
         """Iterations until train.iterations; returns the training time in seconds."""
@@ -212,19 +226,23 @@ class Trainer:
 
     def _finish(self, run: Run, state: TrainState, trained: tuple[int, float], started: float) -> dict[str, Any] | None:
         """The selected model meets the test set once; the lead writes the summary and the report."""
-        barrier()
-        # The lead reads the selected checkpoint from disk; the other processes receive its weights.
-        name = "best.pt" if state.best.step is not None else "last.pt"
-        final = load_model(self.out / "checkpoints" / name, map_location=run.device) if run.lead else run.model
-        broadcast_state(final)
-        outputs, labels, gallery_outputs, gallery_labels = run.evaluator.embed(final, run.splits.queries, run.splits.gallery)
-        if not run.lead:
-            return None
-        summary = self._summary(run, state, trained, run.evaluator.score(outputs, labels, gallery_outputs, gallery_labels))
-        summary["plots"] = write_run_report(self.out, summary, _read_jsonl(self.metrics_path), evaluation_embedding(outputs), labels,
-                                            run.splits.queries, grid_queries=self.config.eval.grid_queries, seed=self.config.train.seed,
-                                            gallery=(evaluation_embedding(gallery_outputs), gallery_labels, run.splits.gallery)
-                                            if run.splits.gallery is not None else None)
+        with self.times.phase("test"):
+            barrier()
+            # The lead reads the selected checkpoint from disk; the other processes receive its weights.
+            name = "best.pt" if state.best.step is not None else "last.pt"
+            final = load_model(self.out / "checkpoints" / name, map_location=run.device) if run.lead else run.model
+            broadcast_state(final)
+            outputs, labels, gallery_outputs, gallery_labels = run.evaluator.embed(final, run.splits.queries, run.splits.gallery)
+            if not run.lead:
+                return None
+            test = run.evaluator.score(outputs, labels, gallery_outputs, gallery_labels)
+        with self.times.phase("report"):
+            summary = self._summary(run, state, trained, test)
+            summary["plots"] = write_run_report(self.out, summary, _read_jsonl(self.metrics_path), evaluation_embedding(outputs), labels,
+                                                run.splits.queries, grid_queries=self.config.eval.grid_queries, seed=self.config.train.seed,
+                                                gallery=(evaluation_embedding(gallery_outputs), gallery_labels, run.splits.gallery)
+                                                if run.splits.gallery is not None else None)
+        summary["time_s"] = self.times.summary()  # the summary's own writing is not counted
         summary["wall_time_s"] = round(time.time() - started, 1)
         write_run_summary(self.out, summary)
         return summary
@@ -236,8 +254,9 @@ class Trainer:
         summary = {
             "name": cfg.name, "command": " ".join(sys.argv), "commit": source_commit(), "config": asdict(cfg),
             "hardware": {**hardware(), "device": str(run.device)}, "preprocessing": run.model.preprocessing.to_dict(),
-            "train_time_s": round(train_time, 1), "iterations": state.step,
-            "train_images_per_s": round(steps * run.batch_size / train_time, 1) if train_time > 0 else None,
+            "frozen_precision": run.frozen_precision, "train_time_s": round(train_time, 1), "iterations": state.step,
+            # Steps alone (data, forward, backward, optimiser): comparable across machines and val schedules.
+            "train_images_per_s": round(steps * run.batch_size / self.times.get("train_steps"), 1) if self.times.get("train_steps") > 0 else None,
             "best": asdict(state.best) if state.best.step is not None else None, "test": test,
             "dataset": {"name": cfg.data.name, **{f"{k}_images": len(v) for k, v in splits.items()},
                         **{f"{k}_classes": int(len(np.unique(v.labels))) for k, v in splits.items()}},

@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from ranklist.models import build_model
+from ranklist.training.config import ConfigError, load_config
+from ranklist.training.precision import frozen_precision, native_bf16
+from ranklist.training.run import build_run
+
+
+def _model(backbone="efficientnet_lite0", freeze=3):
+    return build_model(backbone, pretrained=False, embedding_dim=8, image_size=32, freeze_blocks=freeze)
+
+
+def test_frozen_precision_settings():
+    cpu = torch.device("cpu")
+    model = _model()
+    assert frozen_precision(model, "bf16", cpu) == "bf16" and model.backbone.frozen_dtype == torch.bfloat16
+    assert frozen_precision(model, "fp32", cpu) == "fp32" and model.backbone.frozen_dtype is None
+    assert frozen_precision(model, "auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+    assert frozen_precision(_model(freeze=0), "auto", cpu) == "fp32"  # nothing frozen: nothing to cast
+    assert frozen_precision(_model("small_cnn", freeze=0), "auto", cpu) == "fp32"
+
+
+@pytest.mark.parametrize("model,setting,message", [
+    (lambda: _model(freeze=0), "bf16", "needs frozen blocks"),
+    (lambda: _model(), "fp16", "must be one of"),
+])
+def test_frozen_precision_refusals_name_the_problem(model, setting, message):
+    with pytest.raises(ConfigError, match=message):
+        frozen_precision(model(), setting, torch.device("cpu"))
+
+
+def test_native_bf16_is_false_off_cpu_and_cuda():
+    assert native_bf16(torch.device("meta")) is False
+
+
+def test_build_run_applies_and_records_it(tiny_recipe):
+    run = build_run(load_config(tiny_recipe, ["model.backbone=efficientnet_lite0", "model.pretrained=false",
+                                              "data.image_size=32", "data.resize=36", "model.freeze_blocks=2", "optim.frozen_precision=bf16"]))
+    assert run.frozen_precision == "bf16" and run.model.backbone.frozen_dtype == torch.bfloat16
