@@ -94,3 +94,19 @@ def test_prefetched_embedding_stops_its_thread_on_errors():
         with pytest.raises(RuntimeError, match="model failed"):
             embed_dataset(Broken(), CountingDataset(), batch_size=4, progress=False, prefetch=True)
         assert prefetch_threads() == []
+
+
+def test_bf16_evaluation_is_float32_and_close_to_fp32():
+    torch.manual_seed(0)
+    model = build_model("efficientnet_lite0", pretrained=True, embedding_dim=16, image_size=32).eval()
+    data = TensorDataset(torch.randn(12, 3, 32, 32), torch.arange(12) % 3)
+    exact, labels = embed_dataset(model, data, batch_size=5, progress=False)
+    low, low_labels = embed_dataset(model, data, batch_size=5, progress=False, precision="bf16")
+    assert torch.equal(labels, low_labels)
+    for level in exact:
+        assert low[level].dtype == torch.float32
+        assert torch.nn.functional.cosine_similarity(exact[level], low[level]).min() > 0.99
+    metrics = Evaluator(batch_size=5, progress=False, ks=(1,), precision="bf16").evaluate(model, data)
+    assert set(metrics) == {"L", "M", "H", "concat"}
+    with pytest.raises(ValueError, match="precision must be one of \\['fp32', 'bf16'\\], got 'fp16'"):
+        embed_dataset(model, data, precision="fp16")

@@ -12,6 +12,8 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="default: the dataset's evaluation queries (test, or query for a query/gallery protocol)")
     parser.add_argument("--allow-partial", action="store_true", help="accept an incomplete copy of a benchmark")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="of the forward (bf16: ~2x faster on bf16 hardware; a run with eval.precision=bf16 is reproduced with bf16)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -57,7 +59,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
     if args.out and not args.out.endswith(".json"):
         raise ValueError(f"--out must name a .json file, got {args.out}")
     model = load_model(args.checkpoint)
-    evaluator = Evaluator(batch_size=args.batch_size, progress=not args.no_progress, ks=tuple(args.ks))
+    evaluator = Evaluator(batch_size=args.batch_size, progress=not args.no_progress, ks=tuple(args.ks), precision=args.precision)
     queries, gallery = _splits(args)
     metrics = evaluator.evaluate(model, _dataset(args, model, queries), _dataset(args, model, gallery) if gallery else None,
                                  levels=args.levels)
@@ -78,7 +80,7 @@ def embed_command(args: argparse.Namespace) -> None:
         raise ValueError(f"--out must end in .npz, got {args.out}")
     model = load_model(args.checkpoint)
     dataset = _dataset(args, model, args.split or evaluation_splits(args.dataset, args.root).queries)
-    outputs, labels = embed_dataset(model, dataset, batch_size=args.batch_size, progress=not args.no_progress)
+    outputs, labels = embed_dataset(model, dataset, batch_size=args.batch_size, progress=not args.no_progress, precision=args.precision)
     record = EmbeddingsFile.from_outputs(outputs, labels.numpy(), getattr(dataset, "paths", None), model=model_fingerprint(model))
     write_embeddings(record, args.out)
     print(f"{args.out}: {len(labels)} embeddings of dimension {record.embedding.shape[1]}")

@@ -15,6 +15,8 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
+FROZEN_PRECISIONS = ("fp32", "bf16", "auto")
+
 
 @dataclass
 class DataConfig:
@@ -86,6 +88,7 @@ class EvalConfig:
     batch_size: int = 128
     nmi: bool = True
     grid_queries: int = 8  # rows of the retrieval grid
+    precision: str = "fp32"  # fp32 | bf16: the evaluation forward (bf16: ~2x faster embedding on bf16 hardware)
 
 
 @dataclass
@@ -171,6 +174,7 @@ def check_config(config: RunConfig) -> None:
     need(0 < o.layer_decay <= 1, f"optim.layer_decay must be in (0, 1], got {o.layer_decay}")
     need(0 < o.gamma <= 1, f"optim.gamma must be in (0, 1], got {o.gamma}")
     need(o.warmup_iterations >= 0, f"optim.warmup_iterations must be >= 0, got {o.warmup_iterations}")
+    need(o.frozen_precision in FROZEN_PRECISIONS, f"optim.frozen_precision must be one of {list(FROZEN_PRECISIONS)}, got {o.frozen_precision!r}")
     need(o.grad_clip is None or o.grad_clip > 0, f"optim.grad_clip must be > 0 or null, got {o.grad_clip}")
     need(list(o.milestones) == sorted(o.milestones), f"optim.milestones must be increasing, got {o.milestones}")
     need(t.iterations >= 1, f"train.iterations must be >= 1, got {t.iterations}")
@@ -182,6 +186,7 @@ def check_config(config: RunConfig) -> None:
     need(loss.memory_size >= 0 and loss.memory_warmup >= 0, f"loss.memory_size and loss.memory_warmup must be >= 0, got {loss.memory_size}, {loss.memory_warmup}")
     need(loss.memory_size == 0 or loss.name == "rll", f"loss.memory_size works with loss.name=rll only, got {loss.name!r}")
     need(e.grid_queries >= 1, f"eval.grid_queries must be >= 1, got {e.grid_queries}")
+    need(e.precision in ("fp32", "bf16"), f"eval.precision must be 'fp32' or 'bf16', got {e.precision!r}")
     from ranklist.losses import check_loss
 
     try:

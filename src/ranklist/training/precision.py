@@ -6,9 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ranklist.training.config import ConfigError
-
-FROZEN_PRECISIONS = ("fp32", "bf16", "auto")
+from ranklist.training.config import FROZEN_PRECISIONS, ConfigError
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -162,6 +162,6 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
     # Every process embeds a shard of each evaluated split; the lead process scores it once.
     evaluator = Evaluator(batch_size=config.eval.batch_size, device=str(device), num_workers=config.data.num_workers,
                           progress=progress, ks=tuple(config.eval.ks), compute_nmi=config.eval.nmi, seed=config.train.seed,
-                          distributed=world > 1)
+                          distributed=world > 1, precision=config.eval.precision)
     return Run(config, device, rank, world, model, train_model, losses, optimizer, scheduler, sampler, splits,
                evaluator, replace(evaluator, ks=(1,), compute_nmi=False), frozen)
