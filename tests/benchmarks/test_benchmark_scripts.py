@@ -42,3 +42,12 @@ def test_embed_speed_small():
     report = run_script("embed_speed.py", "--n", "24", "--rounds", "1", "model.backbone=small_cnn", "data.image_size=32", "eval.batch_size=8")
     assert report["benchmark"] == "embed_speed" and report["x_forward"]["forward"] == 1.0
     assert {"files/plain", "files/prefetch_thread", "memory/workers_2"} <= set(report["images_per_s"])
+
+
+def test_eval_share_small_form(tmp_path):
+    report = run_script("eval_share.py", "--test-classes", "40", "--per-class", "3", "--train-classes", "40",
+                        "--iterations", "1", "--data-dir", str(tmp_path))
+    assert report["benchmark"] == "eval_share" and report["dataset"]["test_images"] == 120
+    assert {"setup", "baseline", "train_steps", "validation", "test", "report"} <= set(report["time_s"])
+    assert report["evaluation_x_training"] > report["evaluation_without_baseline_x_training"] > 0
+    assert (tmp_path / "40x4_40x3_64px" / "data.csv").is_file()  # written once, reused by the next run

@@ -48,6 +48,9 @@ class EfficientNetLite(nn.Module):
         self.frozen_dtype: torch.dtype | None = None
         self.gradient_checkpointing = False
         native_same_padding(self)
+        for module in self.modules():  # ReLU6 in place: its input (a BN output) is used by nothing else
+            if isinstance(module, nn.ReLU6):
+                module.inplace = True
 
     def freeze(self, blocks: int) -> EfficientNetLite:
         """Fix the stem and the first `blocks` blocks (weights and BN statistics): no backward runs
