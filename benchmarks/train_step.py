@@ -11,7 +11,10 @@ through the recipe's training transform (the emoji benchmark's shape; no data se
   variant stepping in turn on the same batch so that machine load hits all alike:
   contiguous (channels-last off), bf16 autocast (only where the CPU has AVX512-BF16 or AMX, or on
   CUDA), torch.compile of the model (its compile time reported apart), freezing the stem and first
-  blocks (backbones with `freeze`), loader workers with prefetch;
+  blocks (backbones with `freeze`), the frozen blocks' training forward in fp32 and in bf16
+  (optim.frozen_precision; backbones that can), EfficientNet-Lite's layers as its package builds
+  them (package_layers: a ZeroPad2d copy before each padded convolution, ReLU6 out of place),
+  loader workers with prefetch;
 - evaluation forward (eval mode, batch eval.batch_size): torch.inference_mode and bf16 against no_grad,
   and the largest difference of the bf16 embeddings from fp32 (cosine).
 
@@ -68,10 +71,22 @@ class Variant:
     times: dict[str, list[float]] = field(default_factory=dict)
 
 
+def package_layers(model: torch.nn.Module) -> torch.nn.Module:
+    """EfficientNet-Lite as its package builds it: a ZeroPad2d copy before every padded
+    convolution and ReLU6 out of place (what ranklist's wrapper replaces; same outputs)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.ReLU6):
+            module.inplace = False
+        if isinstance(getattr(module, "static_padding", None), torch.nn.Identity) and module.padding != (0, 0):
+            (top, left), module.padding = module.padding, (0, 0)
+            module.static_padding = torch.nn.ZeroPad2d((left, left, top, top))
+    return model
+
+
 def _make_variant(name: str, config: RunConfig, base: torch.nn.Module, device: torch.device, num_classes: int,
                   *, amp: bool = False, channels_last: bool | None = None, compile: bool = False,
-                  freeze: int = 0, loader: str = "main", frozen: str | None = None) -> Variant:
-    model = copy.deepcopy(base)
+                  freeze: int = 0, loader: str = "main", frozen: str | None = None, package: bool = False) -> Variant:
+    model = package_layers(copy.deepcopy(base)) if package else copy.deepcopy(base)
     if freeze:
         model.backbone.freeze(freeze)
     frozen = frozen or config.optim.frozen_precision
@@ -150,6 +165,8 @@ def _variants(config: RunConfig, base, device, num_classes: int, wanted: list[st
         "contiguous": lambda: _make_variant("contiguous", config, base, device, num_classes, channels_last=False),
         "bf16_autocast": lambda: _make_variant("bf16_autocast", config, base, device, num_classes, amp=True),
         "compile": lambda: _make_variant("compile", config, base, device, num_classes, compile=True),
+        "package_layers": lambda: _make_variant("package_layers", config, base, device, num_classes, package=True,
+                                                freeze=config.model.freeze_blocks if hasattr(base.backbone, "freeze") else 0),
         **{f"frozen_{p}": (lambda p=p: _make_variant(f"frozen_{p}", config, base, device, num_classes,
                                                      freeze=config.model.freeze_blocks, frozen=p)) for p in ("fp32", "bf16")},
         **{f"freeze_stem_{n}_blocks": (lambda n=n: _make_variant(f"freeze_stem_{n}_blocks", config, base, device, num_classes, freeze=n))
@@ -159,6 +176,7 @@ def _variants(config: RunConfig, base, device, num_classes: int, wanted: list[st
     usable = {
         "bf16_autocast": native_bf16(device),
         "compile": True,
+        "package_layers": hasattr(base.backbone, "set_frozen_precision"),  # EfficientNet-Lite
         **{f"frozen_{p}": config.model.freeze_blocks > 0 and hasattr(base.backbone, "set_frozen_precision") for p in ("fp32", "bf16")},
         **{f"freeze_stem_{n}_blocks": hasattr(base.backbone, "freeze") for n in freeze},
         f"workers_{workers}": workers > 0,
@@ -258,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--eval-steps", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="loader workers of the workers variant (0: skip it)")
-    parser.add_argument("--variants", nargs="*", default=["contiguous", "bf16_autocast", "compile", "freeze", "frozen", "workers"])
+    parser.add_argument("--variants", nargs="*", default=["contiguous", "bf16_autocast", "compile", "freeze", "frozen", "package_layers", "workers"])
     parser.add_argument("--freeze-blocks", nargs="+", type=int, default=[FREEZE_BLOCKS], help="variants freezing the stem and this many blocks")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the recipe's train.threads)")
     parser.add_argument("--device", default="cpu")

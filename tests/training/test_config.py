@@ -49,7 +49,7 @@ def test_malformed_files_are_named(tmp_path, text, message):
     ("loss.name=arcface", "unknown loss 'arcface'; choose one of"),
     ("loss.params.neg_margin=x", "loss: unknown parameters"),
     ("eval.grid_queries=0", "eval.grid_queries must be >= 1, got 0"),
-    ("eval.precision=fp16", "eval.precision must be 'fp32' or 'bf16', got 'fp16'"),
+    ("eval.precision=fp16", "eval.precision must be 'fp32', 'bf16' or 'auto', got 'fp16'"),
     ("optim.frozen_precision=half", r"optim.frozen_precision must be one of \['fp32', 'bf16', 'auto'\], got 'half'"),
     ("noequals", "not of the form key=value"),
     ("optim.name=lamb", r"optim.name must be one of \['adamw', 'sgd'\], got 'lamb'"),

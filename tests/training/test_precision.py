@@ -3,7 +3,7 @@ import torch
 
 from ranklist.models import build_model
 from ranklist.training.config import ConfigError, load_config
-from ranklist.training.precision import frozen_precision, native_bf16
+from ranklist.training.precision import evaluation_precision, frozen_precision, native_bf16
 from ranklist.training.run import build_run
 
 
@@ -28,6 +28,14 @@ def test_frozen_precision_settings():
 def test_frozen_precision_refusals_name_the_problem(model, setting, message):
     with pytest.raises(ConfigError, match=message):
         frozen_precision(model(), setting, torch.device("cpu"))
+
+
+def test_evaluation_precision_auto_follows_the_hardware(tiny_recipe):
+    cpu = torch.device("cpu")
+    assert evaluation_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+    assert evaluation_precision("fp32", cpu) == "fp32" and evaluation_precision("bf16", cpu) == "bf16"
+    run = build_run(load_config(tiny_recipe, ["eval.precision=auto"]))
+    assert run.evaluator.precision == evaluation_precision("auto", cpu) and run.val_evaluator.precision == run.evaluator.precision
 
 
 def test_native_bf16_is_false_off_cpu_and_cuda():

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ranklist.models import load_model
 from ranklist.training import Trainer, load_config
 from ranklist.training.optimizers import lr_factor
 from ranklist.training.trainer import RunFolderError
@@ -106,3 +107,14 @@ def test_train_step_alone(tiny_recipe):
     assert train_step(run, state, (images, labels)) == pytest.approx(expected, rel=1e-5)
     assert (state.step, state.batch) == (5, 2) and run.scheduler.last_epoch == 1
     assert any(not torch.equal(a, b) for a, b in zip(before, run.model.parameters()))
+
+
+def test_without_validation_the_last_model_is_tested(tiny_recipe, tmp_path):
+    """data.val_fraction=0 (the paper's protocol, the demo's): every training class trains, no
+    selection, the last iteration's model meets the test split once."""
+    out = tmp_path / "run"
+    summary = Trainer(load_config(tiny_recipe, ["data.val_fraction=0"]), out, progress=False, log=lambda m: None).run()
+    assert summary["best"] is None and "val_images" not in summary["dataset"] and "validation" not in summary["time_s"]
+    assert summary["dataset"]["train_classes"] == 5 and not (out / "checkpoints" / "best.pt").exists()
+    assert "the last iteration's model was tested" in (out / "summary.md").read_text()
+    assert load_model(out / "checkpoints" / "last.pt")  # what was tested

@@ -62,6 +62,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     if best:
         lines += ["", f"Model selection: {best['metric']} = {_pct(best['value'])} % at iteration {best['step']} "
                       "(validation classes are held-out training classes; the test split was used once, at the end)."]
+    elif "val_images" not in data and test:
+        lines += ["", "No validation split (data.val_fraction = 0): the last iteration's model was tested, once."]
     plots = summary.get("plots", {})
     if plots:
         lines += ["", "## Plots", ""] + [f"- [{title}]({rel})" for title, rel in plots.items()]

@@ -88,7 +88,7 @@ class EvalConfig:
     batch_size: int = 128
     nmi: bool = True
     grid_queries: int = 8  # rows of the retrieval grid
-    precision: str = "fp32"  # fp32 | bf16: the evaluation forward (bf16: ~2x faster embedding on bf16 hardware)
+    precision: str = "fp32"  # fp32 | bf16 | auto: the evaluation forward (bf16: ~2x faster embedding on bf16 hardware; auto: bf16 there only)
 
 
 @dataclass
@@ -186,7 +186,7 @@ def check_config(config: RunConfig) -> None:
     need(loss.memory_size >= 0 and loss.memory_warmup >= 0, f"loss.memory_size and loss.memory_warmup must be >= 0, got {loss.memory_size}, {loss.memory_warmup}")
     need(loss.memory_size == 0 or loss.name == "rll", f"loss.memory_size works with loss.name=rll only, got {loss.name!r}")
     need(e.grid_queries >= 1, f"eval.grid_queries must be >= 1, got {e.grid_queries}")
-    need(e.precision in ("fp32", "bf16"), f"eval.precision must be 'fp32' or 'bf16', got {e.precision!r}")
+    need(e.precision in ("fp32", "bf16", "auto"), f"eval.precision must be 'fp32', 'bf16' or 'auto', got {e.precision!r}")
     from ranklist.losses import check_loss
 
     try:

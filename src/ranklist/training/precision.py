@@ -23,6 +23,11 @@ def native_bf16(device: torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def evaluation_precision(setting: str, device: torch.device) -> str:
+    """eval.precision resolved: "auto" is bf16 only where the device computes it natively."""
+    return ("bf16" if native_bf16(device) else "fp32") if setting == "auto" else setting
+
+
 def frozen_precision(model: torch.nn.Module, setting: str, device: torch.device) -> str:
     """Apply optim.frozen_precision to the model's backbone; returns what runs ("fp32" or "bf16").
 

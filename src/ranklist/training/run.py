@@ -23,7 +23,7 @@ from ranklist.losses.distributed import DistributedRankedListLoss
 from ranklist.models import EmbeddingModel, build_model, parameter_groups
 from ranklist.training.config import ConfigError, RunConfig
 from ranklist.training.optimizers import build_optimizer
-from ranklist.training.precision import frozen_precision
+from ranklist.training.precision import evaluation_precision, frozen_precision
 from ranklist.training.preflight import check_class_disjoint, check_images, check_ks, resolve_device
 
 
@@ -162,6 +162,6 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
     # Every process embeds a shard of each evaluated split; the lead process scores it once.
     evaluator = Evaluator(batch_size=config.eval.batch_size, device=str(device), num_workers=config.data.num_workers,
                           progress=progress, ks=tuple(config.eval.ks), compute_nmi=config.eval.nmi, seed=config.train.seed,
-                          distributed=world > 1, precision=config.eval.precision)
+                          distributed=world > 1, precision=evaluation_precision(config.eval.precision, device))
     return Run(config, device, rank, world, model, train_model, losses, optimizer, scheduler, sampler, splits,
                evaluator, replace(evaluator, ks=(1,), compute_nmi=False), frozen)

@@ -254,7 +254,7 @@ class Trainer:
         summary = {
             "name": cfg.name, "command": " ".join(sys.argv), "commit": source_commit(), "config": asdict(cfg),
             "hardware": {**hardware(), "device": str(run.device)}, "preprocessing": run.model.preprocessing.to_dict(),
-            "frozen_precision": run.frozen_precision, "train_time_s": round(train_time, 1), "iterations": state.step,
+            "frozen_precision": run.frozen_precision, "eval_precision": run.evaluator.precision, "train_time_s": round(train_time, 1), "iterations": state.step,
             # Steps alone (data, forward, backward, optimiser): comparable across machines and val schedules.
             "train_images_per_s": round(steps * run.batch_size / self.times.get("train_steps"), 1) if self.times.get("train_steps") > 0 else None,
             "best": asdict(state.best) if state.best.step is not None else None, "test": test,
