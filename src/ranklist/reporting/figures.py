@@ -23,9 +23,14 @@ def save_figure(figure: Figure, path: Path) -> None:
 
 
 def plot_training_curves(records: list[dict[str, Any]], path: Path, best_step: int | None = None) -> None:
-    """Loss and learning rate per iteration; validation Recall@1 / MAP@R with the selected step."""
-    figure = Figure(figsize=(10, 3.8))
-    loss_ax, val_ax = figure.subplots(1, 2, gridspec_kw={"wspace": 0.6})  # room for the lr axis
+    """Loss and learning rate per iteration; validation Recall@1 / MAP@R with the selected step (a
+    run without a validation split gets the loss panel alone)."""
+    val = [r for r in records if "val/recall@1" in r]
+    figure = Figure(figsize=(10, 3.8) if val else (5.6, 3.8))
+    if val:
+        loss_ax, val_ax = figure.subplots(1, 2, gridspec_kw={"wspace": 0.6})  # room for the lr axis
+    else:
+        loss_ax = figure.subplots()
     train = [r for r in records if "loss" in r]
     if train:
         loss_ax.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue", label="loss")
@@ -33,16 +38,19 @@ def plot_training_curves(records: list[dict[str, Any]], path: Path, best_step: i
         lr_ax.plot([r["step"] for r in train], [r["lr"] for r in train], color="tab:gray", linestyle=":", label="lr")
         lr_ax.set_ylabel("learning rate (backbone)", color="tab:gray")
     loss_ax.set(title="training loss (sum over levels)", xlabel="iteration", ylabel="loss")
-    val = [r for r in records if "val/recall@1" in r]
+    if val:
+        _plot_validation(val_ax, val, best_step)
+    save_figure(figure, path)
+
+
+def _plot_validation(val_ax, val: list[dict[str, Any]], best_step: int | None) -> None:
     for key, colour in (("val/recall@1", "tab:green"), ("val/map@r", "tab:purple")):
-        if val and key in val[0]:
+        if key in val[0]:
             val_ax.plot([r["step"] for r in val], [100 * r[key] for r in val], marker="o", color=colour, label=key)
     if best_step is not None:
         val_ax.axvline(best_step, color="tab:red", linestyle="--", label=f"selected (iteration {best_step})")
     val_ax.set(title="validation (held-out training classes)", xlabel="iteration", ylabel="%")
-    if val:
-        val_ax.legend(loc="lower right")
-    save_figure(figure, path)
+    val_ax.legend(loc="lower right")
 
 
 def plot_recall_at_k(test: dict[str, dict[str, float]], path: Path, baseline: dict[str, float] | None = None) -> None:
