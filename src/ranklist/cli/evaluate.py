@@ -12,7 +12,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="default: the dataset's evaluation queries (test, or query for a query/gallery protocol)")
     parser.add_argument("--allow-partial", action="store_true", help="accept an incomplete copy of a benchmark")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",  # ranklist.evaluation.evaluator.PRECISIONS
                         help="of the forward (bf16: ~2x faster on bf16 hardware; a run with eval.precision=bf16 is reproduced with bf16)")
     parser.add_argument("--no-progress", action="store_true")
 
