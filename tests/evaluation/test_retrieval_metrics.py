@@ -134,12 +134,22 @@ def test_errors_name_the_bad_value():
         retrieval_metrics(emb, torch.arange(10))
 
 
-def test_fused_counting_gives_the_same_metrics(monkeypatch):
-    emb = tied_embeddings(40, 7)
-    labels = torch.randint(0, 8, (40,), generator=torch.Generator().manual_seed(7))
-    want = retrieval_metrics(emb, labels, (1, 2, 4))
-    monkeypatch.setattr(retrieval_module, "AUTO_COMPILE_MIN_PAIRS", 0)  # compile even this tiny case
-    assert_same(retrieval_metrics(emb, labels, (1, 2, 4)), want)
+@pytest.mark.parametrize("wanted", [3, 30])  # few rows: copied out; most rows: compared in place
+def test_counting_against_each_rows_best_is_exact_either_way(wanted):
+    sim = tied_embeddings(40, 5) @ tied_embeddings(50, 6).T  # values 0, 1/2, 1: many exact ties
+    rows = torch.randperm(40, generator=torch.Generator().manual_seed(wanted))[:wanted].sort().values
+    best = sim[rows, :1].clone()
+    ahead, equal = retrieval_module._count_vs(sim, rows, best)
+    want = [(int((sim[r] > b).sum()), int((sim[r] == b).sum())) for r, b in zip(rows.tolist(), best[:, 0].tolist())]
+    assert list(zip(ahead.tolist(), equal.tolist())) == want
+
+
+@pytest.mark.parametrize("embeddings", [lambda: tied_embeddings(60, 3), lambda: torch.randn(60, 3, generator=torch.Generator().manual_seed(3))])
+def test_metrics_exact_when_most_queries_are_counted_over_the_row(embeddings):
+    """Pairs among unrelated rows: most queries' pair lies outside their top-1 window, so most
+    rows are counted in place over the whole block (ties included)."""
+    emb, labels, ks = embeddings(), torch.arange(60) // 2, (1, 3, 10)
+    assert_same(retrieval_metrics(emb, labels, ks), reference_metrics(emb, labels, ks))
 
 
 def test_first_relevant_rank_read_from_the_top_k_or_counted(monkeypatch):
@@ -150,7 +160,7 @@ def test_first_relevant_rank_read_from_the_top_k_or_counted(monkeypatch):
     labels = torch.arange(80) // 2  # pairs: R = 1, a window of one neighbour
     counted = []
     original = retrieval_module._counted_rank
-    monkeypatch.setattr(retrieval_module, "_counted_rank", lambda sim, *a: counted.append(len(sim)) or original(sim, *a))
+    monkeypatch.setattr(retrieval_module, "_counted_rank", lambda sim, members, rows: counted.append(len(rows)) or original(sim, members, rows))
     ks = (1, 5, 20)
     assert_same(retrieval_metrics(emb, labels, ks), reference_metrics(emb, labels, ks))
     assert 0 < sum(counted) < 80  # some queries resolved in the window, some counted

@@ -15,15 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ranklist.compiling import maybe_compiled
-
 # Similarity block: at most this many entries (64 MB of float32) alive at once.
 PAIRS_PER_BLOCK = 1 << 24
-# Most queries' first relevant item is among their top-k neighbours, whose rank is then read off;
-# only the others need a count over the whole gallery row. That count fused by torch.compile is
-# nearly free, but compiling costs seconds: it pays back within one call only on problems of about
-# SOP's size (60,000 x 60,000) and larger, where the unresolved rows can cost tens of seconds eager.
-AUTO_COMPILE_MIN_PAIRS = 1 << 31
 
 
 def _as_embeddings(name: str, emb: torch.Tensor) -> torch.Tensor:
@@ -94,32 +87,39 @@ def _class_members(query_labels: torch.Tensor, gallery_labels: torch.Tensor, exc
     return members
 
 
-def count_vs(sim: torch.Tensor, best: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row: how many entries are greater than, and equal to, the row's `best`."""
-    # int32 sums of a boolean run several times faster than the default int64 ones.
-    return (sim > best).sum(dim=1, dtype=torch.int32), (sim == best).sum(dim=1, dtype=torch.int32)
+def _count_vs(sim: torch.Tensor, rows: torch.Tensor, best: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each of `rows`: how many of its entries are greater than, and equal to, its `best`.
+
+    Copying rows out costs about as much as comparing them, so when most rows are wanted every row
+    is compared in place (the others against +inf) and the wanted counts are kept. int32 sums of a
+    boolean run several times faster than the default int64 ones.
+    """
+    if 2 * len(rows) <= len(sim):
+        picked = sim[rows]
+        return (picked > best).sum(dim=1, dtype=torch.int32), (picked == best).sum(dim=1, dtype=torch.int32)
+    bound = sim.new_full((len(sim), 1), float("inf"))
+    bound[rows] = best
+    return (sim > bound).sum(dim=1, dtype=torch.int32)[rows], (sim == bound).sum(dim=1, dtype=torch.int32)[rows]
 
 
-def _counted_rank(sim: torch.Tensor, members: torch.Tensor, _count_vs=count_vs) -> torch.Tensor:
-    """1-based rank of each row's first relevant column under the tie rule, counted over the row.
+def _counted_rank(sim: torch.Tensor, members: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """1-based rank of the first relevant column of each of `rows` (members: theirs), counted over the row.
 
     The first relevant item is the most similar member, lowest index among equals; its rank counts
     the columns strictly more similar, plus the equally similar ones with a lower index.
     """
-    member_sim = torch.where(members >= 0, sim.gather(1, members.clamp_min(0)), float("-inf"))
+    member_sim = torch.where(members >= 0, sim[rows[:, None], members.clamp_min(0)], float("-inf"))
     best = member_sim.amax(dim=1, keepdim=True)
     first = torch.where((member_sim == best) & (members >= 0), members, sim.shape[1]).amin(dim=1, keepdim=True)
-    ahead, equal = _count_vs(sim, best)
+    ahead, equal = _count_vs(sim, rows, best)
     rank = ahead.long() + 1
     tied = (equal > 1).nonzero().flatten()  # rare: settle the tie order exactly
-    for row in tied.tolist():
-        rank[row] += int(((sim[row] == best[row]) & (torch.arange(sim.shape[1], device=sim.device) < first[row])).sum())
+    for i in tied.tolist():
+        rank[i] += int(((sim[rows[i]] == best[i]) & (torch.arange(sim.shape[1], device=sim.device) < first[i])).sum())
     return rank
 
 
-def _first_relevant_rank(
-    sim: torch.Tensor, members: torch.Tensor, top_relevant: torch.Tensor, _count_vs=count_vs,
-) -> torch.Tensor:
+def _first_relevant_rank(sim: torch.Tensor, members: torch.Tensor, top_relevant: torch.Tensor) -> torch.Tensor:
     """1-based rank of each row's first relevant column (gallery size + 1 where it has none).
 
     top_relevant [B, k]: whether each of the row's top k (in tie-rule order) is relevant; where one
@@ -129,7 +129,7 @@ def _first_relevant_rank(
     rank = torch.where(found, top_relevant.int().argmax(dim=1) + 1, sim.shape[1] + 1).long()
     rest = (~found & (members >= 0).any(dim=1)).nonzero().flatten()
     if len(rest):
-        rank[rest] = _counted_rank(sim[rest], members[rest], _count_vs)
+        rank[rest] = _counted_rank(sim, members[rest], rest)
     return rank
 
 
@@ -145,18 +145,20 @@ def scan_gallery(
     q, m = queries.shape[0], gallery.shape[0]
     block = max(1, min(q, PAIRS_PER_BLOCK // m))
     members = _class_members(query_labels, gallery_labels, exclude_self)
-    counter = maybe_compiled(count_vs, compile=None, device=queries.device, size=q * m, min_size=AUTO_COMPILE_MIN_PAIRS)
     top = torch.empty(q, k, dtype=torch.long, device=queries.device)
     first_rank = torch.empty(q, dtype=torch.long, device=queries.device)
+    # One buffer for every block: a fresh 64 MB product each block costs the allocator new pages
+    # (page faults) and doubled the product's time on CPU (docs/results.md, Evaluation at scale).
+    buffer = queries.new_empty(block, m)
     for start in range(0, q, block):
         stop = min(start + block, q)
-        sim = queries[start:stop] @ gallery.T
+        sim = torch.mm(queries[start:stop], gallery.T, out=buffer[: stop - start])
         if exclude_self:
             rows = torch.arange(stop - start, device=sim.device)
             sim[rows, rows + start] = float("-inf")
         top[start:stop] = _top_k_block(sim, k)
         top_relevant = gallery_labels[top[start:stop]] == query_labels[start:stop, None]
-        first_rank[start:stop] = _first_relevant_rank(sim, members[start:stop], top_relevant, counter)
+        first_rank[start:stop] = _first_relevant_rank(sim, members[start:stop], top_relevant)
     return top, first_rank
 
 
