@@ -110,3 +110,20 @@ def test_bf16_evaluation_is_float32_and_close_to_fp32():
     assert set(metrics) == {"L", "M", "H", "concat"}
     with pytest.raises(ValueError, match="precision must be one of \\['fp32', 'bf16'\\], got 'fp16'"):
         embed_dataset(model, data, precision="fp16")
+
+
+def test_several_models_embed_in_one_pass_as_each_would_alone():
+    """A run's final test and its pretrained baseline share one read of the test images."""
+    first = build_model("small_cnn", pretrained=False, embedding_dim=6, image_size=16)
+    second = build_model("small_cnn", pretrained=False, embedding_dim=4, image_size=16, levels=["H"])
+    queries, gallery = CountingDataset(16), CountingDataset(24)
+    evaluator = Evaluator(batch_size=5, progress=False)
+    together = evaluator.embed_models({"final": first, "baseline": second}, queries, gallery)
+    assert queries.reads == [1] * 16 and gallery.reads == [1] * 24
+    for name, model in (("final", first), ("baseline", second)):
+        alone = evaluator.embed(model, queries, gallery)
+        for got, want in zip(together[name], alone):
+            if isinstance(want, dict):
+                assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+            else:
+                assert torch.equal(got, want)

@@ -118,3 +118,19 @@ def test_without_validation_the_last_model_is_tested(tiny_recipe, tmp_path):
     assert summary["dataset"]["train_classes"] == 5 and not (out / "checkpoints" / "best.pt").exists()
     assert "the last iteration's model was tested" in (out / "summary.md").read_text()
     assert load_model(out / "checkpoints" / "last.pt")  # what was tested
+
+
+def test_the_pretrained_baseline_shares_the_test_pass(tiny_recipe, tmp_path, monkeypatch):
+    """The baseline is embedded after training, in the final test's pass: each test image is read
+    once for both models, and the summary reports both."""
+    from ranklist.evaluation import evaluator
+
+    passes = []
+    original = evaluator.embed_dataset
+    monkeypatch.setattr(evaluator, "embed_dataset", lambda model, dataset, **kw: passes.append(len(dataset)) or original(model, dataset, **kw))
+    overrides = ["model.backbone=efficientnet_lite0", "model.pretrained=true", "data.image_size=32", "data.resize=36",
+                 "train.iterations=1", "eval.nmi=false", "data.val_fraction=0"]
+    summary = Trainer(load_config(tiny_recipe, overrides), tmp_path / "run", progress=False, log=lambda m: None).run()
+    assert passes == [summary["dataset"]["test_images"]]  # no validation split: the one pass is the test's
+    assert set(summary["baseline"]["test"]["H"]) >= {"recall@1", "map@r"} and set(summary["test"]) == {"L", "M", "H", "concat"}
+    assert list(summary["time_s"]) == ["setup", "train_steps", "checkpoints", "baseline", "test", "report"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -71,6 +71,24 @@ def embed_dataset(
     return {level: torch.cat(parts) for level, parts in chunks.items()}, torch.cat(labels)
 
 
+class _Together(torch.nn.Module):
+    """Several models on one batch: their outputs keyed "name/level"."""
+
+    def __init__(self, models: Mapping[str, torch.nn.Module]) -> None:
+        super().__init__()
+        self.models = torch.nn.ModuleDict(models)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {f"{name}/{level}": emb for name, model in self.models.items() for level, emb in model(images).items()}
+
+
+def _part(outputs: dict[str, torch.Tensor] | None, name: str) -> dict[str, torch.Tensor] | None:
+    """One model's per-level outputs out of _Together's."""
+    if outputs is None:
+        return None
+    return {key.split("/", 1)[1]: emb for key, emb in outputs.items() if key.split("/", 1)[0] == name}
+
+
 @dataclass
 class Evaluator:
     """Scores a model on a split: Recall@K, MAP@R, R-Precision and NMI per level and concatenated.
@@ -104,6 +122,12 @@ class Evaluator:
         if shared is not None:
             labels, gallery_labels = (torch.from_numpy(numbers) for numbers in shared)
         return outputs, labels, gallery_outputs, gallery_labels
+
+    def embed_models(self, models: Mapping[str, torch.nn.Module], dataset: Dataset, gallery_dataset: Dataset | None = None):
+        """{name: what `embed` returns} for several models in one pass: each image is read and
+        transformed once and goes through every model (a run's final test and its pretrained baseline)."""
+        outputs, labels, gallery_outputs, gallery_labels = self.embed(_Together(models).eval(), dataset, gallery_dataset)
+        return {name: (_part(outputs, name), labels, _part(gallery_outputs, name), gallery_labels) for name in models}
 
     def _embed_split(self, model: torch.nn.Module, dataset: Dataset, description: str):
         options = dict(batch_size=self.batch_size, device=self.device, num_workers=self.num_workers,

@@ -31,7 +31,6 @@ class TrainState:
     epoch: int = 0
     batch: int = 0  # batches done in this epoch
     best: Best = field(default_factory=Best)
-    baseline: dict[str, float] | None = None  # the pretrained backbone's test metrics ("H" view)
     rng: list[dict[str, Any]] | None = None  # every process's RNG states, as last saved
 
     def to_checkpoint(self, run) -> dict[str, Any]:
@@ -40,7 +39,7 @@ class TrainState:
         rng = gather_objects(rng_state())  # every process's, so that a resumed DDP run is exact
         return {**model_checkpoint(run.model), "loss_state": run.losses.state_dict(), "optimizer": run.optimizer.state_dict(),
                 "scheduler": run.scheduler.state_dict(), "step": self.step, "epoch": self.epoch, "batch": self.batch,
-                "best": asdict(self.best), "baseline": self.baseline, "rng": rng, "config": asdict(run.config)}
+                "best": asdict(self.best), "rng": rng, "config": asdict(run.config)}
 
     @classmethod
     def restore(cls, run, checkpoint: dict[str, Any]) -> TrainState:
@@ -53,8 +52,7 @@ class TrainState:
         if len(rng) != run.world:  # each process's own augmentation draws continue
             raise ValueError(f"the run was checkpointed by {len(rng)} process(es) and cannot resume exactly with {run.world}; resume it with {len(rng)}")
         set_rng_state(rng[run.rank])
-        return cls(checkpoint["step"], checkpoint["epoch"], checkpoint["batch"], Best(**checkpoint["best"]),
-                   checkpoint["baseline"], rng)
+        return cls(checkpoint["step"], checkpoint["epoch"], checkpoint["batch"], Best(**checkpoint["best"]), rng)
 
 
 def rng_state() -> dict[str, Any]:

@@ -33,7 +33,7 @@ from ranklist.reporting.provenance import hardware, source_commit
 from ranklist.training.config import RunConfig, config_to_yaml
 from ranklist.training.distributed import init_from_env, shutdown
 from ranklist.training.phase_times import PhaseTimes
-from ranklist.training.run import Run, build_run
+from ranklist.training.run import Run, build_run, build_run_model
 from ranklist.training.run_folder import LAST, RunFolderError, check_resume_config, check_run_folder, record_resume, start_run_folder
 from ranklist.training.state import TrainState, train_step
 
@@ -115,8 +115,7 @@ class Trainer:
         return check_resume_config(self.out, asdict(self.config)) if resume else {}
 
     def _start(self, run: Run, resume: bool, checkpoint: dict[str, Any] | None, changes: dict) -> TrainState:
-        """A resumed state (every process reads the lead's checkpoint), or a new one with its
-        pretrained baseline and the first validation."""
+        """A resumed state (every process reads the lead's checkpoint), or a new one with its first validation."""
         if resume:
             checkpoint = _broadcast_checkpoint(checkpoint, run)
             try:
@@ -132,27 +131,40 @@ class Trainer:
         if run.lead:
             atomic_write_text(self.out / "config.yaml", config_to_yaml(self.config))
             self.metrics_path.write_text("")
-        if self.config.model.pretrained or self.config.model.weights:
-            with self.times.phase("baseline"):
-                state.baseline = self._baseline(run)
-            if run.lead:
-                self.log(f"pretrained backbone before training: test recall@1 {state.baseline['recall@1']:.4f}")
         self.validate(run, state)  # the starting point is a candidate too
         return state
 
-    def _baseline(self, run: Run) -> dict[str, float] | None:
-        """The pretrained backbone's test metrics (collective), from the cache when it has them."""
-        cached = None
-        if self.baseline_cache is not None and run.world == 1:
-            key = {"backbone": self.config.model.backbone, "weights": self.config.model.weights, "preprocessing": run.model.preprocessing.to_dict(),
-                   "data": [self.config.data.name, self.config.data.root], "eval": asdict(self.config.eval), "seed": self.config.train.seed}
-            cached = self.baseline_cache / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20] + ".json")
-            if cached.is_file():
+    def _baseline_cache_file(self, run: Run) -> Path | None:
+        """Where the pretrained backbone's test metrics are kept by what decides them (single process)."""
+        if self.baseline_cache is None or run.world > 1:
+            return None
+        key = {"backbone": self.config.model.backbone, "weights": self.config.model.weights, "preprocessing": run.model.preprocessing.to_dict(),
+               "data": [self.config.data.name, self.config.data.root], "eval": asdict(self.config.eval), "seed": self.config.train.seed}
+        return self.baseline_cache / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20] + ".json")
+
+    def _baseline_model(self, run: Run) -> BackboneBaseline | None:
+        """The pretrained backbone as it was before training, rebuilt from the config (no copy is held
+        while training); None without pretrained weights or when the cache has its metrics."""
+        if not (self.config.model.pretrained or self.config.model.weights):
+            return None
+        with self.times.phase("baseline"):
+            cached = self._baseline_cache_file(run)
+            if cached is not None and cached.is_file():
+                return None
+            return BackboneBaseline(build_run_model(self.config).to(run.device, memory_format=run.memory_format))
+
+    def _baseline_metrics(self, run: Run, embedded) -> dict[str, float] | None:
+        """The baseline's test metrics ("H" view): scored from `embedded`, or read from the cache."""
+        if not (self.config.model.pretrained or self.config.model.weights):
+            return None
+        with self.times.phase("baseline"):
+            cached = self._baseline_cache_file(run)
+            if embedded is None:
                 return json.loads(cached.read_text())
-        embedded = run.evaluator.embed(BackboneBaseline(run.model), run.splits.queries, run.splits.gallery)
-        baseline = run.evaluator.score(*embedded)["H"] if run.lead else None
-        if cached is not None:
-            atomic_write_text(cached, json.dumps(baseline))
+            baseline = run.evaluator.score(*embedded)["H"]
+            if cached is not None:
+                atomic_write_text(cached, json.dumps(baseline))
+        self.log(f"pretrained backbone before training: test recall@1 {baseline['recall@1']:.4f}")
         return baseline
 
     def validate(self, run: Run, state: TrainState) -> None:
@@ -226,18 +238,23 @@ class Trainer:
 
     def _finish(self, run: Run, state: TrainState, trained: tuple[int, float], started: float) -> dict[str, Any] | None:
         """The selected model meets the test set once; the lead writes the summary and the report."""
+        baseline_model = self._baseline_model(run)
         with self.times.phase("test"):
             barrier()
             # The lead reads the selected checkpoint from disk; the other processes receive its weights.
             name = "best.pt" if state.best.step is not None else "last.pt"
             final = load_model(self.out / "checkpoints" / name, map_location=run.device) if run.lead else run.model
             broadcast_state(final)
-            outputs, labels, gallery_outputs, gallery_labels = run.evaluator.embed(final, run.splits.queries, run.splits.gallery)
+            # One pass over the test images for the selected model and the pretrained baseline.
+            models = {"final": final} if baseline_model is None else {"final": final, "baseline": baseline_model}
+            embedded = run.evaluator.embed_models(models, run.splits.queries, run.splits.gallery)
             if not run.lead:
                 return None
+            outputs, labels, gallery_outputs, gallery_labels = embedded["final"]
             test = run.evaluator.score(outputs, labels, gallery_outputs, gallery_labels)
+        baseline = self._baseline_metrics(run, embedded.get("baseline"))
         with self.times.phase("report"):
-            summary = self._summary(run, state, trained, test)
+            summary = self._summary(run, state, trained, test, baseline)
             summary["plots"] = write_run_report(self.out, summary, _read_jsonl(self.metrics_path), evaluation_embedding(outputs), labels,
                                                 run.splits.queries, grid_queries=self.config.eval.grid_queries, seed=self.config.train.seed,
                                                 gallery=(evaluation_embedding(gallery_outputs), gallery_labels, run.splits.gallery)
@@ -247,7 +264,8 @@ class Trainer:
         write_run_summary(self.out, summary)
         return summary
 
-    def _summary(self, run: Run, state: TrainState, trained: tuple[int, float], test: dict[str, Any]) -> dict[str, Any]:
+    def _summary(self, run: Run, state: TrainState, trained: tuple[int, float], test: dict[str, Any],
+                 baseline: dict[str, float] | None) -> dict[str, Any]:
         """trained: (iterations, seconds) of this session's training (a resumed run's own part)."""
         cfg, splits = self.config, run.splits.named()
         steps, train_time = trained
@@ -261,9 +279,9 @@ class Trainer:
             "dataset": {"name": cfg.data.name, **{f"{k}_images": len(v) for k, v in splits.items()},
                         **{f"{k}_classes": int(len(np.unique(v.labels))) for k, v in splits.items()}},
         }
-        if state.baseline is not None:
+        if baseline is not None:
             summary["baseline"] = {"description": f"pretrained {cfg.model.backbone} before training (pooled high-level features)",
-                                   "test": {"H": state.baseline}}
+                                   "test": {"H": baseline}}
         return summary
 
 
