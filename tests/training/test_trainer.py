@@ -134,3 +134,6 @@ def test_the_pretrained_baseline_shares_the_test_pass(tiny_recipe, tmp_path, mon
     assert passes == [summary["dataset"]["test_images"]]  # no validation split: the one pass is the test's
     assert set(summary["baseline"]["test"]["H"]) >= {"recall@1", "map@r"} and set(summary["test"]) == {"L", "M", "H", "concat"}
     assert list(summary["time_s"]) == ["setup", "train_steps", "checkpoints", "baseline", "test", "report"]
+    passes.clear()  # eval.baseline=false: no baseline model, no baseline in the summary
+    summary = Trainer(load_config(tiny_recipe, [*overrides, "eval.baseline=false"]), tmp_path / "off", progress=False, log=lambda m: None).run()
+    assert "baseline" not in summary and "baseline" not in summary["time_s"] and passes == [summary["dataset"]["test_images"]]

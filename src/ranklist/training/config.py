@@ -87,6 +87,7 @@ class EvalConfig:
     ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     batch_size: int = 128
     nmi: bool = True
+    baseline: bool = True  # score the pretrained backbone before training too (costs one more forward and scoring of the test split)
     grid_queries: int = 8  # rows of the retrieval grid
     precision: str = "fp32"  # fp32 | bf16 | auto: the evaluation forward (bf16: ~2x faster embedding on bf16 hardware; auto: bf16 there only)
 

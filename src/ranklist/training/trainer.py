@@ -142,10 +142,14 @@ class Trainer:
                "data": [self.config.data.name, self.config.data.root], "eval": asdict(self.config.eval), "seed": self.config.train.seed}
         return self.baseline_cache / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20] + ".json")
 
+    def _wants_baseline(self) -> bool:
+        """A pretrained backbone to compare against, and eval.baseline on."""
+        return bool(self.config.model.pretrained or self.config.model.weights) and self.config.eval.baseline
+
     def _baseline_model(self, run: Run) -> BackboneBaseline | None:
         """The pretrained backbone as it was before training, rebuilt from the config (no copy is held
         while training); None without pretrained weights or when the cache has its metrics."""
-        if not (self.config.model.pretrained or self.config.model.weights):
+        if not self._wants_baseline():
             return None
         with self.times.phase("baseline"):
             cached = self._baseline_cache_file(run)
@@ -155,7 +159,7 @@ class Trainer:
 
     def _baseline_metrics(self, run: Run, embedded) -> dict[str, float] | None:
         """The baseline's test metrics ("H" view): scored from `embedded`, or read from the cache."""
-        if not (self.config.model.pretrained or self.config.model.weights):
+        if not self._wants_baseline():
             return None
         with self.times.phase("baseline"):
             cached = self._baseline_cache_file(run)
