@@ -143,7 +143,11 @@ def neighbours_for_grid(embeddings: np.ndarray, labels: np.ndarray, num_queries:
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(len(labels), size=min(num_queries, len(labels)), replace=False))
     k = min(k, len(gallery_labels) - (1 if self_retrieval else 0))
-    top, _ = scan_gallery(unit(embeddings), unit(gallery), torch.as_tensor(labels), torch.as_tensor(gallery_labels), k,
-                          exclude_self=self_retrieval)
-    neighbours = top[queries].numpy()
+    # Only the chosen queries are scanned (not every item: that was a whole retrieval pass at scale).
+    # Self-retrieval takes one neighbour more and drops the query itself, which keeps the others' order.
+    top, _ = scan_gallery(unit(embeddings[queries]), unit(gallery), torch.as_tensor(labels[queries]), torch.as_tensor(gallery_labels),
+                          k + self_retrieval, exclude_self=False)
+    if self_retrieval:
+        top = torch.stack([row[row != query][:k] for row, query in zip(top, queries.tolist())])
+    neighbours = top.numpy()
     return queries, neighbours, gallery_labels[neighbours] == labels[queries][:, None]
