@@ -148,7 +148,7 @@ def scan_gallery(
     top = torch.empty(q, k, dtype=torch.long, device=queries.device)
     first_rank = torch.empty(q, dtype=torch.long, device=queries.device)
     # One buffer for every block: a fresh 64 MB product each block costs the allocator new pages
-    # (page faults) and doubled the product's time on CPU (docs/results.md, Evaluation at scale).
+    # (page faults) and doubled the product's time on CPU (docs/results.md, Throughput: Evaluation).
     buffer = queries.new_empty(block, m)
     for start in range(0, q, block):
         stop = min(start + block, q)
