@@ -39,6 +39,32 @@ eval: {{ks: [1], batch_size: 16, grid_queries: 2, nmi: false}}
     assert summary["dataset"]["train_classes"] == 5  # each process took 2 of them per step
 
 
+def test_torchrun_scores_the_pretrained_baseline_in_the_shared_test_pass(tmp_path):
+    """Both processes embed shards of the test split with the final model and the rebuilt pretrained
+    backbone together; the baseline scores as one process scores that backbone alone."""
+    from ranklist.training.run import build_run_model
+    from ranklist.training.trainer import BackboneBaseline
+
+    root = make_fashion_mnist(tmp_path / "fm")
+    recipe = tmp_path / "pretrained.yaml"
+    recipe.write_text(f"""
+name: pretrained-ddp
+data: {{name: fashion_mnist, root: {root}, image_size: 32, resize: 36, classes_per_batch: 2, samples_per_class: 3, val_fraction: 0.0}}
+model: {{backbone: efficientnet_lite0, pretrained: true, embedding_dim: 8, freeze_blocks: 3}}
+train: {{iterations: 1, val_every: 1, log_every: 1, checkpoint_every: 1, threads: 1}}
+eval: {{ks: [1, 2], batch_size: 16, grid_queries: 2, nmi: false}}
+""")
+    out = tmp_path / "run"
+    torchrun(str(recipe), "--out", str(out))
+    summary = json.loads((out / "summary.json").read_text())
+    config = load_config(recipe)
+    pretrained = build_run_model(config)
+    test = build_dataset("fashion_mnist", "test", root=config.data.root,
+                         transform=build_transform(False, image_size=32, resize=36, normalization=pretrained.normalization))
+    want = Evaluator(ks=(1, 2), batch_size=16, progress=False, compute_nmi=False).evaluate(BackboneBaseline(pretrained), test)["H"]
+    assert summary["baseline"]["test"]["H"] == pytest.approx(want, abs=1e-6)
+
+
 @pytest.fixture
 def folder_recipe(tmp_path):
     """20 classes of 4 images: 10 test classes, 8 training and 2 validation classes."""
