@@ -133,6 +133,21 @@ def _first_relevant_rank(sim: torch.Tensor, members: torch.Tensor, top_relevant:
     return rank
 
 
+def similarity_blocks(queries: torch.Tensor, gallery: torch.Tensor):
+    """(start, stop, queries[start:stop] @ gallery.T) for consecutive blocks of query rows, at most
+    PAIRS_PER_BLOCK entries each, every block written into one buffer (valid until the next block).
+
+    A fresh 64 MB product per block costs the allocator new pages (page faults) and doubled the
+    product's time on CPU (docs/results.md, Throughput: Evaluation).
+    """
+    q, m = queries.shape[0], gallery.shape[0]
+    block = max(1, min(q, PAIRS_PER_BLOCK // m))
+    buffer = queries.new_empty(block, m)
+    for start in range(0, q, block):
+        stop = min(start + block, q)
+        yield start, stop, torch.mm(queries[start:stop], gallery.T, out=buffer[: stop - start])
+
+
 def scan_gallery(
     queries: torch.Tensor, gallery: torch.Tensor, query_labels: torch.Tensor, gallery_labels: torch.Tensor,
     k: int, *, exclude_self: bool,
@@ -142,17 +157,11 @@ def scan_gallery(
     exclude_self: queries and gallery are the same set and query i must not retrieve item i.
     Inputs are L2-normalised; the work is blocked so no Q x M matrix is ever held.
     """
-    q, m = queries.shape[0], gallery.shape[0]
-    block = max(1, min(q, PAIRS_PER_BLOCK // m))
+    q = queries.shape[0]
     members = _class_members(query_labels, gallery_labels, exclude_self)
     top = torch.empty(q, k, dtype=torch.long, device=queries.device)
     first_rank = torch.empty(q, dtype=torch.long, device=queries.device)
-    # One buffer for every block: a fresh 64 MB product each block costs the allocator new pages
-    # (page faults) and doubled the product's time on CPU (docs/results.md, Throughput: Evaluation).
-    buffer = queries.new_empty(block, m)
-    for start in range(0, q, block):
-        stop = min(start + block, q)
-        sim = torch.mm(queries[start:stop], gallery.T, out=buffer[: stop - start])
+    for start, stop, sim in similarity_blocks(queries, gallery):
         if exclude_self:
             rows = torch.arange(stop - start, device=sim.device)
             sim[rows, rows + start] = float("-inf")
