@@ -31,6 +31,8 @@ def test_presets_are_named_from_a_config(tiny_recipe):
     ("data: [1, 2\n", "is not valid YAML"),
     ("- a\n- b\n", "must hold a mapping of sections (data, model, ...), got list"),
     ("data: {image_size: 12\n", "is not valid YAML"),
+    ("data:\n  hflip: true\n  recipe: paper\n  hflip: false\n", "is not valid YAML: key 'hflip' is given twice.*line 4"),
+    ("name: a\nname: b\n", "key 'name' is given twice"),
 ])
 def test_malformed_files_are_named(tmp_path, text, message):
     path = tmp_path / "bad.yaml"

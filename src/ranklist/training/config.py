@@ -116,12 +116,27 @@ def _valid_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key if isinstance(key, (str, int, float, bool)) else id(key_node))
+        return super().construct_mapping(node, deep)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
-    """A recipe file's mapping; a missing, malformed or non-mapping file is a ConfigError naming it."""
+    """A recipe file's mapping; a missing, malformed or non-mapping file, or a key given twice, is a
+    ConfigError naming it."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        with path.open() as stream:  # a stream: the error's position names the file
+            data = yaml.load(stream, Loader=_UniqueKeyLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(data, dict):
