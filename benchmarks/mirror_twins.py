@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         outputs, labels, _, _ = evaluator.embed(model, dataset)
         names = list(dataset.class_names)
         report["checkpoints"][path] = recall_at_1_by_group(evaluation_embedding(outputs), np.asarray(labels), names)
-        report["twin_classes"] = sorted({names[label] for label in np.unique(np.asarray(labels))} & mirror_twins(names))
+        report.setdefault("twin_classes", sorted({names[label] for label in np.unique(np.asarray(labels))} & mirror_twins(names)))
     print(json.dumps(report, indent=2))
 
 

@@ -2,7 +2,8 @@
 
     config = load_config("configs/sop.yaml", ["loss.neg_temperature=12"])
 
-Unknown keys are errors that list the valid ones; values are range-checked with errors naming them.
+Unknown keys are errors that list the valid ones, and so is a key given twice in a file; values are
+range-checked with errors naming them.
 """
 
 from __future__ import annotations
@@ -123,9 +124,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
+            # (type, value): YAML's 1 and true are different keys; unhashable keys are never repeats.
+            marker = (type(key), key) if isinstance(key, (str, int, float, bool)) else id(key_node)
+            if marker in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
-            seen.add(key if isinstance(key, (str, int, float, bool)) else id(key_node))
+            seen.add(marker)
         return super().construct_mapping(node, deep)
 
 
