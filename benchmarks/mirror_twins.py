@@ -20,15 +20,17 @@ import torch
 from ranklist.data import build_dataset
 from ranklist.data.mirror_names import mirror_twins
 from ranklist.evaluation import Evaluator
+from ranklist.evaluation.retrieval import scan_gallery
 from ranklist.models import evaluation_embedding, load_model
 
 
 def recall_at_1_by_group(embedding: torch.Tensor, labels: np.ndarray, class_names: list[str]) -> dict:
-    """Recall@1 (%; the query itself excluded, cosine similarity) over all queries, the twin classes' and the others'."""
+    """Recall@1 (%; the query itself excluded, cosine similarity, retrieval_metrics' tie rule) over all
+    queries, the twin classes' and the others'."""
     unit = torch.nn.functional.normalize(embedding.float(), dim=1)
-    similarity = unit @ unit.T
-    similarity.fill_diagonal_(-float("inf"))
-    hit = (labels[similarity.argmax(1).numpy()] == labels)
+    tensor_labels = torch.as_tensor(labels)
+    _, first_rank = scan_gallery(unit, unit, tensor_labels, tensor_labels, 1, exclude_self=True)
+    hit = (first_rank == 1).numpy()
     twins = mirror_twins(class_names)
     twin = np.array([class_names[label] in twins for label in labels], dtype=bool)
 
