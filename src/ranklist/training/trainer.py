@@ -146,23 +146,21 @@ class Trainer:
         """A pretrained backbone to compare against, and eval.baseline on."""
         return bool(self.config.model.pretrained or self.config.model.weights) and self.config.eval.baseline
 
-    def _baseline_model(self, run: Run) -> BackboneBaseline | None:
+    def _baseline_model(self, run: Run, cached: Path | None) -> BackboneBaseline | None:
         """The pretrained backbone as it was before training, rebuilt from the config (no copy is held
-        while training); None without pretrained weights or when the cache has its metrics."""
+        while training); None without pretrained weights or when the cache file `cached` has its metrics."""
         if not self._wants_baseline():
             return None
         with self.times.phase("baseline"):
-            cached = self._baseline_cache_file(run)
             if cached is not None and cached.is_file():
                 return None
             return BackboneBaseline(build_run_model(self.config).to(run.device, memory_format=run.memory_format))
 
-    def _baseline_metrics(self, run: Run, embedded) -> dict[str, float] | None:
-        """The baseline's test metrics ("H" view): scored from `embedded`, or read from the cache."""
+    def _baseline_metrics(self, run: Run, embedded, cached: Path | None) -> dict[str, float] | None:
+        """The baseline's test metrics ("H" view): scored from `embedded` (and kept in `cached`), or read from `cached`."""
         if not self._wants_baseline():
             return None
         with self.times.phase("baseline"):
-            cached = self._baseline_cache_file(run)
             if embedded is None:
                 return json.loads(cached.read_text())
             baseline = run.evaluator.score(*embedded)["H"]
@@ -242,7 +240,8 @@ class Trainer:
 
     def _finish(self, run: Run, state: TrainState, trained: tuple[int, float], started: float) -> dict[str, Any] | None:
         """The selected model meets the test set once; the lead writes the summary and the report."""
-        baseline_model = self._baseline_model(run)
+        cached = self._baseline_cache_file(run)
+        baseline_model = self._baseline_model(run, cached)
         with self.times.phase("test"):
             barrier()
             # The lead reads the selected checkpoint from disk; the other processes receive its weights.
@@ -256,7 +255,7 @@ class Trainer:
                 return None
             outputs, labels, gallery_outputs, gallery_labels = embedded["final"]
             test = run.evaluator.score(outputs, labels, gallery_outputs, gallery_labels)
-        baseline = self._baseline_metrics(run, embedded.get("baseline"))
+        baseline = self._baseline_metrics(run, embedded.get("baseline"), cached)
         with self.times.phase("report"):
             summary = self._summary(run, state, trained, test, baseline)
             summary["plots"] = write_run_report(self.out, summary, _read_jsonl(self.metrics_path), evaluation_embedding(outputs), labels,
