@@ -47,6 +47,15 @@ class Preprocessing:
         """The training (random) or evaluation (deterministic) transform; options: rrc_scale, generator."""
         return ImageTransform(train, self.image_size, self.resize, self.normalization, self.recipe, self.hflip, **options)
 
+    def uncropped_transform(self) -> ImageTransform:
+        """The training image before its random crop and flip, normalised (train.cache_frozen):
+        paper: resize x resize; resize: image_size x image_size. rrc has no such image (each crop
+        draws its own scale) and is an error."""
+        if self.recipe == "rrc":
+            raise ValueError("recipe 'rrc' draws a new crop scale for every item: its training images cannot be cached before the crop")
+        side = self.resize if self.recipe == "paper" else self.image_size
+        return ImageTransform(False, side, side, self.normalization, "resize", hflip=False)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON, YAML, ONNX metadata)."""
         record = asdict(self)

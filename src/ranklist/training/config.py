@@ -81,6 +81,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: Optional[int] = None  # torch threads on CPU; default: torch's own choice
     channels_last: bool = True  # NHWC memory format: ~1.5x faster convolutions on CPU (measured)
+    cache_frozen: bool = False  # compute the frozen blocks' output of each training image once; crops at their stride (training/trunk_cache.py)
 
 
 @dataclass
@@ -200,6 +201,8 @@ def check_config(config: RunConfig) -> None:
     for key in ("val_every", "log_every", "checkpoint_every"):
         need(getattr(t, key) >= 1, f"train.{key} must be >= 1, got {getattr(t, key)}")
     need(t.threads is None or t.threads >= 1, f"train.threads must be >= 1 or null, got {t.threads}")
+    need(not t.cache_frozen or m.freeze_blocks > 0, f"train.cache_frozen needs frozen blocks (model.freeze_blocks > 0), got model.freeze_blocks={m.freeze_blocks}")
+    need(not t.cache_frozen or d.recipe != "rrc", "train.cache_frozen cannot cache data.recipe='rrc' (a new crop scale per item); use 'paper' or 'resize'")
     need(bool(e.ks) and min(e.ks) >= 1, f"eval.ks must be positive, got {e.ks}")
     need(e.batch_size >= 1, f"eval.batch_size must be >= 1, got {e.batch_size}")
     need(loss.memory_size >= 0 and loss.memory_warmup >= 0, f"loss.memory_size and loss.memory_warmup must be >= 0, got {loss.memory_size}, {loss.memory_warmup}")

@@ -25,6 +25,7 @@ from ranklist.training.config import ConfigError, RunConfig
 from ranklist.training.optimizers import build_optimizer
 from ranklist.training.precision import evaluation_precision, frozen_precision
 from ranklist.training.preflight import check_class_disjoint, check_images, check_ks, resolve_device
+from ranklist.training.trunk_cache import cache_trunk
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Run:
     evaluator: Evaluator  # the final test (and the pretrained baseline)
     val_evaluator: Evaluator  # model selection: Recall@1 only
     frozen_precision: str = "fp32"  # what the frozen blocks' training forward runs in (optim.frozen_precision resolved)
+    trunk_cached: bool = False  # splits.train yields the frozen trunk's cached maps (train.cache_frozen)
 
     @property
     def lead(self) -> bool:
@@ -67,12 +69,16 @@ class Run:
 
     @property
     def memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.config.train.channels_last else torch.contiguous_format
+        return model_memory_format(self.config)
 
     @property
     def batch_size(self) -> int:
         """Images per step over every process."""
         return self.config.data.classes_per_batch * self.config.data.samples_per_class * self.world
+
+
+def model_memory_format(config: RunConfig) -> torch.memory_format:
+    return torch.channels_last if config.train.channels_last else torch.contiguous_format
 
 
 def seed_everything(seed: int) -> None:
@@ -143,13 +149,16 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
         torch.set_num_threads(config.train.threads)
     seed_everything(config.train.seed)
     model = build_run_model(config).to(device)
-    model = model.to(memory_format=torch.channels_last if config.train.channels_last else torch.contiguous_format)
+    model = model.to(memory_format=model_memory_format(config))
     frozen = frozen_precision(model, config.optim.frozen_precision, device)
     seed_everything(config.train.seed + rank)  # own augmentation draws per process
     splits = build_splits(config, model.preprocessing)
     check_class_disjoint(splits)
     check_ks(config.eval.ks, splits)
     check_images(splits.named().items())
+    if config.train.cache_frozen:
+        splits.train = cache_trunk(model, splits.train, model.preprocessing, flips=config.data.hflip,
+                                   batch_size=config.eval.batch_size, memory_format=model_memory_format(config))
     sampler = ClassBalancedBatchSampler(splits.train.labels, config.data.classes_per_batch, config.data.samples_per_class,
                                         seed=config.train.seed, rank=rank, world_size=world)
     losses = build_level_losses(config, model.embedding_dims, int(len(np.unique(splits.train.labels))), world).to(device)
@@ -164,4 +173,4 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
                           progress=progress, ks=tuple(config.eval.ks), compute_nmi=config.eval.nmi, seed=config.train.seed,
                           distributed=world > 1, precision=evaluation_precision(config.eval.precision, device))
     return Run(config, device, rank, world, model, train_model, losses, optimizer, scheduler, sampler, splits,
-               evaluator, replace(evaluator, ks=(1,), compute_nmi=False), frozen)
+               evaluator, replace(evaluator, ks=(1,), compute_nmi=False), frozen, config.train.cache_frozen)

@@ -73,7 +73,7 @@ def train_step(run, state: TrainState, batch: tuple[torch.Tensor, torch.Tensor])
     optim = run.config.optim
     # bfloat16 on every device: float16 without a gradient scaler lets small gradients underflow.
     with torch.autocast(run.device.type, enabled=optim.amp, dtype=torch.bfloat16):
-        outputs = run.train_model(images)
+        outputs = run.train_model(images, from_trunk=True) if run.trunk_cached else run.train_model(images)
     loss = sum(run.losses[level](outputs[level].float(), labels) for level in run.model.levels)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
