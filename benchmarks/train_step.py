@@ -13,7 +13,11 @@ through the recipe's training transform (the emoji benchmark's shape; no data se
   CUDA), torch.compile of the model (its compile time reported apart), freezing the stem and first
   blocks (backbones with `freeze`), the frozen blocks' training forward in fp32 and in bf16
   (optim.frozen_precision; backbones that can), EfficientNet-Lite's layers as its package builds
-  them (package_layers: a ZeroPad2d copy before each padded convolution, ReLU6 out of place),
+  them (package_layers: a ZeroPad2d copy before each padded convolution, ReLU6 out of place, batch
+  norms not folded; stride2_zero_pad: that copy back before the stride-2 convolutions only;
+  unfolded_norms: the eval-mode batch norms run apart again), the backbone's batch-norm statistics
+  frozen (freeze_bn_on, or _off where the recipe freezes them; model.freeze_bn), the frozen trunk's
+  output cached once (cache_frozen_on, or _off where the recipe caches; train.cache_frozen),
   loader workers with prefetch;
 - evaluation forward (eval mode, batch eval.batch_size): torch.inference_mode and bf16 against no_grad,
   and the largest difference of the bf16 embeddings from fp32 (cosine).
@@ -39,12 +43,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ranklist.data import ArrayDataset, ClassBalancedBatchSampler, build_transform
+from ranklist.data import ArrayDataset, ClassBalancedBatchSampler, Preprocessing, build_transform
 from ranklist.models import BACKBONES, build_model, parameter_groups
 from ranklist.training.config import RunConfig, load_config
 from ranklist.training.optimizers import build_optimizer
 from ranklist.training.precision import frozen_precision, native_bf16
 from ranklist.training.run import build_level_losses
+from ranklist.training.trunk_cache import cache_trunk
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_SIZE = 64  # the emoji benchmark's images
@@ -67,26 +72,43 @@ class Variant:
     losses: torch.nn.ModuleDict
     amp: bool = False
     channels_last: bool = True
-    loader: str = "main"  # the loader feeding it: "main" (in process) or "workers"
+    loader: str = "main"  # the loader feeding it: "main" (in process), "workers" or "cached" (the frozen trunk's maps)
     times: dict[str, list[float]] = field(default_factory=dict)
 
 
-def package_layers(model: torch.nn.Module) -> torch.nn.Module:
-    """EfficientNet-Lite as its package builds it: a ZeroPad2d copy before every padded
-    convolution and ReLU6 out of place (what ranklist's wrapper replaces; same outputs)."""
+def package_layers(model: torch.nn.Module, *, which: str = "all") -> torch.nn.Module:
+    """EfficientNet-Lite's layers put back as its package builds them (same outputs):
+    "all": a ZeroPad2d copy before each padded convolution, ReLU6 out of place, no batch norm folded;
+    "stride2_zero_pad": only the stride-2 convolutions' padded copy (the shift's saving alone);
+    "unfolded_norms": only the batch norms unfolded (the folding's saving alone)."""
+    from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+
+    from ranklist.models.bn_folding import FoldedBatchNorm2d
+
     for module in model.modules():
-        if isinstance(module, torch.nn.ReLU6):
+        if isinstance(module, torch.nn.ReLU6) and which == "all":
             module.inplace = False
-        if isinstance(getattr(module, "static_padding", None), torch.nn.Identity) and module.padding != (0, 0):
-            (top, left), module.padding = module.padding, (0, 0)
-            module.static_padding = torch.nn.ZeroPad2d((left, left, top, top))
+        if isinstance(module, FoldedBatchNorm2d) and which in ("all", "unfolded_norms"):
+            module.__class__ = torch.nn.BatchNorm2d
+        if "folded_norm" in vars(module) and which in ("all", "unfolded_norms"):
+            del module.folded_norm
+        shift = getattr(module, "shift", (0, 0))
+        if "shift" in type(module).__dict__ and module.padding != (0, 0) and (which == "all" or (which == "stride2_zero_pad" and any(shift))):
+            (bottom, right), (down, across) = module.padding, shift
+            module.padding, module.static_padding = (0, 0), torch.nn.ZeroPad2d((right - across, right, bottom - down, bottom))
+            module.shift = (0, 0)
+        if "shift" in type(module).__dict__ and which == "all":
+            module.__class__ = Conv2dStaticSamePadding
     return model
 
 
 def _make_variant(name: str, config: RunConfig, base: torch.nn.Module, device: torch.device, num_classes: int,
                   *, amp: bool = False, channels_last: bool | None = None, compile: bool = False,
-                  freeze: int = 0, loader: str = "main", frozen: str | None = None, package: bool = False) -> Variant:
-    model = package_layers(copy.deepcopy(base)) if package else copy.deepcopy(base)
+                  freeze: int = 0, loader: str = "main", frozen: str | None = None, package: str | None = None,
+                  freeze_bn: bool | None = None) -> Variant:
+    model = package_layers(copy.deepcopy(base), which=package) if package else copy.deepcopy(base)
+    if freeze_bn is not None:
+        model.freeze_bn = freeze_bn  # applied by model.train() below
     if freeze:
         model.backbone.freeze(freeze)
     frozen = frozen or config.optim.frozen_precision
@@ -115,7 +137,7 @@ def _train_step(v: Variant, images: torch.Tensor, labels: torch.Tensor, device: 
     labels = labels.to(device)
     amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
     with torch.autocast(device.type, dtype=amp_dtype, enabled=v.amp):
-        outputs = v.step_model(images)
+        outputs = v.step_model(images, from_trunk=True) if v.loader == "cached" else v.step_model(images)
     mark()
     detached = {level: out.float().detach().requires_grad_() for level, out in outputs.items()}
     loss = sum(v.losses[level](emb, labels) for level, emb in detached.items())
@@ -141,7 +163,7 @@ def _batches(loader: DataLoader, device: torch.device):
             for_start = time.perf_counter()
 
 
-def _loaders(config: RunConfig, normalization: str, n_classes: int, workers: int):
+def _loaders(config: RunConfig, normalization: str, n_classes: int, workers: int, cached_by: torch.nn.Module | None):
     d = config.data
     gen = np.random.default_rng(0)
     images = gen.integers(0, 256, size=(n_classes * d.samples_per_class, SOURCE_SIZE, SOURCE_SIZE, 3), dtype=np.uint8)
@@ -154,19 +176,25 @@ def _loaders(config: RunConfig, normalization: str, n_classes: int, workers: int
         extra = dict(persistent_workers=True, prefetch_factor=2) if num_workers else {}
         return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, **extra)
 
-    return {"main": loader(0), **({"workers": loader(workers)} if workers else {})}
+    loaders = {"main": loader(0), **({"workers": loader(workers)} if workers else {})}
+    if cached_by is not None:  # the trunk's maps of the same images (the variants share the frozen blocks)
+        cached = cache_trunk(cached_by, dataset, Preprocessing.from_config(d, normalization), flips=d.hflip, batch_size=config.eval.batch_size,
+                             memory_format=torch.channels_last if config.train.channels_last else torch.contiguous_format)
+        loaders["cached"] = DataLoader(cached, batch_sampler=ClassBalancedBatchSampler(labels, d.classes_per_batch, d.samples_per_class, seed=0))
+    return loaders
 
 
 def _variants(config: RunConfig, base, device, num_classes: int, wanted: list[str], workers: int,
               freeze: list[int]) -> list[Variant]:
     candidates: dict[str, Callable[[], Variant]] = {
-        "recipe": lambda: _make_variant("recipe", config, base, device, num_classes,
-                                        freeze=config.model.freeze_blocks if hasattr(base.backbone, "freeze") else 0),
         "contiguous": lambda: _make_variant("contiguous", config, base, device, num_classes, channels_last=False),
         "bf16_autocast": lambda: _make_variant("bf16_autocast", config, base, device, num_classes, amp=True),
         "compile": lambda: _make_variant("compile", config, base, device, num_classes, compile=True),
-        "package_layers": lambda: _make_variant("package_layers", config, base, device, num_classes, package=True,
+        "package_layers": lambda: _make_variant("package_layers", config, base, device, num_classes, package="all",
                                                 freeze=config.model.freeze_blocks if hasattr(base.backbone, "freeze") else 0),
+        **{name: (lambda name=name: _make_variant(name, config, base, device, num_classes, package=name,
+                                                  freeze=config.model.freeze_blocks if hasattr(base.backbone, "freeze") else 0))
+           for name in ("stride2_zero_pad", "unfolded_norms")},
         **{f"frozen_{p}": (lambda p=p: _make_variant(f"frozen_{p}", config, base, device, num_classes,
                                                      freeze=config.model.freeze_blocks, frozen=p)) for p in ("fp32", "bf16")},
         **{f"freeze_stem_{n}_blocks": (lambda n=n: _make_variant(f"freeze_stem_{n}_blocks", config, base, device, num_classes, freeze=n))
@@ -177,10 +205,21 @@ def _variants(config: RunConfig, base, device, num_classes: int, wanted: list[st
         "bf16_autocast": native_bf16(device),
         "compile": True,
         "package_layers": hasattr(base.backbone, "set_frozen_precision"),  # EfficientNet-Lite
+        "stride2_zero_pad": hasattr(base.backbone, "set_frozen_precision"),
+        "unfolded_norms": hasattr(base.backbone, "set_frozen_precision"),
         **{f"frozen_{p}": config.model.freeze_blocks > 0 and hasattr(base.backbone, "set_frozen_precision") for p in ("fp32", "bf16")},
         **{f"freeze_stem_{n}_blocks": hasattr(base.backbone, "freeze") for n in freeze},
         f"workers_{workers}": workers > 0,
     }
+    cached, frozen_bn = config.train.cache_frozen, config.model.freeze_bn
+    candidates["freeze_bn"] = lambda: _make_variant(f"freeze_bn_{'off' if frozen_bn else 'on'}", config, base, device, num_classes,
+                                                    freeze=config.model.freeze_blocks if hasattr(base.backbone, "freeze") else 0,
+                                                    freeze_bn=not frozen_bn)
+    candidates["recipe"] = lambda: _make_variant("recipe", config, base, device, num_classes, loader="cached" if cached else "main",
+                                                 freeze=config.model.freeze_blocks if hasattr(base.backbone, "freeze") else 0)
+    candidates["cache_frozen"] = lambda: _make_variant(f"cache_frozen_{'off' if cached else 'on'}", config, base, device, num_classes,
+                                                       loader="main" if cached else "cached", freeze=config.model.freeze_blocks)
+    usable["cache_frozen"] = config.model.freeze_blocks > 0 and hasattr(base.backbone, "frozen_trunk")
     return [make() for name, make in candidates.items() if name == "recipe" or (name in wanted and usable.get(name, True))]
 
 
@@ -216,17 +255,18 @@ def measure_backbone(name: str, config: RunConfig, args) -> dict:
     device = torch.device(args.device)
     torch.manual_seed(0)
     base = build_model(name, embedding_dim=config.model.embedding_dim, levels=config.model.levels,
-                       pretrained=False, image_size=config.data.image_size)
+                       pretrained=False, image_size=config.data.image_size, freeze_bn=config.model.freeze_bn)
     n_classes = max(config.data.classes_per_batch * 4, 16)
     variants = _variants(config, base, device, n_classes, args.variants, args.workers, args.freeze_blocks)
-    loaders = {key: _batches(loader, device) for key, loader in _loaders(config, base.normalization, n_classes, args.workers).items()}
+    cached_by = next((v.model for v in variants if v.loader == "cached"), None)
+    loaders = {key: _batches(loader, device) for key, loader in _loaders(config, base.normalization, n_classes, args.workers, cached_by).items()}
     compile_s = None
     for step in range(args.warmup + args.steps):
-        images, labels, _ = next(loaders["main"])
+        main = next(loaders["main"])
         for v in variants:  # interleaved: every variant takes this step before the next batch
-            # The workers variant waits on its own prefetching loader (same shapes); the others'
+            # The workers and cached variants wait on their own loaders (same shapes); the others'
             # data time is the in-process loader's, measured after the loop.
-            data_s = next(loaders[v.loader])[2] if v.loader != "main" else 0.0
+            images, labels, data_s = (main[0], main[1], 0.0) if v.loader == "main" else next(loaders[v.loader])
             parts = _train_step(v, images, labels, device)
             if v.name == "compile" and step == 0:
                 compile_s = sum(parts.values())
@@ -276,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--eval-steps", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="loader workers of the workers variant (0: skip it)")
-    parser.add_argument("--variants", nargs="*", default=["contiguous", "bf16_autocast", "compile", "freeze", "frozen", "package_layers", "workers"])
+    parser.add_argument("--variants", nargs="*", default=["contiguous", "bf16_autocast", "compile", "freeze", "frozen", "package_layers", "stride2_zero_pad", "unfolded_norms", "freeze_bn", "cache_frozen", "workers"])
     parser.add_argument("--freeze-blocks", nargs="+", type=int, default=[FREEZE_BLOCKS], help="variants freezing the stem and this many blocks")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the recipe's train.threads)")
     parser.add_argument("--device", default="cpu")

@@ -29,6 +29,16 @@ def test_train_step_quick_on_small_cnn():
     assert result["eval_forward"]["x_no_grad"]["no_grad"] == 1.0
 
 
+def test_train_step_quick_layer_options_on_efficientnet_lite0():
+    """The options that need EfficientNet-Lite: the package's layers, the stride-2 copy, unfolded
+    norms, BN statistics frozen and the cached trunk (the demo recipe freezes 3 blocks and BN)."""
+    report = run_script("train_step.py", "--quick", "--backbones", "efficientnet_lite0", "--eval-steps", "0", "--variants",
+                        "package_layers", "stride2_zero_pad", "unfolded_norms", "freeze_bn", "cache_frozen")
+    options = report["backbones"]["efficientnet_lite0"]["options_x_recipe"]
+    assert set(options) == {"package_layers", "stride2_zero_pad", "unfolded_norms", "freeze_bn_off", "cache_frozen_on"}
+    assert all(ratio > 0 for ratio in options.values())
+
+
 def test_gpu_check_cpu_fallback():
     report = run_script("gpu_check.py", "--device", "cpu")
     assert report["fallback"] is True and report["device"] == "cpu"
