@@ -48,7 +48,7 @@ gpu-check: $(STAMP)
 # The studies of docs/results.md (issue 7): every loss, then the paper's ablations, on the offline
 # benchmark at a third of the demo's budget (about 110 s a run on 2 cores: ~3 h for SEEDS="0 1 2").
 # Finished runs are reused, so an interrupted `make studies` continues where it stopped.
-STUDY_OVERRIDES := data.image_size=64 data.hflip=true data.val_fraction=0.2 train.iterations=150 train.val_every=50 train.checkpoint_every=150 optim.milestones=[]
+STUDY_OVERRIDES := data.image_size=64 data.hflip=true model.freeze_bn=false data.val_fraction=0.2 train.iterations=150 train.val_every=50 train.checkpoint_every=150 optim.milestones=[]
 SEEDS ?= 0 1 2
 ABLATIONS := alpha margin temperature batch level gradient reduction memory
 
