@@ -3,7 +3,7 @@
 With the stem and first blocks frozen (model.freeze_blocks), their output for an image never
 changes while training (weights and BN statistics fixed, no stochastic depth), so the run computes
 it once, before the first step, and each step starts at the first trainable block (the demo's
-recipe: a 0.86x step, but lower Recall@1, so the demo does not use it; docs/results.md, fifth round).
+recipe: a 0.86x to 0.91x step, but lower Recall@1, so the demo does not use it; docs/results.md, fifth round).
 
 What changes is where the random crop is taken: on the cached map of the uncropped training image
 (paper recipe: the resize x resize image), at the trunk's stride s (EfficientNet-Lite with 1 to 4
