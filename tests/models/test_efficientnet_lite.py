@@ -92,21 +92,15 @@ def test_freeze_blocks_is_a_model_option_kept_in_checkpoints():
     assert again.config["freeze_blocks"] == 3 and not any(p.requires_grad for p in again.backbone.blocks[2].parameters())
 
 
-def test_native_padding_keeps_training_exact():
-    """No convolution pads by a ZeroPad2d copy (stride 1: the convolution's own padding; stride 2:
-    SamePaddingConv2d's shift); forward and gradients in training mode equal the packaged network's,
-    stochastic depth included. In float64, so that a difference would be the arithmetic's, not
-    fp32 rounding amplified through the batch norms of a 4-image batch."""
-    from ranklist.models.efficientnet_lite import SamePaddingConv2d
+def _float64_pair() -> tuple[EfficientNetLite0, EfficientNet]:
+    """ranklist's Lite0 trunk and the package's network, both ImageNet-pretrained, in float64."""
+    reference = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    return EfficientNetLite0(pretrained=True).double(), reference.double()
 
-    ours = EfficientNetLite0(pretrained=True).train().double()
-    reference = EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).train().double()
-    convs = [m for m in ours.modules() if hasattr(m, "static_padding")]
-    assert not any(isinstance(m.static_padding, nn.ZeroPad2d) for m in convs)
-    shifted = [m for m in convs if isinstance(m, SamePaddingConv2d) and any(m.shift)]
-    assert len(shifted) == 5 and all(m.stride in ((2, 2), [2, 2]) for m in shifted)  # the stem and 4 stride-2 blocks
-    assert ours.blocks[3]._depthwise_conv.weight.shape == reference._blocks[3]._depthwise_conv.weight.shape  # state dicts unchanged
+
+def _same_high_map_after_backward(ours: EfficientNetLite0, reference: EfficientNet) -> None:
+    """Both give the same high-level map for one float64 batch (same stochastic-depth draws), and
+    both backpropagate its squared sum (the callers compare the gradients)."""
     x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
     outs = []
     for model in (ours, reference):
@@ -115,6 +109,22 @@ def test_native_padding_keeps_training_exact():
         h.square().sum().backward()
         outs.append(h.detach())
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-10, atol=1e-10)
+
+
+def test_native_padding_keeps_training_exact():
+    """No convolution pads by a ZeroPad2d copy (stride 1: the convolution's own padding; stride 2:
+    SamePaddingConv2d's shift); forward and gradients in training mode equal the packaged network's,
+    stochastic depth included. In float64, so that a difference would be the arithmetic's, not
+    fp32 rounding amplified through the batch norms of a 4-image batch."""
+    from ranklist.models.efficientnet_lite import SamePaddingConv2d
+
+    ours, reference = (model.train() for model in _float64_pair())
+    convs = [m for m in ours.modules() if hasattr(m, "static_padding")]
+    assert not any(isinstance(m.static_padding, nn.ZeroPad2d) for m in convs)
+    shifted = [m for m in convs if isinstance(m, SamePaddingConv2d) and any(m.shift)]
+    assert len(shifted) == 5 and all(m.stride in ((2, 2), [2, 2]) for m in shifted)  # the stem and 4 stride-2 blocks
+    assert ours.blocks[3]._depthwise_conv.weight.shape == reference._blocks[3]._depthwise_conv.weight.shape  # state dicts unchanged
+    _same_high_map_after_backward(ours, reference)
     for index in (1, 3, 5, 11):  # the stride-2 depthwise convolutions, and one stride-1 (5)
         ours_grad, reference_grad = ours.blocks[index]._depthwise_conv.weight.grad, reference._blocks[index]._depthwise_conv.weight.grad
         torch.testing.assert_close(ours_grad, reference_grad, rtol=1e-10, atol=1e-8 * float(reference_grad.abs().max()))
@@ -128,9 +138,7 @@ def test_folded_batch_norms_compute_the_packaged_network(mode):
     norm parameters equal the packaged network's (float64: the arithmetic, not fp32 rounding)."""
     from ranklist.models.bn_folding import FoldedBatchNorm2d
 
-    ours = EfficientNetLite0(pretrained=True).double()
-    reference = EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).double()
+    ours, reference = _float64_pair()
     assert sum(isinstance(m, FoldedBatchNorm2d) for m in ours.modules()) == 2 + 15 * 3 + 2  # stem, head, 15 blocks x 3, block 0 x 2
     for model in (ours, reference):
         model.eval() if mode == "eval" else model.train()
@@ -138,14 +146,7 @@ def test_folded_batch_norms_compute_the_packaged_network(mode):
             for module in model.modules():
                 if isinstance(module, nn.BatchNorm2d):
                     module.eval()
-    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
-    outs = []
-    for model in (ours, reference):
-        torch.manual_seed(3)
-        h = model(x)["H"] if model is ours else model.extract_features(x)
-        h.square().sum().backward()
-        outs.append(h.detach())
-    torch.testing.assert_close(outs[0], outs[1], rtol=1e-10, atol=1e-10)
+    _same_high_map_after_backward(ours, reference)
     for name in ("_depthwise_conv.weight", "_bn1.weight", "_bn2.bias", "_project_conv.weight"):
         ours_grad = ours.blocks[5].get_parameter(name).grad
         reference_grad = reference._blocks[5].get_parameter(name).grad
