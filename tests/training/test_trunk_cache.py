@@ -109,7 +109,7 @@ def test_a_cached_run_trains_and_resumes_bit_for_bit(tiny_recipe, tmp_path):
     assert run.trunk_cached and run.model.training
     assert not any(m.training for m in run.model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
     straight = Trainer(load_config(tiny_recipe, cached), tmp_path / "straight", **quiet).run()
-    assert straight["iterations"] == 6 and set(straight["test"]) == {"L", "M", "H", "concat"}
+    assert straight["iterations"] == 6 and set(straight["test"]) == {"L", "M", "H", "concat"} and straight["trunk_cache_mib"] > 0
     Trainer(load_config(tiny_recipe, [*cached, "train.iterations=3"]), tmp_path / "split", **quiet).run()
     Trainer(load_config(tiny_recipe, cached), tmp_path / "split", **quiet).run(resume=True)
     ends = [torch.load(tmp_path / run / "checkpoints/last.pt", weights_only=False)["model_state"] for run in ("straight", "split")]

@@ -101,13 +101,13 @@ def _element_size(backbone: torch.nn.Module) -> int:
 
 
 def _check_memory(needed: int) -> None:
-    available = available_memory()
+    available = _available_memory()
     if available is not None and needed > available // 2:
         raise ValueError(f"train.cache_frozen: the cache would take {needed / 2**30:.1f} GiB, more than half of the "
                          f"{available / 2**30:.1f} GiB available; set train.cache_frozen=false")
 
 
-def available_memory() -> int | None:
+def _available_memory() -> int | None:
     """Bytes the kernel says are available (Linux), None where it does not say."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
