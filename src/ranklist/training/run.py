@@ -60,12 +60,16 @@ class Run:
     evaluator: Evaluator  # the final test (and the pretrained baseline)
     val_evaluator: Evaluator  # model selection: Recall@1 only
     frozen_precision: str = "fp32"  # what the frozen blocks' training forward runs in (optim.frozen_precision resolved)
-    trunk_cached: bool = False  # splits.train yields the frozen trunk's cached maps (train.cache_frozen)
 
     @property
     def lead(self) -> bool:
         """The process that evaluates and writes."""
         return self.rank == 0
+
+    @property
+    def trunk_cached(self) -> bool:
+        """splits.train yields the frozen trunk's cached maps (train.cache_frozen), not images."""
+        return self.config.train.cache_frozen
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -173,4 +177,4 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
                           progress=progress, ks=tuple(config.eval.ks), compute_nmi=config.eval.nmi, seed=config.train.seed,
                           distributed=world > 1, precision=evaluation_precision(config.eval.precision, device))
     return Run(config, device, rank, world, model, train_model, losses, optimizer, scheduler, sampler, splits,
-               evaluator, replace(evaluator, ks=(1,), compute_nmi=False), frozen, config.train.cache_frozen)
+               evaluator, replace(evaluator, ks=(1,), compute_nmi=False), frozen)
