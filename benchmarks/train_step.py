@@ -48,7 +48,7 @@ from ranklist.models import BACKBONES, build_model, parameter_groups
 from ranklist.training.config import RunConfig, load_config
 from ranklist.training.optimizers import build_optimizer
 from ranklist.training.precision import frozen_precision, native_bf16
-from ranklist.training.run import build_level_losses
+from ranklist.training.run import build_level_losses, model_memory_format
 from ranklist.training.trunk_cache import cache_trunk
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,22 +84,31 @@ def package_layers(model: torch.nn.Module, *, which: str = "all") -> torch.nn.Mo
     from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
 
     from ranklist.models.bn_folding import FoldedBatchNorm2d
+    from ranklist.models.efficientnet_lite import SamePaddingConv2d
 
-    for module in model.modules():
+    unfold = which in ("all", "unfolded_norms")
+    for module in list(model.modules()):
         if isinstance(module, torch.nn.ReLU6) and which == "all":
             module.inplace = False
-        if isinstance(module, FoldedBatchNorm2d) and which in ("all", "unfolded_norms"):
+        if isinstance(module, FoldedBatchNorm2d) and unfold:
             module.__class__ = torch.nn.BatchNorm2d
-        if "folded_norm" in vars(module) and which in ("all", "unfolded_norms"):
+        if "folded_norm" in vars(module) and unfold:
             del module.folded_norm
-        shift = getattr(module, "shift", (0, 0))
-        if "shift" in type(module).__dict__ and module.padding != (0, 0) and (which == "all" or (which == "stride2_zero_pad" and any(shift))):
-            (bottom, right), (down, across) = module.padding, shift
-            module.padding, module.static_padding = (0, 0), torch.nn.ZeroPad2d((right - across, right, bottom - down, bottom))
-            module.shift = (0, 0)
-        if "shift" in type(module).__dict__ and which == "all":
+        if isinstance(module, SamePaddingConv2d) and which == "all":
+            if module.padding != (0, 0):
+                module.static_padding = _zero_pad(module)
             module.__class__ = Conv2dStaticSamePadding
+        for name, child in list(module.named_children()):  # a copy, then the convolution (its fold kept)
+            if which == "stride2_zero_pad" and isinstance(child, SamePaddingConv2d) and any(child.shift):
+                setattr(module, name, torch.nn.Sequential(_zero_pad(child), child))
     return model
+
+
+def _zero_pad(conv: torch.nn.Conv2d) -> torch.nn.ZeroPad2d:
+    """The package's padded copy for a SamePaddingConv2d, which then pads nothing itself."""
+    (bottom, right), (down, across) = conv.padding, conv.shift
+    conv.padding, conv.shift = (0, 0), (0, 0)
+    return torch.nn.ZeroPad2d((right - across, right, bottom - down, bottom))
 
 
 def _make_variant(name: str, config: RunConfig, base: torch.nn.Module, device: torch.device, num_classes: int,
@@ -179,21 +188,22 @@ def _loaders(config: RunConfig, normalization: str, n_classes: int, workers: int
     loaders = {"main": loader(0), **({"workers": loader(workers)} if workers else {})}
     if cached_by is not None:  # the trunk's maps of the same images (the variants share the frozen blocks)
         cached = cache_trunk(cached_by, dataset, Preprocessing.from_config(d, normalization), flips=d.hflip, batch_size=config.eval.batch_size,
-                             memory_format=torch.channels_last if config.train.channels_last else torch.contiguous_format)
+                             memory_format=model_memory_format(config))
         loaders["cached"] = DataLoader(cached, batch_sampler=ClassBalancedBatchSampler(labels, d.classes_per_batch, d.samples_per_class, seed=0))
     return loaders
 
 
 def _variants(config: RunConfig, base, device, num_classes: int, wanted: list[str], workers: int,
               freeze: list[int]) -> list[Variant]:
+    recipe_freeze = config.model.freeze_blocks if hasattr(base.backbone, "freeze") else 0
     candidates: dict[str, Callable[[], Variant]] = {
         "contiguous": lambda: _make_variant("contiguous", config, base, device, num_classes, channels_last=False),
         "bf16_autocast": lambda: _make_variant("bf16_autocast", config, base, device, num_classes, amp=True),
         "compile": lambda: _make_variant("compile", config, base, device, num_classes, compile=True),
         "package_layers": lambda: _make_variant("package_layers", config, base, device, num_classes, package="all",
-                                                freeze=config.model.freeze_blocks if hasattr(base.backbone, "freeze") else 0),
+                                                freeze=recipe_freeze),
         **{name: (lambda name=name: _make_variant(name, config, base, device, num_classes, package=name,
-                                                  freeze=config.model.freeze_blocks if hasattr(base.backbone, "freeze") else 0))
+                                                  freeze=recipe_freeze))
            for name in ("stride2_zero_pad", "unfolded_norms")},
         **{f"frozen_{p}": (lambda p=p: _make_variant(f"frozen_{p}", config, base, device, num_classes,
                                                      freeze=config.model.freeze_blocks, frozen=p)) for p in ("fp32", "bf16")},
@@ -213,10 +223,10 @@ def _variants(config: RunConfig, base, device, num_classes: int, wanted: list[st
     }
     cached, frozen_bn = config.train.cache_frozen, config.model.freeze_bn
     candidates["freeze_bn"] = lambda: _make_variant(f"freeze_bn_{'off' if frozen_bn else 'on'}", config, base, device, num_classes,
-                                                    freeze=config.model.freeze_blocks if hasattr(base.backbone, "freeze") else 0,
+                                                    freeze=recipe_freeze,
                                                     freeze_bn=not frozen_bn)
     candidates["recipe"] = lambda: _make_variant("recipe", config, base, device, num_classes, loader="cached" if cached else "main",
-                                                 freeze=config.model.freeze_blocks if hasattr(base.backbone, "freeze") else 0)
+                                                 freeze=recipe_freeze)
     candidates["cache_frozen"] = lambda: _make_variant(f"cache_frozen_{'off' if cached else 'on'}", config, base, device, num_classes,
                                                        loader="main" if cached else "cached", freeze=config.model.freeze_blocks)
     usable["cache_frozen"] = config.model.freeze_blocks > 0 and hasattr(base.backbone, "frozen_trunk")

@@ -178,7 +178,6 @@ class SamePaddingConv2d(nn.Conv2d):
     shift: tuple[int, int] = (0, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.static_padding(x)  # Identity here (benchmarks/train_step.py puts the package's copy back)
         weight, bias = folded_weight_bias(self)
         (bottom, right), (down, across) = self.padding, self.shift
         if down or across:
