@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ranklist.losses.full_precision import autocast_off, outside_autocast
 from ranklist.losses.ranked_list_kernel import (
     BlockTermsFn,
     RankedListParams,
@@ -181,13 +182,16 @@ class _RankedListFunction(torch.autograd.Function):
             else:
                 queries, refs, labels, ref_labels, self_index = ctx.saved_tensors
                 params, block_size, terms_fn, sources = ctx.kernel_args
-                grad_refs = run_kernel(
-                    queries, refs, labels, ref_labels, self_index, params, query_grad=False,
-                    ref_row_coef=grad_loss, block_size=block_size, terms_fn=terms_fn, sources=sources,
-                ).grad_ref
+                with autocast_off(queries.device):  # backward may run inside the caller's autocast
+                    grad_refs = run_kernel(
+                        queries, refs, labels, ref_labels, self_index, params, query_grad=False,
+                        ref_row_coef=grad_loss.to(queries.dtype), block_size=block_size, terms_fn=terms_fn,
+                        sources=sources,
+                    ).grad_ref
         return grad_queries, grad_refs, None, None, None, None, None, None, None, None, None
 
 
+@outside_autocast  # float32 whatever autocast the caller has on (docs/loss.md#precision)
 def ranked_list_loss(
     embeddings: torch.Tensor,
     labels: torch.Tensor,

@@ -22,6 +22,7 @@ import torch
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 
+from ranklist.losses.full_precision import at_least_float32, outside_autocast
 from ranklist.losses.ranked_list import PRESETS, RankedListLoss
 
 
@@ -32,7 +33,9 @@ class MinedLoss(torch.nn.Module):
         super().__init__()
         self.loss, self.miner = loss, miner
 
+    @outside_autocast  # in float32 whatever autocast the caller has on, as RLL (docs/loss.md#precision)
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        embeddings = at_least_float32(embeddings)
         indices = self.miner(embeddings, labels) if self.miner is not None else None
         return self.loss(embeddings, labels, indices)
 
