@@ -44,3 +44,22 @@ def test_memory_extends_each_ranked_list_and_gets_no_gradient():
 def test_bad_sizes():
     with pytest.raises(ValueError, match="need size >= 1 and warmup_iterations >= 0, got size=0"):
         CrossBatchMemory(RankedListLoss(), size=0)
+
+
+def test_a_saved_memory_loads_into_a_fresh_one_and_continues_identically():
+    memory = CrossBatchMemory(RankedListLoss(), size=10, warmup_iterations=1)
+    for seed in range(3):
+        memory(*batch(4, seed))
+    fresh = CrossBatchMemory(RankedListLoss(), size=10, warmup_iterations=1)  # empty buffers, as on --resume
+    fresh.load_state_dict(memory.state_dict())
+    for key, value in memory.state_dict().items():
+        assert torch.equal(value, fresh.state_dict()[key]), key
+    x, y = batch(4, 9)
+    assert torch.equal(memory(x, y), fresh(x, y)) and torch.equal(memory.memory()[0], fresh.memory()[0])
+
+
+def test_a_saved_memory_of_another_size_is_refused_by_name():
+    memory = CrossBatchMemory(RankedListLoss(), size=10)
+    memory(*batch(4, 0))
+    with pytest.raises(RuntimeError, match="embeddings holds 10 rows but this cross-batch memory has size 6"):
+        CrossBatchMemory(RankedListLoss(), size=6).load_state_dict(memory.state_dict())

@@ -50,6 +50,19 @@ class CrossBatchMemory(torch.nn.Module):
         self.state[0] = (int(self.state[0]) + len(labels)) % self.size
         self.state[1] = min(self.size, self.filled + len(labels))
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs) -> None:
+        # The buffers are allocated at the first enqueue, so a fresh module (a resumed run) holds
+        # empty ones: take the saved memory's shape (its rows must be this memory's size).
+        for name in ("embeddings", "labels"):
+            saved, current = state_dict.get(prefix + name), getattr(self, name)
+            if saved is None or saved.shape == current.shape:
+                continue
+            if saved.numel() and saved.shape[0] != self.size:
+                error_msgs.append(f"{prefix}{name} holds {saved.shape[0]} rows but this cross-batch memory has size {self.size}")
+                continue
+            setattr(self, name, torch.empty(saved.shape, dtype=saved.dtype, device=current.device))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self.state[2] += 1
         if int(self.state[2]) > self.warmup_iterations and self.filled > 0:
