@@ -151,3 +151,25 @@ def neighbours_for_grid(embeddings: np.ndarray, labels: np.ndarray, num_queries:
         top = torch.stack([row[row != query][:k] for row, query in zip(top, queries.tolist())])
     neighbours = top.numpy()
     return queries, neighbours, gallery_labels[neighbours] == labels[queries][:, None]
+
+
+def plot_pair_distances(panels: dict[str, Any], path: Path, bounds: Any = None, level: str = "H", note: str = "") -> None:
+    """The paper's picture: positive and negative test-pair distance histograms per panel ("before
+    training", "after training": PairDistances), with alpha and alpha - m and the share of pairs on
+    the wrong side of each (bounds: reporting.pair_distances.Boundaries, or None for losses without them)."""
+    figure = Figure(figsize=(5.4 * len(panels), 4.8), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    bins = np.linspace(0, 2, 81)  # unit vectors: distances lie in [0, 2]
+    for ax, (title, d) in zip(axes, panels.items()):
+        ax.hist(d.positive, bins=bins, density=True, alpha=0.55, color="tab:green", label=f"positive pairs ({len(d.positive):,})")
+        ax.hist(d.negative, bins=bins, density=True, alpha=0.55, color="tab:red", label=f"negative pairs ({len(d.negative):,})")
+        if bounds is not None:
+            wrong = d.wrong_side(bounds)
+            ax.axvline(bounds.positive, color="darkgreen", linestyle="--", linewidth=1.5,
+                       label=f"α − m = {bounds.positive:.2f}: {100 * wrong['positives_beyond_alpha_minus_m']:.1f} % of positives beyond it")
+            ax.axvline(bounds.negative, color="darkred", linestyle="--", linewidth=1.5,
+                       label=f"α = {bounds.negative:.2f}: {100 * wrong['negatives_within_alpha']:.1f} % of negatives within it")
+        ax.set(title=title, xlabel=f"distance (Euclidean, L2-normalised level {level})", ylabel="density", xlim=(0, 2))
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+    figure.suptitle("test pair distances" + (" against RLL's boundaries" if bounds is not None else "") + (f"\n{note}" if note else ""), fontsize=10)
+    save_figure(figure, path)

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ranklist.atomic import atomic_write_bytes
 from ranklist.data.image_decoding import to_rgb
 from ranklist.reporting.figures import (
     neighbours_for_grid,
     plot_embedding_projection,
+    plot_pair_distances,
     plot_recall_at_k,
     plot_retrieval_grid,
     plot_training_curves,
 )
+from ranklist.reporting.pair_distances import PairDistances, distance_summary, loss_boundaries, pair_distances, sample_pairs
 
 THUMBNAIL = 128  # side of the square each image of the retrieval grid is shown in
 
@@ -57,3 +61,48 @@ def write_run_report(run_dir: Path, summary: dict[str, Any], records: list[dict[
     plot_embedding_projection(emb, lab, plots_dir / "embedding_projection.png", seed=seed, class_names=names)
     plots["2-D projection of test embeddings"] = "plots/embedding_projection.png"
     return plots
+
+
+def _picture_level(outputs: dict[str, torch.Tensor]) -> str:
+    """The level drawn: H (the baseline's too) when the model has it, else its highest."""
+    return "H" if "H" in outputs else [level for level in ("L", "M", "H") if level in outputs][-1]
+
+
+def write_pair_picture(run_dir: Path, loss: Any, embedded: dict[str, tuple], *, seed: int = 0,
+                       baseline_cache: Path | None = None) -> tuple[dict[str, str], dict[str, Any]]:
+    """plots/pair_distances.png and its summary entry (reporting/pair_distances.py).
+
+    embedded: the test pass's {"final": (outputs, labels, gallery outputs, gallery labels),
+    "baseline": (...)} (baseline absent when not embedded); loss: the run's (name, preset, params).
+    The baseline's distances are kept in `baseline_cache` (.npz) for runs that share its metrics."""
+    outputs, labels, gallery_outputs, gallery_labels = embedded["final"]
+    level = _picture_level(outputs)
+    pairs = sample_pairs(labels.numpy(), None if gallery_labels is None else gallery_labels.numpy(), seed=seed)
+    panels: dict[str, PairDistances] = {}
+    before = _baseline_distances(embedded.get("baseline"), pairs, baseline_cache)
+    if before is not None:
+        panels["before training (pretrained backbone)"] = before
+    panels["after training"] = pair_distances(outputs[level], pairs, None if gallery_outputs is None else gallery_outputs[level])
+    bounds = loss_boundaries(loss.name, loss.preset, dict(loss.params))
+    note = "" if len(pairs.negative.queries) == pairs.negative.total and len(pairs.positive.queries) == pairs.positive.total else (
+        f"measured on a seeded uniform sample: {len(pairs.positive.queries):,} of {pairs.positive.total:,} positive, "
+        f"{len(pairs.negative.queries):,} of {pairs.negative.total:,} negative pairs")
+    plot_pair_distances(panels, Path(run_dir) / "plots" / "pair_distances.png", bounds, level, note)
+    named = {"before" if name.startswith("before") else "after": d for name, d in panels.items()}
+    return {"pair distances before / after training": "plots/pair_distances.png"}, distance_summary(named, bounds, pairs, level)
+
+
+def _baseline_distances(baseline: tuple | None, pairs: Any, cache: Path | None) -> PairDistances | None:
+    """The pretrained backbone's distances of the same pairs: measured, or read from `cache`."""
+    if baseline is None:
+        if cache is None or not cache.is_file():
+            return None
+        with np.load(cache) as kept:
+            return PairDistances(kept["positive"], kept["negative"])
+    outputs, _, gallery_outputs, _ = baseline
+    before = pair_distances(outputs["H"], pairs, None if gallery_outputs is None else gallery_outputs["H"])
+    if cache is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, positive=before.positive, negative=before.negative)
+        atomic_write_bytes(cache, buffer.getvalue())
+    return before

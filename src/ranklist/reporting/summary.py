@@ -58,6 +58,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         if "recall@1" in final and "recall@1" in before:
             lines += ["", f"Recall@1 {_pct(before['recall@1'])} % before training -> {_pct(final['recall@1'])} % after "
                           f"({100 * (final['recall@1'] - before['recall@1']):+.1f} points)."]
+    lines += _pair_lines(summary.get("pair_distances"))
     best = summary.get("best")
     if best:
         lines += ["", f"Model selection: {best['metric']} = {_pct(best['value'])} % at iteration {best['step']} "
@@ -70,6 +71,21 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         lines += [""] + [f"![{title}]({rel})" for title, rel in plots.items()]
     lines += ["", "The resolved configuration is in `config.yaml`; every logged value is in `metrics.jsonl`.", ""]
     return "\n".join(lines)
+
+
+def _pair_lines(pairs: dict[str, Any] | None) -> list[str]:
+    """The paper's picture in numbers: shares of test pairs on the wrong side of each boundary."""
+    if not pairs or "wrong_side" not in pairs:
+        return []
+    wrong = pairs["wrong_side"]
+    stages = [stage for stage in ("before", "after") if stage in wrong]
+
+    def shares(key: str) -> str:
+        return " -> ".join(f"{_pct(wrong[stage][key])} % {stage}" for stage in stages)
+
+    return ["", f"Test pairs on the wrong side (level {pairs['level']}, plots/pair_distances.png): positives beyond "
+                f"alpha - m = {pairs['alpha_minus_m']:.2f}: {shares('positives_beyond_alpha_minus_m')}; negatives within "
+                f"alpha = {pairs['alpha']:.2f}: {shares('negatives_within_alpha')}."]
 
 
 def _json_safe(value: Any) -> Any:

@@ -30,6 +30,7 @@ from ranklist.models import evaluation_embedding, load_model, model_checkpoint
 from ranklist.models.checkpoint import read_checkpoint
 from ranklist.reporting import write_run_report, write_run_summary
 from ranklist.reporting.provenance import hardware, source_commit
+from ranklist.reporting.run_report import write_pair_picture
 from ranklist.training.config import RunConfig, config_to_yaml
 from ranklist.training.distributed import init_from_env, shutdown
 from ranklist.training.phase_times import PhaseTimes
@@ -262,6 +263,10 @@ class Trainer:
                                                 run.splits.queries, grid_queries=self.config.eval.grid_queries, seed=self.config.train.seed,
                                                 gallery=(evaluation_embedding(gallery_outputs), gallery_labels, run.splits.gallery)
                                                 if run.splits.gallery is not None else None)
+            # The paper's picture: test-pair distances against alpha and alpha - m, before and after.
+            picture, summary["pair_distances"] = write_pair_picture(self.out, self.config.loss, embedded, seed=self.config.train.seed,
+                                                                    baseline_cache=cached.with_suffix(".pairs.npz") if cached else None)
+            summary["plots"].update(picture)
         summary["time_s"] = self.times.summary()  # the summary's own writing is not counted
         summary["wall_time_s"] = round(time.time() - started, 1)
         write_run_summary(self.out, summary)
