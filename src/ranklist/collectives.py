@@ -49,6 +49,21 @@ def broadcast_state(module: torch.nn.Module) -> None:
                 tensor.copy_(dense)
 
 
+def average_gradients(parameters) -> None:
+    """The mean over processes of each parameter's gradient, as DDP computes for the model's: for
+    trainable parameters outside it (a loss's proxies). One all-reduce; a missing gradient counts as
+    zero, so that every process joins the same collective."""
+    world = process_group()[1]
+    params = [p for p in parameters if p.requires_grad]
+    if world == 1 or not params:
+        return
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat /= world
+    for p, part in zip(params, flat.split([p.numel() for p in params])):
+        p.grad = part.view_as(p).clone()
+
+
 def gather_objects(value: Any) -> list[Any]:
     """Every process's picklable `value`, in rank order ([value] in one process)."""
     world = process_group()[1]

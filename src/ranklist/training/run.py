@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ranklist.collectives import broadcast_state
 from ranklist.data import ClassBalancedBatchSampler, Preprocessing, build_dataset, dataset_spec, evaluation_splits
 from ranklist.evaluation import Evaluator
 from ranklist.losses import build_loss
@@ -166,6 +167,8 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
     sampler = ClassBalancedBatchSampler(splits.train.labels, config.data.classes_per_batch, config.data.samples_per_class,
                                         seed=config.train.seed, rank=rank, world_size=world)
     losses = build_level_losses(config, model.embedding_dims, int(len(np.unique(splits.train.labels))), world).to(device)
+    if world > 1:  # drawn after the per-process seed: every process starts from rank 0's (proxies)
+        broadcast_state(losses)
     train_model: torch.nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel

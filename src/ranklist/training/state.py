@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ranklist.collectives import gather_objects
+from ranklist.collectives import average_gradients, gather_objects
 from ranklist.models import model_checkpoint
 
 SELECTION_METRIC = "val/recall@1"
@@ -77,6 +77,8 @@ def train_step(run, state: TrainState, batch: tuple[torch.Tensor, torch.Tensor])
     loss = sum(run.losses[level](outputs[level].float(), labels) for level in run.model.levels)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if run.world > 1:  # DDP averages the model's gradients; a loss's own parameters (proxies) likewise
+        average_gradients(run.losses.parameters())
     if optim.grad_clip:
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), optim.grad_clip)
     run.optimizer.step()
