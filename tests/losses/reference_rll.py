@@ -1,6 +1,8 @@
 """A slow, obvious float64 Ranked List Loss, written straight from docs/loss.md (a loop per query).
 
-Weights are constants (detached). "query" gradient: the gallery side of each pair is detached.
+Weights are constants (Python floats), or with weight_gradient=True tensors that autograd
+differentiates (pytorch-metric-learning's reading; the "official" query weights stay constants).
+"query" gradient: the gallery side of each pair is detached.
 Gradients come from autograd on this loop, so they check the kernel's closed form independently.
 """
 
@@ -15,8 +17,10 @@ import torch.nn.functional as F
 def reference_ranked_list_loss(
     emb, labels, *, margin=0.4, alpha=1.2, neg_temperature=10.0, pos_temperature=0.0,
     imbalance=0.5, reduction="mean", gradient="query", ref_emb=None, ref_labels=None,
-    self_index=None, return_weight_sums=False,
+    self_index=None, return_weight_sums=False, weight_gradient=False, column_eps=0.0,
 ):
+    """column_eps: added to each weight sum once per reference column (pytorch-metric-learning
+    adds 1e-5 per column); 0 is docs/loss.md."""
     f = F.normalize(emb.double(), dim=1)
     if ref_emb is None:
         r, ref_labels = f, labels
@@ -41,13 +45,18 @@ def reference_ranked_list_loss(
                     pos_d.append(d)
             elif d.item() < neg_b:
                 neg_d.append(d)
-        w_pos = [math.exp(pos_temperature * (d.item() - pos_b)) for d in pos_d]
-        w_neg = [math.exp(neg_temperature * (neg_b - d.item())) for d in neg_d]
+        if weight_gradient:
+            w_pos = [torch.exp(pos_temperature * (d - pos_b)) for d in pos_d]
+            w_neg = [torch.exp(neg_temperature * (neg_b - d)) for d in neg_d]
+        else:
+            w_pos = [math.exp(pos_temperature * (d.item() - pos_b)) for d in pos_d]
+            w_neg = [math.exp(neg_temperature * (neg_b - d.item())) for d in neg_d]
         zero = f[i].sum() * 0
-        loss_p = sum((w * (d - pos_b) for w, d in zip(w_pos, pos_d)), zero) / max(sum(w_pos), 1e-300)
-        loss_n = sum((w * (neg_b - d) for w, d in zip(w_neg, neg_d)), zero) / max(sum(w_neg), 1e-300)
+        pad = column_eps * len(r)
+        loss_p = sum((w * (d - pos_b) for w, d in zip(w_pos, pos_d)), zero) / max(sum(w_pos) + pad, 1e-300)
+        loss_n = sum((w * (neg_b - d) for w, d in zip(w_neg, neg_d)), zero) / max(sum(w_neg) + pad, 1e-300)
         losses.append((1 - imbalance) * loss_p + imbalance * loss_n)
-        sums.append(sum(w_pos) + sum(w_neg))
+        sums.append(sum(float(torch.as_tensor(w).detach()) for w in w_pos + w_neg))
     losses = torch.stack(losses)
     sums = torch.tensor(sums, dtype=torch.float64)
     if reduction == "mean":

@@ -34,7 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's eq. 14 read literally (constant weights) differentiates both ends of every pair.
     "cvpr2019": dict(
         margin=0.4, alpha=1.2, neg_temperature=10.0, pos_temperature=0.0, imbalance=0.5,
-        reduction="mean", gradient="full",
+        reduction="mean", gradient="full", weight_gradient=False,
     ),
     # The authors' released TPAMI-era Caffe code (RLL-Simpler, "*_Simp_*" folders, e.g.
     # InshopClothes_Simp_21042020/60_T10_pn04_v63 and CUB ..._tp0_tn10): boundaries 1 -/+ m/2 with
@@ -42,12 +42,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # gradient w.r.t. the query only (docs/loss.md#the-two-gradient-readings).
     "tpami2021_code": dict(
         margin=0.4, alpha=None, neg_temperature=10.0, pos_temperature=0.0, imbalance=0.5,
-        reduction="official", gradient="query",
+        reduction="official", gradient="query", weight_gradient=False,
     ),
     # This library's default: the paper's hyper-parameters with the authors' "query" gradient.
     "default": dict(
         margin=0.4, alpha=1.2, neg_temperature=10.0, pos_temperature=0.0, imbalance=0.5,
-        reduction="mean", gradient="query",
+        reduction="mean", gradient="query", weight_gradient=False,
     ),
 }
 
@@ -62,7 +62,7 @@ def _check_number(name: str, value: float, low: float, high: float = math.inf) -
 
 def ranked_list_params(
     margin: float, alpha: float | None, neg_temperature: float, pos_temperature: float,
-    imbalance: float,
+    imbalance: float, weight_gradient: bool = False,
 ) -> RankedListParams:
     """Validate the hyper-parameters and turn them into the two boundaries (docs/loss.md)."""
     margin = _check_number("margin", margin, 0.0)
@@ -81,7 +81,14 @@ def ranked_list_params(
         pos_temperature=_check_number("pos_temperature", pos_temperature, 0.0),
         neg_temperature=_check_number("neg_temperature", neg_temperature, 0.0),
         imbalance=_check_number("imbalance", imbalance, 0.0, 1.0),
+        weight_gradient=_check_flag("weight_gradient", weight_gradient),
     )
+
+
+def _check_flag(name: str, value: bool) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 def _check_modes(reduction: str, gradient: str) -> None:
@@ -203,6 +210,7 @@ def ranked_list_loss(
     imbalance: float = 0.5,
     reduction: str = "mean",
     gradient: str = "query",
+    weight_gradient: bool = False,
     ref_emb: torch.Tensor | None = None,
     ref_labels: torch.Tensor | None = None,
     self_index: torch.Tensor | None = None,
@@ -223,7 +231,11 @@ def ranked_list_loss(
         reduction: "mean" (CVPR eq. 14), "official" (queries weighted by S+_i + S-_i, the authors'
             code), "sum", or "none" (the [N] per-query losses).
         gradient: "query" (only each list's query receives gradient; the authors' code) or "full"
-            (both ends of every pair). Weights are constants in both.
+            (both ends of every pair).
+        weight_gradient: False (the paper and the authors' code): the normalised pair weights are
+            constants. True: they are differentiated too, as pytorch-metric-learning does
+            (docs/loss.md#differentiating-through-the-weights). The "official" query weights stay
+            constants either way.
         ref_emb, ref_labels: rank the queries against this reference set instead of the batch.
         self_index: [N] with the row of ref_emb that is query i itself, or -1 (only with ref_emb;
             without ref_emb the batch is the reference and each query excludes itself).
@@ -237,7 +249,7 @@ def ranked_list_loss(
     _check_modes(reduction, gradient)
     if block_size is not None and int(block_size) < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size}")
-    params = ranked_list_params(margin, alpha, neg_temperature, pos_temperature, imbalance)
+    params = ranked_list_params(margin, alpha, neg_temperature, pos_temperature, imbalance, weight_gradient)
     _check_embeddings("embeddings", embeddings)
     _check_labels("labels", labels, embeddings.shape[0], "embeddings")
     device = embeddings.device
@@ -330,16 +342,17 @@ class RankedListLoss(torch.nn.Module):
         imbalance: float = 0.5,
         reduction: str = "mean",
         gradient: str = "query",
+        weight_gradient: bool = False,
         block_size: int | None = None,
         compile: bool | None = None,
     ) -> None:
         super().__init__()
-        ranked_list_params(margin, alpha, neg_temperature, pos_temperature, imbalance)
+        ranked_list_params(margin, alpha, neg_temperature, pos_temperature, imbalance, weight_gradient)
         _check_modes(reduction, gradient)
         self.options: dict[str, Any] = dict(
             margin=margin, alpha=alpha, neg_temperature=neg_temperature,
             pos_temperature=pos_temperature, imbalance=imbalance, reduction=reduction,
-            gradient=gradient, block_size=block_size, compile=compile,
+            gradient=gradient, weight_gradient=weight_gradient, block_size=block_size, compile=compile,
         )
 
     @classmethod

@@ -9,7 +9,10 @@ B x M matrices, never N x M.
 
 Notation (docs/loss.md): d_ij = ||f_i - r_j||; positive boundary pb = alpha - m, negative
 boundary nb = alpha; c_ij = dL_i/dd_ij = (1 - lambda) p_ij on mined positives and -lambda q_ij on
-mined negatives (p, q the normalised weights, constants). Since dd_ij/df_i = (f_i - r_j)/d_ij,
+mined negatives (p, q the normalised weights, constants). With weight_gradient the weights are
+differentiated too (pytorch-metric-learning's reading): c_ij = (1 - lambda) p_ij (1 + Tp (u_ij - L_P(i)))
+and -lambda q_ij (1 + Tn (v_ij - L_N(i))), u, v the violations; the rest is unchanged, element-wise.
+Since dd_ij/df_i = (f_i - r_j)/d_ij,
     dL_i/df_i = f_i * sum_j W_ij - (W r)_i,          W_ij = c_ij / d_ij  (0 where d_ij = 0),
     dL_i/dr_j = r_j * W_ij - W_ij f_i                   ("full" gradient only).
 
@@ -39,6 +42,7 @@ class RankedListParams:
     pos_temperature: float
     neg_temperature: float
     imbalance: float  # lambda: weight of the negative part
+    weight_gradient: bool = False  # differentiate through the normalised weights p, q
 
 
 def _masked_softmax_stats(
@@ -73,12 +77,13 @@ def block_terms(
     pos_temperature: float,
     neg_temperature: float,
     imbalance: float,
+    weight_gradient: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Element-wise part of one block: (W = c / d [B, M], per-query loss [B], log S_i [B], rows
     with a pair nearer than NEAR_DISTANCE that may be mined [B] (bool)), with d = sqrt(2 - 2 sim)."""
     dist = torch.sqrt(torch.clamp(2.0 - 2.0 * sim, min=0.0))
     return distance_terms(dist, same_class, not_self, pos_boundary, neg_boundary, pos_temperature,
-                          neg_temperature, imbalance)
+                          neg_temperature, imbalance, weight_gradient)
 
 
 def distance_terms(
@@ -90,6 +95,7 @@ def distance_terms(
     pos_temperature: float,
     neg_temperature: float,
     imbalance: float,
+    weight_gradient: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """block_terms from the distances: CVPR eqs. 9, 11-13 with TPAMI's positive weighting; masks
     decide membership (strict inequalities), so a negative at d = 0 is mined."""
@@ -100,6 +106,9 @@ def distance_terms(
     loss_pos = (pos_w * (dist - pos_boundary)).sum(dim=1)
     loss_neg = (neg_w * (neg_boundary - dist)).sum(dim=1)
     loss = (1.0 - imbalance) * loss_pos + imbalance * loss_neg
+    if weight_gradient:  # d/dv of sum_j softmax(T v)_j v_j is softmax(T v)_j (1 + T (v_j - the part))
+        pos_w = pos_w * (1.0 + pos_temperature * ((dist - pos_boundary) - loss_pos[:, None]))
+        neg_w = neg_w * (1.0 + neg_temperature * ((neg_boundary - dist) - loss_neg[:, None]))
     coef = (1.0 - imbalance) * pos_w - imbalance * neg_w
     inv_dist = torch.where(dist > 0, 1.0 / dist, torch.zeros_like(dist))
     log_weight_sum = torch.logaddexp(pos_log_sum, neg_log_sum)
@@ -175,7 +184,7 @@ def run_kernel(
         same_class = labels[start:stop, None] == ref_labels[None, :]
         not_self = self_index[start:stop, None] != ref_columns[None, :]
         terms = (params.pos_boundary, params.neg_boundary, params.pos_temperature,
-                 params.neg_temperature, params.imbalance)
+                 params.neg_temperature, params.imbalance, params.weight_gradient)
         w, block_loss, block_log_sum, near_rows = terms_fn(sim, same_class, not_self, *terms)
         near = None
         if bool(near_rows.any()):
@@ -201,7 +210,7 @@ def run_kernel(
 
 def _refine_rows(
     rows: torch.Tensor, q: torch.Tensor, refs: torch.Tensor, sim: torch.Tensor,
-    same_class: torch.Tensor, not_self: torch.Tensor, terms: tuple[float, ...],
+    same_class: torch.Tensor, not_self: torch.Tensor, terms: tuple,
     sources: tuple[torch.Tensor, torch.Tensor] | None,
     out: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
 ) -> NearPairs:
