@@ -22,6 +22,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 from ranklist.serving.app import create_app  # noqa: E402
 
 
+LOCAL = "http://127.0.0.1"  # the server answers only its own Host names (DNS rebinding)
+
+
 def png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -30,7 +33,7 @@ def png(image: Image.Image) -> bytes:
 
 def client(served, runtime="pytorch", **limits):
     embedder = load_embedder(served["checkpoint"], None) if runtime == "pytorch" else load_embedder(None, served["onnx"])
-    return TestClient(create_app(SearchService(load_index(served["index"]), embedder, ServeLimits(**limits))))
+    return TestClient(create_app(SearchService(load_index(served["index"]), embedder, ServeLimits(**limits))), base_url=LOCAL)
 
 
 @pytest.mark.parametrize("runtime", ["pytorch", "onnxruntime"])
@@ -119,7 +122,7 @@ def test_an_ivf_index_serves_neighbours_and_browse(served, tmp_path):
     ivf = build_index(stored_vectors(flat, np.arange(len(flat))), flat.items, kind="ivf", nlist=2, nprobe=2,
                       model=flat.model, meta={"class_names": flat.meta["class_names"]})
     save_index(ivf, tmp_path / "ivf")
-    api = TestClient(create_app(SearchService(load_index(tmp_path / "ivf"), load_embedder(served["checkpoint"], None))))
+    api = TestClient(create_app(SearchService(load_index(tmp_path / "ivf"), load_embedder(served["checkpoint"], None))), base_url=LOCAL)
     assert api.get("/info").json()["kind"] == "ivf"
     assert [h["id"] for h in api.get("/items/4/neighbours?k=5").json()["neighbours"]] == \
         [h["id"] for h in client(served).get("/items/4/neighbours?k=5").json()["neighbours"]]
@@ -140,7 +143,7 @@ def test_in_memory_thumbnails_and_an_unlabelled_index(served, tmp_path):
     embedder = load_embedder(served["checkpoint"], None)
     thumbs = np.full((3, 64, 64, 3), 200, dtype=np.uint8)
     index = build_index(np.eye(3, 24), Items(np.arange(3), thumbnails=thumbs), model=model_fingerprint(embedder.model))
-    api = TestClient(create_app(SearchService(index, embedder)))
+    api = TestClient(create_app(SearchService(index, embedder)), base_url=LOCAL)
     assert Image.open(io.BytesIO(api.get("/items/1/image").content)).size == (64, 64)
     response = api.get("/browse")
     assert response.status_code == 409 and "no labels" in response.json()["detail"]
@@ -163,16 +166,15 @@ def test_inference_runs_off_the_event_loop(served):
     app = create_app(SearchService(load_index(served["index"]), SlowEmbedder(load_embedder(served["checkpoint"], None))))
 
     async def scenario():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as api:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=LOCAL) as api:
             search = asyncio.create_task(api.post("/search?k=2", files={"file": ("q.png", png(draw(2, 3)), "image/png")}))
             await asyncio.sleep(0.2)
-            started = time.perf_counter()
             health = await api.get("/healthz")
-            waited = time.perf_counter() - started
-            return health.status_code, waited, search.done(), (await search).status_code
+            return health.status_code, search.done(), (await search).status_code
 
-    status, waited, search_done, search_status = asyncio.run(scenario())
-    assert status == 200 and not search_done and waited < 0.7 and search_status == 200
+    status, search_done, search_status = asyncio.run(scenario())
+    # health answered while the (1 s) search still ran: the event loop was free. No timing bound: a busy machine may be slow.
+    assert status == 200 and not search_done and search_status == 200
 
 
 def test_a_16_bit_grayscale_upload_is_scaled_not_white(served):

@@ -2,6 +2,7 @@
 against `ranklist serve` run by uvicorn on 127.0.0.1. Uploads an image, waits for the neighbours in
 the DOM, opens an item's neighbours and the browse view, and saves a screenshot as a test artefact."""
 
+import contextlib
 import os
 import shutil
 import socket
@@ -36,13 +37,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def server(served, tmp_path):
+@contextlib.contextmanager
+def serving(index, checkpoint, log_path):
     """`ranklist serve` in a subprocess on a free loopback port, stopped (and reaped) afterwards."""
     port = free_port()
-    log = open(tmp_path / "server.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "ranklist", "serve", "--index", str(served["index"]), "--checkpoint",
-                                str(served["checkpoint"]), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    log = open(log_path, "wb")
+    process = subprocess.Popen([sys.executable, "-m", "ranklist", "serve", "--index", str(index), "--checkpoint",
+                                str(checkpoint), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -54,7 +55,7 @@ def server(served, tmp_path):
             except OSError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
+                pytest.fail(f"the server did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.3)
         yield url
     finally:
@@ -65,6 +66,12 @@ def server(served, tmp_path):
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.fixture
+def server(served, tmp_path):
+    with serving(served["index"], served["checkpoint"], tmp_path / "server.log") as url:
+        yield url
 
 
 @pytest.fixture
@@ -123,3 +130,32 @@ def test_upload_an_image_and_see_its_neighbours(server, browser, tmp_path):
     correct = [len(row.find_elements(By.CSS_SELECTOR, ".hit.correct")) for row in rows]
     assert correct == sorted(correct)  # worst queries first
     browser.save_screenshot(str(tmp_path / "browse.png"))
+
+
+HOSTILE = "<img src=x onerror=\"document.body.dataset.pwned='1'\">"
+
+
+def test_class_names_from_the_data_reach_the_page_as_text(served, browser, tmp_path):
+    """A class folder named like markup: shown literally, never run (the page builds text nodes, and its
+    Content-Security-Policy would block an injected handler besides)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from ranklist.cli import main
+    from tests.serving.fixtures import make_folder
+
+    root = make_folder(tmp_path / "images", classes=6, per_class=3)
+    for c in range(6):
+        (root / f"class_{c}").rename(root / f"{c} {HOSTILE}")
+    assert main(["index", "--checkpoint", str(served["checkpoint"]), "--dataset", "folder", "--root", str(root),
+                 "--out", str(tmp_path / "idx"), "--no-progress"]) == 0
+    with serving(tmp_path / "idx", served["checkpoint"], tmp_path / "server.log") as url:
+        wait = WebDriverWait(browser, 60)
+        browser.get(url + "/")
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+        captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#items .caption")]
+        browser.find_element(By.ID, "tab-browse").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".browse-row"))
+        assert any(caption.endswith(" " + HOSTILE) for caption in captions), captions
+        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-pwned") is None
+        assert not browser.find_elements(By.CSS_SELECTOR, ".caption img")

@@ -16,6 +16,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-upload-mb", type=float, default=10.0, help="largest image accepted")
     serve.add_argument("--max-files", type=int, default=16, help="most images in one request")
     serve.add_argument("--max-k", type=int, default=100, help="most neighbours one request may ask for")
+    serve.add_argument("--max-request-megapixels", type=float, default=64.0,
+                       help="most pixels decoded for one request, all its images together (read from their headers first)")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="also answer requests whose Host header is NAME (repeatable; '*' for any). By default only the "
+                            "bound address and loopback names (and this machine's names when bound to 0.0.0.0)")
+    serve.add_argument("--expose-paths", action="store_true", help="show items' absolute image paths (default: relative to their common folder)")
     serve.set_defaults(run=serve_command)
 
 
@@ -26,6 +32,7 @@ def serve_command(args: argparse.Namespace) -> None:
     from ranklist.serving.service import SearchService
     from ranklist.serving.uploads import ServeLimits
 
-    limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_files=args.max_files, max_k=args.max_k)
-    service = SearchService(load_index(args.index), load_embedder(args.checkpoint, args.onnx), limits)
-    run_server(service, args.host, args.port)
+    limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_files=args.max_files, max_k=args.max_k,
+                         max_request_pixels=int(args.max_request_megapixels * 1e6))
+    service = SearchService(load_index(args.index), load_embedder(args.checkpoint, args.onnx), limits, args.expose_paths)
+    run_server(service, args.host, args.port, args.allow_host)

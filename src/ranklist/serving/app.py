@@ -11,32 +11,61 @@ Bad input is a 4xx JSON error {"detail": "..."}; the work of a request (decoding
 index) runs in a worker thread, so one request never blocks the event loop for the others.
 """
 
+import base64
+import hashlib
+import re
+import socket
+
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations (Request,
 # imported inside create_app so that this module imports without the extra) as objects.
+from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
 from ranklist.serving.extra import require
 from ranklist.serving.service import SearchService
-from ranklist.serving.uploads import InputError, decode_image
+from ranklist.serving.uploads import InputError, Upload
 
 FILE_FIELDS = ("file", "files")
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def _page() -> str:
     return resources.files("ranklist.serving").joinpath("page.html").read_text(encoding="utf-8")
 
 
-def create_app(service: SearchService) -> Any:
-    """The FastAPI app serving `service`."""
+def content_security_policy(page: str) -> str:
+    """The page's policy: only its own inline script (by hash) runs, and it talks only to this server,
+    so a value from the data that slipped into the DOM as markup still could not run or send anything."""
+    scripts = re.findall(r"<script>(.*?)</script>", page, flags=re.S)
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts)
+    return (f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; img-src 'self' blob:; "
+            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def allowed_hosts(bound: str, extra: Iterable[str] = ()) -> list[str]:
+    """Host headers the server answers: its bound address, loopback names, this machine's names when it
+    listens on every interface, and `extra` ("*" allows any). Any other Host is a DNS-rebinding page."""
+    names = [bound, *LOOPBACK_NAMES, *extra]
+    if bound in ("0.0.0.0", "::", ""):
+        names += [socket.gethostname(), socket.getfqdn()]
+    return sorted({name for name in names if name})
+
+
+def create_app(service: SearchService, hosts: Iterable[str] = LOOPBACK_NAMES) -> Any:
+    """The FastAPI app serving `service` to requests whose Host is one of `hosts`."""
     require("fastapi", "ranklist serve")
     require("python_multipart", "ranklist serve (uploads)")
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     app = FastAPI(title="ranklist search", docs_url="/docs", redoc_url=None)
-    limits = service.limits
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
+    limits, page_html = service.limits, _page()
+    page_headers = {"Content-Security-Policy": content_security_policy(page_html), "X-Content-Type-Options": "nosniff",
+                    "Referrer-Policy": "no-referrer"}
 
     @app.exception_handler(InputError)
     async def input_error(_: Request, error: InputError) -> JSONResponse:
@@ -50,7 +79,7 @@ def create_app(service: SearchService) -> Any:
                                            f"{limits.max_request_bytes} bytes"}, status_code=413)
         return await call_next(request)
 
-    async def read_images(request: Request) -> list[Any]:
+    async def read_uploads(request: Request) -> list[Upload]:
         kind = request.headers.get("content-type", "")
         if not kind.startswith("multipart/form-data"):
             raise InputError(415, f"send the images as multipart/form-data (field 'file'), not {kind or 'no content type'!r}")
@@ -61,14 +90,12 @@ def create_app(service: SearchService) -> Any:
         uploads = [value for key in FILE_FIELDS for value in form.getlist(key) if not isinstance(value, str)]
         if not uploads:
             raise InputError(400, "no image in the request: send one or more files in the field 'file'")
-        blobs = [(await upload.read(limits.max_upload_bytes + 1), upload) for upload in uploads]
-        return await run_in_threadpool(lambda: [
-            decode_image(data, upload.filename or f"file {i + 1}", upload.content_type, limits)
-            for i, (data, upload) in enumerate(blobs)])
+        return [Upload(await upload.read(limits.max_upload_bytes + 1), upload.filename or f"file {i + 1}", upload.content_type)
+                for i, upload in enumerate(uploads)]
 
     @app.get("/", response_class=HTMLResponse)
-    async def page() -> str:
-        return _page()
+    async def page() -> HTMLResponse:
+        return HTMLResponse(page_html, headers=page_headers)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -86,14 +113,14 @@ def create_app(service: SearchService) -> Any:
     @app.post("/search")
     async def search(request: Request, k: int = 10) -> dict[str, Any]:
         service.check_k(k)
-        images = await read_images(request)
-        results = await run_in_threadpool(service.search_images, images, k)
+        uploads = await read_uploads(request)
+        results = await run_in_threadpool(service.search_images, uploads, k)
         return {"k": k, "results": [{"neighbours": hits} for hits in results]}
 
     @app.post("/embed")
     async def embed(request: Request) -> dict[str, Any]:
-        images = await read_images(request)
-        embeddings = await run_in_threadpool(service.embed, images)
+        uploads = await read_uploads(request)
+        embeddings = await run_in_threadpool(service.embed, uploads)
         return {"dim": int(embeddings.shape[1]), "embeddings": embeddings.round(7).tolist()}
 
     @app.get("/items")
@@ -125,7 +152,7 @@ def create_app(service: SearchService) -> Any:
     return app
 
 
-def run_server(service: SearchService, host: str = "127.0.0.1", port: int = 8000) -> None:
+def run_server(service: SearchService, host: str = "127.0.0.1", port: int = 8000, extra_hosts: Iterable[str] = ()) -> None:
     """Serve until interrupted (uvicorn, one process; the model runs in its worker threads)."""
     uvicorn = require("uvicorn", "ranklist serve")
-    uvicorn.run(create_app(service), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(service, allowed_hosts(host, extra_hosts)), host=host, port=port, log_level="info")

@@ -1,6 +1,6 @@
 """What turns images into embeddings for the server: the PyTorch model or its ONNX export.
 
-Both take the same input, a batch prepared by the model's own preprocessing record (`prepare`),
+Both take the same input, a batch prepared by the model's own preprocessing record (`uploads.decode_batch`),
 and give the evaluation embedding; both carry the model's fingerprint so that the server can check
 it against the index's. Calls may come from several worker threads at once.
 """
@@ -8,10 +8,9 @@ it against the index's. Calls may come from several worker threads at once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -27,12 +26,6 @@ class Embedder(Protocol):
 
     def embed(self, batch: torch.Tensor) -> np.ndarray:
         """Normalised images [B, 3, S, S] -> evaluation embeddings [B, D] (float32)."""
-
-
-def prepare(images: Sequence[Any], preprocessing: Preprocessing) -> torch.Tensor:
-    """PIL images (or uint8 [3, H, W] tensors) -> the model's input batch, by its evaluation transform."""
-    transform = preprocessing.transform(train=False)
-    return torch.stack([transform(image) for image in images])
 
 
 @dataclass

@@ -5,6 +5,7 @@ method is a blocking call the app runs off its event loop, and bad input is an I
 from __future__ import annotations
 
 import io
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -14,11 +15,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ranklist.data.image_decoding import read_rgb
+from ranklist.data.image_decoding import read_rgb, upright
 from ranklist.retrieval import EmbeddingIndex, search_rows, stored_vectors
 from ranklist.retrieval.fingerprint import check_same_model
-from ranklist.serving.embedders import Embedder, prepare
-from ranklist.serving.uploads import InputError, ServeLimits
+from ranklist.serving.embedders import Embedder
+from ranklist.serving.uploads import InputError, ServeLimits, Upload, decode_batch
 
 THUMBNAIL_SIDE = 160  # served thumbnails of image files
 
@@ -27,14 +28,27 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _common_folder(paths: np.ndarray) -> str:
+    """The deepest folder holding every path ("" when they share none or are relative already)."""
+    absolute = [str(p) for p in paths if os.path.isabs(str(p))]
+    if not absolute or len(absolute) != len(paths):
+        return ""
+    common = os.path.commonpath(absolute)
+    return os.path.dirname(common) if common in set(absolute) else common  # one file: its folder
+
+
 class SearchService:
-    def __init__(self, index: EmbeddingIndex, embedder: Embedder, limits: ServeLimits = ServeLimits()) -> None:
+    def __init__(self, index: EmbeddingIndex, embedder: Embedder, limits: ServeLimits = ServeLimits(),
+                 expose_paths: bool = False) -> None:
         if index.model is None:
             print("ranklist serve: warning: the index records no model; queries cannot be checked against it", file=sys.stderr)
         check_same_model(index.model, embedder.fingerprint, "the server's embeddings")
         self.index, self.embedder, self.limits = index, embedder, limits
         self.rows = {str(_plain(i)): row for row, i in enumerate(index.ids)}
         self.class_names = index.meta.get("class_names") or None
+        # Paths are shown relative to the items' common folder unless asked: absolute paths tell a
+        # page on another origin (DNS rebinding) about the server's disk.
+        self._path_base = "" if expose_paths or index.items.paths is None else _common_folder(index.items.paths)
         self._browse_lock = threading.Lock()
         self._browse: dict[int, list[dict[str, Any]]] = {}
         self.thumbnail = lru_cache(maxsize=2048)(self._thumbnail)
@@ -55,7 +69,8 @@ class SearchService:
             if self.class_names and label < len(self.class_names):
                 record["class_name"] = self.class_names[label]
         if items.paths is not None:
-            record["path"] = str(items.paths[row])
+            path = str(items.paths[row])
+            record["path"] = os.path.relpath(path, self._path_base) if self._path_base else path
         return record
 
     def page(self, offset: int, limit: int) -> list[dict[str, Any]]:
@@ -69,7 +84,7 @@ class SearchService:
             image = Image.fromarray(np.asarray(items.thumbnails[row]))
         elif items.paths is not None:
             try:
-                image = read_rgb(items.paths[row])
+                image = upright(read_rgb(items.paths[row]))
             except (OSError, ValueError) as error:
                 raise InputError(404, f"image of item {_plain(items.ids[row])!r}: {error}") from None
             image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
@@ -86,8 +101,9 @@ class SearchService:
             raise InputError(422, f"k must be between 1 and {top}, got {k}")
         return k
 
-    def embed(self, images: Sequence[Any]) -> np.ndarray:
-        return self.embedder.embed(prepare(images, self.embedder.preprocessing))
+    def embed(self, uploads: Sequence[Upload]) -> np.ndarray:
+        """Uploaded images' embeddings (decoded within the limits, one at a time)."""
+        return self.embedder.embed(decode_batch(uploads, self.limits, self.embedder.preprocessing))
 
     def _hits(self, scores: np.ndarray, rows: np.ndarray, query_label: int | None = None) -> list[dict[str, Any]]:
         hits = []
@@ -98,9 +114,9 @@ class SearchService:
             hits.append(hit)
         return hits
 
-    def search_images(self, images: Sequence[Any], k: int) -> list[list[dict[str, Any]]]:
+    def search_images(self, uploads: Sequence[Upload], k: int) -> list[list[dict[str, Any]]]:
         self.check_k(k)
-        scores, rows = search_rows(self.index, self.embed(images), k)
+        scores, rows = search_rows(self.index, self.embed(uploads), k)
         return [self._hits(s, r) for s, r in zip(scores, rows)]
 
     def neighbours(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
