@@ -35,13 +35,49 @@ def to_rgb(image):
     return Image.fromarray(np.rint(gray).astype(np.uint8), mode="L").convert("RGB")
 
 
+ORIENTATION = "orientation"  # the key of a decoded image's info holding its EXIF orientation (1..8)
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+def decoded_rgb(image, shrink_to: int | None = None):
+    """A loaded PIL image as 8-bit RGB (to_rgb) with its EXIF orientation kept in info["orientation"].
+
+    The pixels are left as stored: whether a model sees them turned upright is its preprocessing
+    record's choice (`exif_orientation`), applied by the transform (`upright`). `shrink_to`: a box
+    reduction by the largest integer factor that keeps the shorter side >= shrink_to (a server's
+    bound on the memory of one huge upload; results then differ slightly from the full-size image)."""
+    rgb = to_rgb(image)
+    factor = min(rgb.size) // shrink_to if shrink_to else 0
+    if factor > 1:
+        rgb = rgb.reduce(factor)
+    try:
+        orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1))
+    except (*_DECODE_ERRORS, TypeError):  # a damaged EXIF block: the pixels are still good
+        orientation = 1
+    rgb.info[ORIENTATION] = orientation if 1 <= orientation <= 8 else 1
+    return rgb
+
+
+def upright(image):
+    """A decoded image turned as its EXIF orientation says (phone photos are stored sideways)."""
+    from PIL import Image
+
+    turns = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+             5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+             8: Image.Transpose.ROTATE_90}
+    turn = turns.get(image.info.get(ORIENTATION, 1))
+    return image if turn is None else image.transpose(turn)
+
+
 def read_rgb(path: str | Path):
-    """The image file at `path` as an 8-bit RGB PIL image; an unreadable file is one ValueError naming it."""
+    """The image file at `path` as an 8-bit RGB PIL image (decoded_rgb); an unreadable file is one
+    ValueError naming it."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            return to_rgb(image)
+            image.load()
+            return decoded_rgb(image)
     except (*_DECODE_ERRORS, Image.DecompressionBombError) as error:
         detail = " ".join(str(error).split()) or type(error).__name__
         raise ValueError(f"cannot read image {path}: {detail}") from error

@@ -24,6 +24,9 @@ class Preprocessing:
     recipe: str = "paper"
     normalization: Normalization = field(default_factory=Normalization)
     hflip: bool = True  # training only
+    # Files turned upright by their EXIF orientation before the transform. On for new runs; records
+    # written before it existed read as off (their models were trained on the stored pixels).
+    exif_orientation: bool = True
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -34,9 +37,9 @@ class Preprocessing:
 
     @classmethod
     def create(cls, image_size: int, norm: str | Normalization, *, resize: int | None = None,
-               recipe: str = "paper", hflip: bool = True) -> Preprocessing:
+               recipe: str = "paper", hflip: bool = True, exif_orientation: bool = True) -> Preprocessing:
         """resize defaults to the paper's ratio (default_resize)."""
-        return cls(image_size, resize or default_resize(image_size), recipe, normalization(norm), hflip)
+        return cls(image_size, resize or default_resize(image_size), recipe, normalization(norm), hflip, exif_orientation)
 
     @classmethod
     def from_config(cls, data: Any, norm: str | Normalization) -> Preprocessing:
@@ -45,7 +48,8 @@ class Preprocessing:
 
     def transform(self, train: bool, **options: Any) -> ImageTransform:
         """The training (random) or evaluation (deterministic) transform; options: rrc_scale, generator."""
-        return ImageTransform(train, self.image_size, self.resize, self.normalization, self.recipe, self.hflip, **options)
+        return ImageTransform(train, self.image_size, self.resize, self.normalization, self.recipe, self.hflip,
+                              exif_orientation=self.exif_orientation, **options)
 
     def uncropped_transform(self) -> ImageTransform:
         """The training image before its random crop and flip, normalised (train.cache_frozen):
@@ -54,13 +58,15 @@ class Preprocessing:
         if self.recipe == "rrc":
             raise ValueError("recipe 'rrc' draws a new crop scale for every item: its training images cannot be cached before the crop")
         side = self.resize if self.recipe == "paper" else self.image_size
-        return ImageTransform(False, side, side, self.normalization, "resize", hflip=False)
+        return ImageTransform(False, side, side, self.normalization, "resize", hflip=False, exif_orientation=self.exif_orientation)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON, YAML, ONNX metadata)."""
         record = asdict(self)
         record["normalization"]["mean"] = list(self.normalization.mean)
         record["normalization"]["std"] = list(self.normalization.std)
+        if not self.exif_orientation:  # absent = off: records (and model fingerprints) made before it are unchanged
+            del record["exif_orientation"]
         return record
 
     @classmethod
@@ -69,6 +75,6 @@ class Preprocessing:
             norm = record["normalization"]
             return cls(int(record["image_size"]), int(record["resize"]), str(record["recipe"]),
                        Normalization(float(norm["scale"]), str(norm["channels"]), tuple(norm["mean"]), tuple(norm["std"])),
-                       bool(record.get("hflip", True)))
+                       bool(record.get("hflip", True)), bool(record.get("exif_orientation", False)))
         except (KeyError, TypeError):
             raise ValueError(f"not a preprocessing record (needs image_size, resize, recipe, normalization): {record!r}") from None

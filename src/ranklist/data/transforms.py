@@ -120,6 +120,8 @@ class ImageTransform:
     hflip: bool = True
     rrc_scale: tuple[float, float] = (0.08, 1.0)  # the Inception-style crop's usual range
     generator: torch.Generator | None = None
+    exif_orientation: bool = False  # turn decoded files upright by their EXIF orientation first
+
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -131,6 +133,10 @@ class ImageTransform:
         self.normalize = Normalize(self.normalization)
 
     def __call__(self, image: object) -> torch.Tensor:
+        if self.exif_orientation and not isinstance(image, torch.Tensor):
+            from ranklist.data.image_decoding import upright
+
+            image = upright(image)
         x = to_uint8_tensor(image).float() / 255.0
         size = self.image_size
         if self.recipe == "resize":
