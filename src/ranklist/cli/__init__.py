@@ -18,7 +18,7 @@ from ranklist.errors import UserError, one_line
 
 EXIT_USAGE = 2
 COMMANDS = ("ranklist.cli.train", "ranklist.cli.evaluate", "ranklist.cli.study", "ranklist.cli.index", "ranklist.cli.data",
-            "ranklist.cli.export", "ranklist.cli.serve")
+            "ranklist.cli.export", "ranklist.cli.serve", "ranklist.cli.tune")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,8 @@ class DataConfig:
     val_fraction: float = 0.2  # training classes held out (class-disjoint) for model selection
     allow_partial: bool = False
     num_workers: int = 0
+    folds: int = 0  # `ranklist tune`: K class-disjoint folds of the training classes; fold `fold` validates, the rest train, no test phase (0: off)
+    fold: int = 0
 
 
 @dataclass
@@ -182,6 +184,8 @@ def check_config(config: RunConfig) -> None:
     need(d.samples_per_class >= 1, f"data.samples_per_class must be >= 1, got {d.samples_per_class}")
     need(0 <= d.val_fraction < 1, f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
     need(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
+    need(d.folds == 0 or d.folds >= 2, f"data.folds must be 0 (off) or >= 2, got {d.folds}")
+    need(d.folds == 0 or 0 <= d.fold < d.folds, f"data.fold must be in 0..{d.folds - 1} (data.folds={d.folds}), got {d.fold}")
     need(m.embedding_dim >= 1, f"model.embedding_dim must be >= 1, got {m.embedding_dim}")
     need(m.freeze_blocks >= 0, f"model.freeze_blocks must be >= 0, got {m.freeze_blocks}")
     from ranklist.training.optimizers import OPTIMIZERS

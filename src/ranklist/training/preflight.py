@@ -45,10 +45,16 @@ def check_class_disjoint(splits: RunSplits) -> None:
 
 def check_ks(ks: Sequence[int], splits: RunSplits) -> None:
     """Recall@K needs K candidates per query: the gallery's size, or the test split's minus the query."""
+    if splits.queries is None:  # a tuning fold: validation only (Recall@1)
+        return _check_val(splits)
     candidates = len(splits.gallery) if splits.gallery is not None else len(splits.queries) - 1
     where = f"the gallery's {len(splits.gallery)} items" if splits.gallery is not None else f"{len(splits.queries)} test items minus the query"
     if max(ks) > candidates:
         raise ConfigError(f"eval.ks {list(ks)} asks for Recall@{max(ks)} but each query has only {candidates} candidates ({where})")
+    _check_val(splits)
+
+
+def _check_val(splits: RunSplits) -> None:
     if splits.val is not None and len(splits.val) < 2:
         raise ConfigError(f"the validation split has {len(splits.val)} items; Recall@1 needs at least 2 (lower data.val_fraction or set it to 0)")
 

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from ranklist.collectives import broadcast_state
 from ranklist.data import ClassBalancedBatchSampler, Preprocessing, build_dataset, dataset_spec, evaluation_splits
+from ranklist.data.folds import fold_splits
 from ranklist.evaluation import Evaluator
 from ranklist.losses import build_loss
 from ranklist.losses.cross_batch_memory import CrossBatchMemory
@@ -32,11 +33,11 @@ from ranklist.training.trunk_cache import cache_trunk
 @dataclass
 class RunSplits:
     """The datasets of a run: train, val (model selection; None without), and the test queries
-    searching each other (gallery None) or the gallery."""
+    searching each other (gallery None) or the gallery; queries None in a tuning fold (data.folds)."""
 
     train: Dataset
     val: Dataset | None
-    queries: Dataset
+    queries: Dataset | None
     gallery: Dataset | None
 
     def named(self) -> dict[str, Dataset]:
@@ -111,6 +112,9 @@ def build_splits(config: RunConfig, preprocessing: Preprocessing) -> RunSplits:
     def split(name: str, transform) -> Dataset:
         return build_dataset(d.name, name, root=d.root, transform=transform, **options)
 
+    if d.folds:  # tuning: one fold of the training classes validates, the others train; the test split is never built
+        train, val = fold_splits(split("trainval", None), d.folds, d.fold, train_transform=train_tf, val_transform=test_tf)
+        return RunSplits(train, val, None, None)
     has_val = d.val_fraction > 0
     protocol = evaluation_splits(d.name, d.root)
     return RunSplits(split("train" if has_val else "trainval", train_tf), split("val", test_tf) if has_val else None,

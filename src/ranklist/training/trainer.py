@@ -241,6 +241,8 @@ class Trainer:
 
     def _finish(self, run: Run, state: TrainState, trained: tuple[int, float], started: float) -> dict[str, Any] | None:
         """The selected model meets the test set once; the lead writes the summary and the report."""
+        if run.splits.queries is None:  # a tuning fold (data.folds): no test split, no test phase
+            return self._finish_fold(run, state, trained, started)
         cached = self._baseline_cache_file(run)
         baseline_model = self._baseline_model(run, cached)
         with self.times.phase("test"):
@@ -268,6 +270,19 @@ class Trainer:
                                                                     baseline_cache=cached.with_suffix(".pairs.npz") if cached else None)
             summary["plots"].update(picture)
         summary["time_s"] = self.times.summary()  # the summary's own writing is not counted
+        summary["wall_time_s"] = round(time.time() - started, 1)
+        write_run_summary(self.out, summary)
+        return summary
+
+    def _finish_fold(self, run: Run, state: TrainState, trained: tuple[int, float], started: float) -> dict[str, Any] | None:
+        """A tuning fold's summary: the selected step's validation metrics ("validation") in place of a test."""
+        if not run.lead:
+            return None
+        with self.times.phase("report"):
+            summary = self._summary(run, state, trained, {}, None)
+            selected = [r for r in _read_jsonl(self.metrics_path) if r["step"] == state.best.step and state.best.metric in r]
+            summary["validation"] = {key[len("val/"):]: value for key, value in selected[-1].items() if key.startswith("val/")}
+        summary["time_s"] = self.times.summary()
         summary["wall_time_s"] = round(time.time() - started, 1)
         write_run_summary(self.out, summary)
         return summary

@@ -1,0 +1,33 @@
+"""`ranklist tune`: choose a recipe's hyper-parameters by class-disjoint cross-validation (Optuna)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    tune = subparsers.add_parser("tune", help="tune a recipe's hyper-parameters on folds of its training classes (Optuna; the test split is never read)")
+    tune.add_argument("config", help="the base recipe (configs/*.yaml)")
+    tune.add_argument("overrides", nargs="*", help="dotted overrides applied to every trial")
+    tune.add_argument("--space", required=True, help="search space YAML (configs/spaces/*.yaml)")
+    tune.add_argument("--trials", type=int, required=True, help="the study's total number of trials (all processes sharing it together)")
+    tune.add_argument("--folds", type=int, default=4, help="class-disjoint folds of the training classes (default 4)")
+    tune.add_argument("--out", required=True, help="study folder: tune.db, trials/, best.yaml, tune.json, tune.md")
+    tune.add_argument("--storage", help="an Optuna storage URL (default sqlite:///OUT/tune.db); a shared database lets several machines work on one study")
+    tune.add_argument("--study", help="the study's name in the storage (default: the space file's name)")
+    tune.add_argument("--metric", default="map@r", help="validation metric to maximise: map@r (default), recall@1, r_precision")
+    tune.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    tune.add_argument("--no-progress", action="store_true")
+    tune.set_defaults(run=tune_command)
+
+
+def tune_command(args: argparse.Namespace) -> None:
+    from ranklist.tuning import tune
+
+    report = tune(args.config, args.overrides, args.space, trials=args.trials, folds=args.folds, out=Path(args.out),
+                  storage=args.storage, study=args.study, metric=args.metric, seed=args.seed, progress=not args.no_progress,
+                  log=lambda m: print(m, file=sys.stderr))
+    best = Path(args.out) / "best.yaml"
+    print(f"{report}" + (f"; best recipe: {best}" if best.is_file() else "; no trial completed"), file=sys.stdout)
