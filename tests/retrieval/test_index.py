@@ -182,3 +182,68 @@ def test_embeddings_file_round_trip_with_model(tmp_path):
         read_embeddings(tmp_path / "cut.npz")
     with pytest.raises(ValueError, match="'labels' has 3 rows but 'embedding' has 12"):
         write_embeddings(EmbeddingsFile(x, labels[:3]), tmp_path / "f.npz")
+
+
+def _saved(tmp_path, n=40):
+    from ranklist.retrieval import Items
+
+    x, labels = clustered(n, dim=8)
+    thumbs = np.zeros((n, 4, 4, 3), dtype=np.uint8)
+    save_index(build_index(x, Items(np.arange(n), labels, thumbnails=thumbs)), tmp_path / "idx")
+    return tmp_path / "idx"
+
+
+@pytest.mark.parametrize("name", ["index.faiss", "items.npz", "thumbnails.npy"])
+def test_a_damaged_file_is_refused_by_name(tmp_path, name):
+    """8 overwritten bytes in the middle of any file: refused, never searched (faiss read them as vectors)."""
+    folder = _saved(tmp_path)
+    data = bytearray((folder / name).read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8] = b"\x7f" * 8
+    (folder / name).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"corrupt index at .*: {name} has SHA-256 .*meta.json records"):
+        load_index(folder)
+
+
+def test_edited_counts_and_missing_or_unrecorded_files_are_refused(tmp_path):
+    import json
+
+    folder = _saved(tmp_path)
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "count": 41}))
+    with pytest.raises(ValueError, match="vectors 40, items 40, meta.json count 41"):
+        load_index(folder)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    (folder / "thumbnails.npy").unlink()
+    with pytest.raises(ValueError, match="thumbnails.npy is missing"):
+        load_index(folder)
+    files = {k: v for k, v in meta["files"].items() if k != "thumbnails.npy"}
+    np.save(folder / "thumbnails.npy", np.zeros((40, 4, 4, 3), dtype=np.uint8))
+    (folder / "meta.json").write_text(json.dumps({**meta, "files": files}))
+    with pytest.raises(ValueError, match="thumbnails.npy is not recorded in meta.json"):
+        load_index(folder)
+
+
+def test_an_index_from_before_checksums_loads_with_a_warning(tmp_path, capsys):
+    import json
+
+    folder = _saved(tmp_path)
+    meta = json.loads((folder / "meta.json").read_text())
+    del meta["files"]
+    (folder / "meta.json").write_text(json.dumps({**meta, "format": 2}))
+    assert len(load_index(folder)) == 40
+    assert "records no checksums" in capsys.readouterr().err
+
+
+def test_replace_keeps_a_users_files_and_names_a_link(tmp_path):
+    folder = _saved(tmp_path)
+    (folder / "notes.txt").write_text("mine")
+    again = load_index(folder)
+    with pytest.raises(ValueError, match=r"holds an index and other files \(notes.txt\)"):
+        save_index(again, folder, replace=True)
+    assert (folder / "notes.txt").read_text() == "mine"
+    (folder / "notes.txt").unlink()
+    (tmp_path / "link").symlink_to(folder)
+    with pytest.raises(ValueError, match="is a symbolic link: refusing to replace what it points to"):
+        save_index(again, tmp_path / "link", replace=True)
+    save_index(again, folder, replace=True)

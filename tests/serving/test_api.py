@@ -21,7 +21,6 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from ranklist.serving.app import create_app  # noqa: E402
 
-
 LOCAL = "http://127.0.0.1"  # the server answers only its own Host names (DNS rebinding)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from ranklist.retrieval.fingerprint import ModelFingerprint, check_same_model
 
 KINDS = ("flat", "ivf", "ivfpq")
-FORMAT = 2
+FORMAT = 3  # 3: meta.json records every file's SHA-256
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,24 @@
 """An index on disk: one folder written whole under a temporary name, then renamed into place.
 
     PATH/index.faiss     the faiss index
-    PATH/meta.json       {"format": 2, "kind", "dim", "count", "model", "class_names", "source", ...}
+    PATH/meta.json       {"format": 3, "kind", "dim", "count", "model", "class_names", "source", ...,
+                          "files": {name: SHA-256 of each file above and below}}
     PATH/items.npz       ids, labels, paths (those the index has)
     PATH/thumbnails.npy  uint8 [N, T, T, 3], for images without a file (optional)
 
-Saving refuses to replace anything that is not an index (a user's folder, a run folder, a file),
-and replaces an index only when told to.
+Loading checks every file against its recorded SHA-256 and the counts against each other: a damaged
+index is refused by name, never searched (faiss reads flipped bytes as vectors and answers with
+nonsense scores). Saving refuses to replace anything that is not an index (a user's folder, a run
+folder, a file, a folder holding other files beside an index), and replaces an index only when told to.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -23,6 +28,17 @@ import numpy as np
 
 from ranklist.retrieval.fingerprint import ModelFingerprint
 from ranklist.retrieval.index import FORMAT, EmbeddingIndex, Items
+
+
+INDEX_FILES = ("index.faiss", "meta.json", "items.npz", "thumbnails.npy")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def is_index(path: str | Path) -> bool:
@@ -40,9 +56,16 @@ def check_target(path: Path, replace: bool) -> None:
     """Raise unless `path` may receive an index: absent, an empty folder, or an index and `replace`."""
     if not os.path.lexists(path) or (path.is_dir() and not path.is_symlink() and not any(path.iterdir())):
         return
-    if not is_index(path) or path.is_symlink():
+    if path.is_symlink():
+        raise ValueError(f"{path} is a symbolic link: refusing to replace what it points to; give the real folder "
+                         f"({os.path.realpath(path)}) or another output path")
+    if not is_index(path):
         raise ValueError(f"{path} exists and is not an index (a file or a folder of other things): "
                          "refusing to replace it; choose another output path")
+    others = sorted(name for name in os.listdir(path) if name not in INDEX_FILES)
+    if others:
+        raise ValueError(f"{path} holds an index and other files ({', '.join(others[:5])}): refusing to replace "
+                         "the folder and lose them; move them out or choose another output path")
     if not replace:
         raise ValueError(f"{path} already holds an index; pass --replace (replace=True) to replace it")
 
@@ -58,7 +81,8 @@ def _write_folder(index: EmbeddingIndex, folder: Path) -> None:
     if index.items.thumbnails is not None:
         np.save(folder / "thumbnails.npy", index.items.thumbnails)
     model = index.model.to_dict() if index.model is not None else None
-    (folder / "meta.json").write_text(json.dumps({**index.meta, "format": FORMAT, "model": model}))
+    files = {name: file_sha256(folder / name) for name in sorted(os.listdir(folder))}
+    (folder / "meta.json").write_text(json.dumps({**index.meta, "format": FORMAT, "model": model, "files": files}))
     for name in os.listdir(folder):
         with open(folder / name, "rb") as handle:
             os.fsync(handle.fileno())
@@ -95,6 +119,28 @@ def _read_items(path: Path, meta: dict[str, Any]) -> Items:
     return Items(found["ids"], found.get("labels"), found.get("paths"), thumbnails)
 
 
+def _check_files(path: Path, meta: dict[str, Any]) -> None:
+    """Every file the index recorded is there with its SHA-256; an index from before checksums is warned about."""
+    files = meta.pop("files", None)
+    if files is None:
+        print(f"ranklist: warning: the index at {path} (format {meta.get('format')}) records no checksums, so damage "
+              "to its files cannot be detected; rebuild it (ranklist index) to add them", file=sys.stderr)
+        return
+    for name in sorted(set(files) | {n for n in INDEX_FILES if n != "meta.json" and (path / n).exists()}):
+        if name not in files or not (path / name).is_file():
+            raise ValueError(f"{name} is {'not recorded in meta.json' if name not in files else 'missing'}")
+        found = file_sha256(path / name)
+        if found != files[name]:
+            raise ValueError(f"{name} has SHA-256 {found[:16]}..., meta.json records {str(files[name])[:16]}...")
+
+
+def _check_counts(path: Path, index: Any, items: Items, meta: dict[str, Any]) -> None:
+    counts = {"vectors": int(index.ntotal), "items": len(items), "meta.json count": meta.get("count", len(items))}
+    if len(set(counts.values())) != 1 or index.d != meta.get("dim"):
+        raise ValueError(f"corrupt index at {path}: {', '.join(f'{n} {c}' for n, c in counts.items())}; "
+                         f"dimension {index.d}, meta.json dim {meta.get('dim')}")
+
+
 def load_index(path: str | Path) -> EmbeddingIndex:
     """An index folder, checked; a missing one is FileNotFoundError, a damaged one ValueError."""
     import faiss
@@ -104,14 +150,15 @@ def load_index(path: str | Path) -> EmbeddingIndex:
         raise FileNotFoundError(f"no index at {path} (expected index.faiss and meta.json)")
     try:
         meta = json.loads((path / "meta.json").read_text())
+        if not isinstance(meta, dict) or "format" not in meta:
+            raise ValueError("meta.json is not an index's record (no format)")
+        _check_files(path, meta)
         index = faiss.read_index(str(path / "index.faiss"))
         items = _read_items(path, meta)
         model = meta.pop("model", None)
         model = ModelFingerprint.from_dict(model) if model is not None else None
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, zipfile.BadZipFile) as error:
         raise ValueError(f"corrupt index at {path}: {' '.join(str(error).split()) or type(error).__name__}") from error
-    if index.ntotal != len(items) or index.d != meta.get("dim"):
-        raise ValueError(f"corrupt index at {path}: {index.ntotal} vectors of dimension {index.d}, "
-                         f"meta says {len(items)} of {meta.get('dim')}")
+    _check_counts(path, index, items, meta)
     meta.pop("format", None)
     return EmbeddingIndex(index, items, meta, model)
