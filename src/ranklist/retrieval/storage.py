@@ -29,7 +29,6 @@ import numpy as np
 from ranklist.retrieval.fingerprint import ModelFingerprint
 from ranklist.retrieval.index import FORMAT, EmbeddingIndex, Items
 
-
 INDEX_FILES = ("index.faiss", "meta.json", "items.npz", "thumbnails.npy")
 
 
