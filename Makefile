@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev,serve,hf,tune]"
+	$(PY) -m pip install --quiet -e ".[dev,serve,hf,tensorboard,tune]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -83,6 +83,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: Optional[int] = None  # torch threads on CPU; default: torch's own choice
     channels_last: bool = True  # NHWC memory format: ~1.5x faster convolutions on CPU (measured)
+    tensorboard: bool = False  # event files in RUN/tensorboard/ (reporting/tensorboard.py; the `tensorboard` extra); on in the shipped recipes
     cache_frozen: bool = False  # compute the frozen blocks' output of each training image once; crops at their stride (training/trunk_cache.py)
 
 

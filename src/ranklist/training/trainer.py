@@ -31,6 +31,7 @@ from ranklist.models.checkpoint import read_checkpoint
 from ranklist.reporting import write_run_report, write_run_summary
 from ranklist.reporting.provenance import hardware, source_commit
 from ranklist.reporting.run_report import write_pair_picture
+from ranklist.reporting.tensorboard import open_board
 from ranklist.training.config import RunConfig, config_to_yaml
 from ranklist.training.distributed import init_from_env, shutdown
 from ranklist.training.phase_times import PhaseTimes
@@ -71,6 +72,7 @@ class Trainer:
         self.metrics_path = self.out / "metrics.jsonl"
         self.baseline_cache = baseline_cache
         self.times = PhaseTimes()
+        self.board = None  # the run's TensorBoard events (train.tensorboard; reporting/tensorboard.py), lead only
 
     def run(self, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any] | None:
         """Train, select, test, report. Under torchrun, rank 0 writes and returns the summary; the
@@ -82,6 +84,9 @@ class Trainer:
             ok = True
             return summary
         finally:
+            if self.board is not None:
+                self.board.close()
+                self.board = None
             if own_group:
                 shutdown(clean=ok)
 
@@ -126,12 +131,14 @@ class Trainer:
             if run.lead:
                 atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in _read_jsonl(self.metrics_path, state.step)))
                 record_resume(self.out, state.step, changes, config_to_yaml(self.config))
+                self.board = open_board(self.out, self.config.train.tensorboard, purge_step=state.step + 1, log=self.log)
                 self.log(f"resumed {self.out} at iteration {state.step}")
             return state
         state = TrainState()
         if run.lead:
             atomic_write_text(self.out / "config.yaml", config_to_yaml(self.config))
             self.metrics_path.write_text("")
+            self.board = open_board(self.out, self.config.train.tensorboard, log=self.log)
         self.validate(run, state)  # the starting point is a candidate too
         return state
 
@@ -184,12 +191,18 @@ class Trainer:
             return
         metrics = run.val_evaluator.score(*embedded)
         record = {"step": state.step, **{f"val/{k}": v for k, v in metrics[headline_view(metrics)].items()}}
-        _append_jsonl(self.metrics_path, record)
+        self._record(record)
         best = state.best
         if record[best.metric] > best.value:
             best.step, best.value = state.step, record[best.metric]
             atomic_torch_save(model_checkpoint(run.model), self.out / "checkpoints" / "best.pt")
         self.log(f"iteration {state.step}: val recall@1 {record[best.metric]:.4f} (best {best.value:.4f} at {best.step})")
+
+    def _record(self, record: dict[str, Any]) -> None:
+        """One line of metrics.jsonl, and the same values in TensorBoard."""
+        _append_jsonl(self.metrics_path, record)
+        if self.board is not None:
+            self.board.record(record)
 
     def save(self, run: Run, state: TrainState, name: str) -> None:
         """A resumable checkpoint (collective: every process's RNG state goes in)."""
@@ -229,7 +242,7 @@ class Trainer:
         if run.lead and (step % train.log_every == 0 or last):
             record = {"step": step, "loss": float(np.mean(running)), "lr": run.optimizer.param_groups[0]["lr"],
                       "time_s": round(time.time() - started, 2)}
-            _append_jsonl(self.metrics_path, record)
+            self._record(record)
             running.clear()
             if not show_progress(self.progress):
                 self.log(f"iteration {step}/{train.iterations}: loss {record['loss']:.4f}")
@@ -269,6 +282,8 @@ class Trainer:
             picture, summary["pair_distances"] = write_pair_picture(self.out, self.config.loss, embedded, seed=self.config.train.seed,
                                                                     baseline_cache=cached.with_suffix(".pairs.npz") if cached else None)
             summary["plots"].update(picture)
+            if self.board is not None:
+                self.board.finish(self.out, summary, evaluation_embedding(outputs), labels, run.splits.queries, seed=self.config.train.seed)
         summary["time_s"] = self.times.summary()  # the summary's own writing is not counted
         summary["wall_time_s"] = round(time.time() - started, 1)
         write_run_summary(self.out, summary)
