@@ -85,6 +85,7 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory format: ~1.5x faster convolutions on CPU (measured)
     tensorboard: bool = False  # event files in RUN/tensorboard/ (reporting/tensorboard.py; the `tensorboard` extra); on in the shipped recipes
     cache_frozen: bool = False  # compute the frozen blocks' output of each training image once; crops at their stride (training/trunk_cache.py)
+    deterministic: bool = False  # deterministic algorithms only (cuDNN, cuBLAS workspace): CUDA runs repeat bit for bit (training/determinism.py)
 
 
 @dataclass

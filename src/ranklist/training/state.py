@@ -56,13 +56,20 @@ class TrainState:
 
 
 def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """This process's generators: Python's, numpy's, torch's CPU one and every CUDA device's
+    (drop-connect and drop-path draw on the model's device)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(), "cuda": cuda}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda") or []  # none in checkpoints from before CUDA states were kept
+    if cuda and torch.cuda.is_available():  # the devices both machines have
+        for index, generator in enumerate(cuda[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(generator, index)
 
 
 def train_step(run, state: TrainState, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
