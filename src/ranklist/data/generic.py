@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +106,8 @@ def read_folder(root: Path, split: str, transform: Transform | None = None, *, t
 
 
 def _csv_rows(path: Path) -> list[list[str]]:
-    with open(path, newline="") as handle:
+    # utf-8-sig: spreadsheet programs save a byte-order mark, which would otherwise glue onto the header's "path"
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         rows = [[field.strip() for field in row] for row in csv.reader(handle) if any(f.strip() for f in row)]
     if rows and rows[0][0].lower() == "path":
         rows = rows[1:]
@@ -114,7 +116,27 @@ def _csv_rows(path: Path) -> list[list[str]]:
     widths = {len(r) for r in rows}
     if not widths <= {2, 3} or len(widths) > 1:
         raise ValueError(f"{path}: every row must be path,label or every row path,label,split; found rows of {sorted(widths)} fields")
+    _check_repeats(path, rows)
     return rows
+
+
+def _check_repeats(path: Path, rows: list[list[str]]) -> None:
+    """An image listed twice in one split would be its own nearest neighbour (Recall@1 of 100 %): refused.
+    One image in two splits (a gallery that also holds the queries) may be meant: warned about."""
+    seen: dict[tuple[str, str], int] = {}
+    across: dict[str, set[str]] = {}
+    for number, row in enumerate(rows, start=1):
+        image, split = os.path.normpath(row[0]), row[2] if len(row) == 3 else ""
+        if (image, split) in seen:
+            where = f" in split {split!r}" if split else ""
+            raise ValueError(f"{path}: image {row[0]!r} is listed twice{where} (data rows {seen[image, split]} and {number}); "
+                             "a repeated image finds itself and inflates the metrics: remove the repeat")
+        seen[image, split] = number
+        across.setdefault(image, set()).add(split)
+    shared = [image for image, splits in across.items() if len(splits) > 1]
+    if shared:
+        print(f"ranklist: warning: {path}: {len(shared)} images are listed in more than one split (e.g. {shared[0]!r} in "
+              f"{sorted(across[shared[0]])}); a query that is also in the gallery finds itself", file=sys.stderr)
 
 
 def _csv_labels(values: list[str]) -> np.ndarray:

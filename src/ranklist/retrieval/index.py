@@ -41,6 +41,10 @@ class Items:
                 raise ValueError(f"items: {name} has {len(value)} entries but there are {n} ids")
         if len(np.unique(self.ids)) != n:
             raise ValueError("items: ids must be unique")
+        if self.paths is not None and len(np.unique(self.paths)) != n:
+            values, counts = np.unique(self.paths, return_counts=True)
+            raise ValueError(f"items: {int((counts > 1).sum())} image paths are listed more than once (e.g. {values[counts > 1][0]}); "
+                             "an image indexed twice is its own neighbour twice")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -159,6 +163,11 @@ def add_to_index(index: EmbeddingIndex, embeddings: np.ndarray, items: Items,
     clash = np.intersect1d(index.ids, items.ids)
     if len(clash):
         raise ValueError(f"added ids already in the index: {clash[:5].tolist()}")
+    if index.items.paths is not None and items.paths is not None:
+        again = np.intersect1d(index.items.paths, items.paths)
+        if len(again):
+            raise ValueError(f"{len(again)} of the {len(items)} added images are already in the index (e.g. {again[0]}): "
+                             "adding a split twice doubles every neighbour; add only new images")
     merged = index.items.concat(items)
     index.index.add(x)
     index.items = merged
