@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,13 @@ def importances(study) -> dict[str, float]:
     import optuna
 
     try:
-        return dict(optuna.importance.get_param_importances(study, evaluator=importance_evaluator()))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            weights = dict(optuna.importance.get_param_importances(study, evaluator=importance_evaluator()))
     except (ValueError, RuntimeError, ZeroDivisionError):  # fewer than two complete trials, or no parameter varies
         return {}
+    # PED-ANOVA warns and returns equal weights when the trials are too few: that is no reading.
+    return {} if any("too small" in str(w.message) for w in caught) else weights
 
 
 def write_report(study, settings: TuneSettings, out: Path, storage: str) -> Path:
@@ -157,7 +162,7 @@ def tune_markdown(name: str, settings: TuneSettings, records: list[TrialRecord],
     if weights:
         lines += ["![parameter importance](importance.png)", ""]
     else:
-        lines += ["Parameter importance needs at least two complete trials that differ.", ""]
+        lines += ["Parameter importance: too few complete trials to estimate it.", ""]
     keys = settings.space.keys()
     lines += ["## Trials", "", "| # | state | value | folds | s | " + " | ".join(keys) + " | reason |", "|" + "---|" * (len(keys) + 6)]
     for r in records:

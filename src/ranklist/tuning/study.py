@@ -90,10 +90,11 @@ def retried(trials) -> set[int]:
     return {number for number in map(retry_callback().retried_trial_number, trials) if number is not None}
 
 
-def counted(trials) -> int:
-    """Trials towards the target: all but those failed by an interruption and queued again."""
+def counted(trials, *, waiting: bool = True) -> int:
+    """Trials towards the target: all but those failed by an interruption and queued again (and,
+    with waiting=False, but those queued and not started yet)."""
     done = retried(trials)
-    return sum(t.number not in done for t in trials)
+    return sum(t.number not in done and (waiting or t.state.name != "WAITING") for t in trials)
 
 
 def requeue(study, trial, reason: str) -> None:
@@ -172,7 +173,7 @@ def _next_trial(study, settings: TuneSettings, out: Path, lock: StudyLock) -> in
     try:
         recover_interrupted(study)
         trials = study.get_trials(deepcopy=False)
-        if counted(trials) >= settings.trials:
+        if counted(trials, waiting=False) >= settings.trials:  # a queued trial is run first (Optuna pops it)
             return None
         study.sampler = sampler(settings.seed + len(trials))  # each new trial its own seed: reproducible, and no two alike
 

@@ -1,0 +1,129 @@
+"""End to end: `ranklist tune` on a tiny recipe (2 iterations a fold, about a second a trial)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import optuna
+import pytest
+import yaml
+
+from ranklist.cli import main
+from tests.tuning.conftest import csv_without_test_images, write_recipe
+
+
+def tune(recipe, space, out, *extra: str) -> int:
+    return main(["tune", str(recipe), "--space", str(space), "--out", str(out), "--no-progress", *extra])
+
+
+def test_a_tiny_study_writes_its_records_a_trainable_best_recipe_and_plots(tiny_recipe, tiny_space, tmp_path):
+    out = tmp_path / "study"
+    assert tune(tiny_recipe, tiny_space, out, "--trials", "2", "--folds", "2") == 0
+    result = json.loads((out / "tune.json").read_text())
+    assert [t["state"] for t in result["trials"]] == ["COMPLETE", "COMPLETE"]
+    for trial in result["trials"]:
+        assert len(trial["fold_values"]) == 2 and trial["value"] == pytest.approx(sum(trial["fold_values"]) / 2)
+        assert set(trial["params"]) == {"optim.lr", "loss.params.margin", "loss.params.gradient"} and trial["seconds"] > 0
+        for fold in range(2):  # each fold an ordinary run folder, its checkpoints removed, its test never run
+            summary = json.loads((out / "trials" / f"{trial['number']:04d}" / f"fold{fold}" / "summary.json").read_text())
+            assert summary["config"]["data"]["folds"] == 2 and summary["config"]["data"]["fold"] == fold and summary["test"] == {}
+            assert summary["validation"]["map@r"] == trial["fold_values"][fold]
+            assert not (out / "trials" / f"{trial['number']:04d}" / f"fold{fold}" / "checkpoints").exists()
+    best = max(result["trials"], key=lambda t: t["value"])
+    assert result["best"]["number"] == best["number"] and result["settings"]["metric"] == "map@r"
+    assert (out / "history.png").stat().st_size > 5000 and (out / "importance.png").stat().st_size > 5000
+    assert "![optimisation history](history.png)" in (out / "tune.md").read_text()
+    recipe = yaml.safe_load((out / "best.yaml").read_text())
+    assert recipe["optim"]["lr"] == best["params"]["optim.lr"] and recipe["loss"]["params"]["gradient"] == best["params"]["loss.params.gradient"]
+    assert recipe["data"]["folds"] == 0 and recipe["data"]["val_fraction"] == 0.2  # all training classes, the recipe's own protocol
+    assert main(["train", str(out / "best.yaml"), "--out", str(tmp_path / "best-run"), "--no-progress"]) == 0
+    assert "recall@1" in json.loads((tmp_path / "best-run" / "summary.json").read_text())["test"]["concat"]
+
+
+def test_a_rerun_continues_the_study_without_redoing_finished_trials(tiny_recipe, tiny_space, tmp_path):
+    out = tmp_path / "study"
+    assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "2") == 0
+    first = out / "trials" / "0000" / "fold1" / "summary.json"
+    stamp, value = first.stat().st_mtime_ns, json.loads((out / "tune.json").read_text())["trials"][0]["value"]
+    assert tune(tiny_recipe, tiny_space, out, "--trials", "2", "--folds", "2") == 0
+    trials = json.loads((out / "tune.json").read_text())["trials"]
+    assert [t["number"] for t in trials] == [0, 1] and trials[0]["value"] == value
+    assert first.stat().st_mtime_ns == stamp  # trial 0 was not trained again
+    assert tune(tiny_recipe, tiny_space, out, "--trials", "2", "--folds", "2") == 0  # the target is met: nothing to do
+    assert len(json.loads((out / "tune.json").read_text())["trials"]) == 2
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_trial_left_running_by_a_dead_process_is_failed_and_run_again_with_its_values(tiny_recipe, tiny_space, tmp_path):
+    out = tmp_path / "study"
+    assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "2") == 0
+    study = optuna.load_study(study_name="space", storage=f"sqlite:///{out / 'tune.db'}")
+    params = {"optim.lr": 0.02, "loss.params.margin": 0.5, "loss.params.gradient": "full"}
+    distributions = study.trials[0].distributions
+    # What a process killed in its trial leaves: a RUNNING trial owned by a pid that is gone.
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.RUNNING, params=params, distributions=distributions,
+                                        user_attrs={"host": socket.gethostname(), "pid": _dead_pid(), "fold_values": [0.5]}))
+    assert tune(tiny_recipe, tiny_space, out, "--trials", "2", "--folds", "2") == 0
+    trials = json.loads((out / "tune.json").read_text())["trials"]
+    assert [(t["number"], t["state"]) for t in trials] == [(0, "COMPLETE"), (1, "FAIL"), (2, "COMPLETE")]
+    assert trials[1]["reason"].startswith("interrupted: its process") and trials[2]["retry_of"] == 1
+    assert trials[2]["params"] == params and trials[2]["reason"] is None and len(trials[2]["fold_values"]) == 2
+
+
+def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(tiny_recipe, tmp_path):
+    space = tmp_path / "lr.yaml"
+    space.write_text("optim.lr: {type: categorical, choices: [1.0e+30, 0.01]}\noptim.momentum: {type: categorical, choices: [0.0, 0.5]}\n")
+    out = tmp_path / "study"
+    assert tune(tiny_recipe, space, out, "--trials", "4", "--folds", "2") == 0
+    trials = json.loads((out / "tune.json").read_text())["trials"]
+    assert len(trials) == 4
+    failed = [t for t in trials if t["state"] == "FAIL"]
+    # the loss refuses non-finite embeddings (ValueError), or the fold's loss check finds a NaN (FloatingPointError)
+    assert failed and all(t["params"]["optim.lr"] == 1e30 and ("non-finite" in t["reason"] or "FloatingPointError" in t["reason"]) for t in failed)
+    assert all(t["state"] == "COMPLETE" for t in trials if t["params"]["optim.lr"] == 0.01)
+
+
+def test_tuning_never_needs_the_test_split(tmp_path):
+    csv = csv_without_test_images(tmp_path / "images")
+    recipe = write_recipe(tmp_path / "csv.yaml", f"name: csv, root: {csv}")
+    space = tmp_path / "space.yaml"
+    space.write_text("optim.lr: {type: float, low: 0.01, high: 0.1}\n")
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run"), "--no-progress"]) == 2  # training does test: its images are missing
+    assert tune(recipe, space, tmp_path / "study", "--trials", "1", "--folds", "3") == 0
+    assert json.loads((tmp_path / "study" / "tune.json").read_text())["trials"][0]["state"] == "COMPLETE"
+
+
+def test_user_errors_are_one_line(tiny_recipe, tiny_space, tmp_path, capsys):
+    out = tmp_path / "study"
+    assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "2", "--metric", "nmi") == 2
+    assert "--metric must be one of ['map@r', 'recall@1', 'r_precision']" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("loss.params.margn: {type: float, low: 0.1, high: 1.0}\n")
+    assert tune(tiny_recipe, bad, out, "--trials", "1", "--folds", "2") == 2
+    assert "loss.params.margn=0.1 is refused by the recipe" in capsys.readouterr().err
+    assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "2") == 0
+    assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "3") == 2  # the study was made with 2 folds
+    assert "was made with other settings (folds differ" in capsys.readouterr().err
+    assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "9") == 2
+
+
+def test_two_processes_share_one_study(tiny_recipe, tiny_space, tmp_path):
+    out = tmp_path / "study"
+    command = [sys.executable, "-m", "ranklist", "tune", str(tiny_recipe), "--space", str(tiny_space), "--out", str(out),
+               "--trials", "6", "--folds", "2", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    study = optuna.load_study(study_name="space", storage=f"sqlite:///{out / 'tune.db'}")
+    assert sorted(t.number for t in study.trials) == list(range(6))  # together exactly the target, none twice
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert {t.user_attrs["pid"] for t in study.trials} == {p.pid for p in processes}  # both worked on it
+    assert sorted(path.name for path in (out / "trials").iterdir()) == [f"{n:04d}" for n in range(6)]
