@@ -13,6 +13,7 @@ allocator's slack, so it is an upper bound on what the computation itself holds.
     python benchmarks/loss_speed.py                  # N in 180, 1024, 4096, 16384, and 32768 (ranklist)
     python benchmarks/loss_speed.py --sizes 180 1024 --big 0
     python benchmarks/loss_speed.py --sizes 4096 --big 0 --methods ranklist_query ranklist_full
+    python benchmarks/loss_speed.py --sizes 1024 --big 0 --methods ranklist_full ranklist_full_weights  # weight_gradient
 """
 
 from __future__ import annotations
@@ -50,11 +51,11 @@ def _measure(method: str, n: int, repeats: int, threads: int) -> dict:
     elif method.startswith("ranklist"):
         from ranklist import ranked_list_loss
 
-        gradient = method.split("_")[1]
+        gradient, weight_gradient = method.split("_")[1], method.endswith("_weights")
 
         def step() -> None:
             emb = x.clone().requires_grad_(True)
-            ranked_list_loss(emb, labels, gradient=gradient).backward()
+            ranked_list_loss(emb, labels, gradient=gradient, weight_gradient=weight_gradient).backward()
 
     elif method == "pml":
         import warnings
@@ -97,7 +98,8 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=32768, help="one ranklist-only run at this N (0: none)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--methods", nargs="+", default=["ranklist_query", "ranklist_full", "pml"],
-                        choices=["ranklist_query", "ranklist_full", "pml"], help="besides the floor")
+                        choices=["ranklist_query", "ranklist_full", "ranklist_query_weights", "ranklist_full_weights", "pml"],
+                        help="besides the floor (_weights: weight_gradient=True)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
