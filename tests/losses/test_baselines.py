@@ -58,3 +58,38 @@ def test_rll_presets_through_the_registry():
     loss = build_loss("rll", embedding_dim=8, num_classes=4, preset="tpami2021_code", margin=0.5)
     assert loss.options["alpha"] is None and loss.options["reduction"] == "official" and loss.options["margin"] == 0.5
     assert build_loss("rll", embedding_dim=8, num_classes=4).options == RankedListLoss().options
+
+
+@pytest.mark.parametrize(
+    "name,params,message",
+    [
+        ("margin", {"beta": float("nan")}, "beta must be a finite number >= 0.0, got nan"),
+        ("margin", {"margin": -0.2}, "margin must be a finite number >= 0.0, got -0.2"),
+        ("margin", {"miner.cutoff": float("inf")}, "miner.cutoff must be a finite number >= 0.0, got inf"),
+        ("triplet_semihard", {"margin": -0.1}, "margin must be a finite number >= 0.0, got -0.1"),
+        ("triplet_semihard", {"miner.margin": -0.1}, "miner.margin must be a finite number >= 0.0, got -0.1"),
+        ("contrastive", {"neg_margin": -0.5}, "neg_margin must be a finite number >= 0.0, got -0.5"),
+        ("contrastive", {"neg_margin": "far"}, "neg_margin must be a finite number >= 0.0, got 'far'"),
+        ("lifted_structure", {"pos_margin": -1}, "pos_margin must be a finite number >= 0.0, got -1"),
+        ("multi_similarity", {"alpha": -2.0}, "alpha must be a finite number >= 0.0, got -2.0"),
+        ("multi_similarity", {"beta": float("nan")}, "beta must be a finite number >= 0.0, got nan"),
+        ("multi_similarity", {"base": 1.5}, r"base must be a finite number in \[-1.0, 1.0\], got 1.5"),
+        ("multi_similarity", {"miner.epsilon": True}, "miner.epsilon must be a finite number >= 0.0, got True"),
+        ("proxy_nca", {"softmax_scale": None}, "softmax_scale must be a finite number >= 0.0, got None"),
+        ("pml_ranked_list", {"alpha": -1.2}, "alpha must be a finite number >= 0.0 or null, got -1.2"),
+        ("pml_ranked_list", {"imbalance": 2}, r"imbalance must be a finite number in \[0.0, 1.0\], got 2"),
+        ("pml_ranked_list", {"Tn": float("nan")}, "Tn must be a finite number >= 0.0, got nan"),
+    ],
+)
+def test_baseline_parameters_are_range_checked_by_name(name, params, message):
+    # issue 28: beta=nan trained nothing for a whole run; negative margins and alphas were accepted
+    for call in (lambda: build_loss(name, embedding_dim=8, num_classes=4, **params), lambda: check_loss(name, params=params)):
+        with pytest.raises(ValueError, match=f"^bad parameters for loss '{name}': {message}$"):
+            call()
+
+
+def test_in_range_baseline_parameters_still_build():
+    assert build_loss("pml_ranked_list", embedding_dim=8, num_classes=4, alpha=None).loss.alpha == 1.2
+    assert build_loss("multi_similarity", embedding_dim=8, num_classes=4, base=-0.5, alpha=0).loss.base == -0.5
+    for name in LOSS_NAMES:
+        check_loss(name)  # every default is in range

@@ -306,13 +306,24 @@ def test_forward_agrees_with_pytorch_metric_learning(labels_kind):
         (dict(reduction="avg"), "reduction must be one of .* got 'avg'"),
         (dict(gradient="both"), "gradient must be one of .* got 'both'"),
         (dict(alpha=0.3, margin=0.4), "alpha - margin must be >= 0"),
-        (dict(block_size=0), "block_size must be a positive integer, got 0"),
+        (dict(block_size=0), "block_size must be a positive integer or None, got 0"),
+        # issue 28: the functional API names the parameter whatever the value's type
+        (dict(margin="abc"), "margin must be a finite number >= 0.0, got 'abc'"),
+        (dict(margin=None), "margin must be a finite number >= 0.0, got None"),
+        (dict(alpha="1.2"), "alpha must be a finite number >= 0.0, got '1.2'"),
+        (dict(neg_temperature=[10]), r"neg_temperature must be a finite number >= 0.0, got \[10\]"),
+        (dict(imbalance=True), r"imbalance must be a finite number in \[0.0, 1.0\], got True"),
+        (dict(block_size=2.5), "block_size must be a positive integer or None, got 2.5"),
+        (dict(block_size="8"), "block_size must be a positive integer or None, got '8'"),
+        (dict(compile="yes"), "compile must be true, false or None, got 'yes'"),
     ],
 )
 def test_bad_hyper_parameters_name_the_value(kwargs, message):
     emb, labels = batch(n=4)
     with pytest.raises(ValueError, match=message):
         ranked_list_loss(emb, labels, **kwargs)
+    with pytest.raises(ValueError, match=message):  # the module refuses it when built
+        RankedListLoss(**kwargs)
 
 
 def test_bad_inputs_name_the_value():

@@ -11,6 +11,7 @@ float64. The heavy lifting is ranked_list_kernel.run_kernel (blocked, closed-for
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -53,11 +54,21 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def _check_number(name: str, value: float, low: float, high: float = math.inf) -> float:
+    bounds = f"in [{low}, {high}]" if math.isfinite(high) else f">= {low}"
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):  # "abc", None, True
+        raise ValueError(f"{name} must be a finite number {bounds}, got {value!r}")
     value = float(value)
     if not (math.isfinite(value) and low <= value <= high):
-        bounds = f"in [{low}, {high}]" if math.isfinite(high) else f">= {low}"
         raise ValueError(f"{name} must be a finite number {bounds}, got {value}")
     return value
+
+
+def _check_execution(block_size: int | None, compile: bool | None) -> None:
+    valid = isinstance(block_size, numbers.Integral) and not isinstance(block_size, bool) and block_size >= 1
+    if block_size is not None and not valid:
+        raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}")
+    if compile is not None and not isinstance(compile, bool):
+        raise ValueError(f"compile must be true, false or None, got {compile!r}")
 
 
 def ranked_list_params(
@@ -247,8 +258,7 @@ def ranked_list_loss(
             problem has at least 2**20 pairs.
     """
     _check_modes(reduction, gradient)
-    if block_size is not None and int(block_size) < 1:
-        raise ValueError(f"block_size must be a positive integer, got {block_size}")
+    _check_execution(block_size, compile)
     params = ranked_list_params(margin, alpha, neg_temperature, pos_temperature, imbalance, weight_gradient)
     _check_embeddings("embeddings", embeddings)
     _check_labels("labels", labels, embeddings.shape[0], "embeddings")
@@ -349,6 +359,7 @@ class RankedListLoss(torch.nn.Module):
         super().__init__()
         ranked_list_params(margin, alpha, neg_temperature, pos_temperature, imbalance, weight_gradient)
         _check_modes(reduction, gradient)
+        _check_execution(block_size, compile)
         self.options: dict[str, Any] = dict(
             margin=margin, alpha=alpha, neg_temperature=neg_temperature,
             pos_temperature=pos_temperature, imbalance=imbalance, reduction=reduction,
