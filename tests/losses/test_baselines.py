@@ -79,6 +79,11 @@ def test_rll_presets_through_the_registry():
         ("pml_ranked_list", {"alpha": -1.2}, "alpha must be a finite number >= 0.0 or null, got -1.2"),
         ("pml_ranked_list", {"imbalance": 2}, r"imbalance must be a finite number in \[0.0, 1.0\], got 2"),
         ("pml_ranked_list", {"Tn": float("nan")}, "Tn must be a finite number >= 0.0, got nan"),
+        # pml mines all triplets for an unknown type, silently
+        ("triplet_semihard", {"miner.type_of_triplets": "bogus"},
+         r"miner.type_of_triplets must be one of \['all', 'hard', 'semihard', 'easy'\], got 'bogus'"),
+        ("triplet_semihard", {"swap": "yes"}, r"swap must be one of \[False, True\], got 'yes'"),
+        ("margin", {"learn_beta": 1}, r"learn_beta must be one of \[False, True\], got 1"),
     ],
 )
 def test_baseline_parameters_are_range_checked_by_name(name, params, message):
@@ -91,5 +96,7 @@ def test_baseline_parameters_are_range_checked_by_name(name, params, message):
 def test_in_range_baseline_parameters_still_build():
     assert build_loss("pml_ranked_list", embedding_dim=8, num_classes=4, alpha=None).loss.alpha == 1.2
     assert build_loss("multi_similarity", embedding_dim=8, num_classes=4, base=-0.5, alpha=0).loss.base == -0.5
+    assert build_loss("triplet_semihard", embedding_dim=8, num_classes=4, **{"miner.type_of_triplets": "hard"}).miner.type_of_triplets == "hard"
+    assert build_loss("margin", embedding_dim=8, num_classes=4, learn_beta=True).loss.learn_beta is True
     for name in LOSS_NAMES:
         check_loss(name)  # every default is in range

@@ -61,7 +61,19 @@ class Range:
                              f"{' or null' if self.optional else ''}, got {value!r}")
 
 
+@dataclass(frozen=True)
+class Choice:
+    """A parameter that takes one of a few values (of their exact types: 1 is not True)."""
+
+    values: tuple
+
+    def check(self, loss: str, key: str, value: Any) -> None:
+        if not any(type(value) is type(v) and value == v for v in self.values):
+            raise ValueError(f"bad parameters for loss {loss!r}: {key} must be one of {list(self.values)}, got {value!r}")
+
+
 NONNEGATIVE = Range()
+FLAG = Choice((False, True))
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,7 @@ class LossSpec:
     miner_defaults: dict[str, Any] = field(default_factory=dict)
     sized: bool = False  # takes num_classes and embedding_size (proxies)
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
-    ranges: dict[str, Range] = field(default_factory=dict)  # numeric parameters (and "miner.<key>")
+    checks: dict[str, Range | Choice] = field(default_factory=dict)  # the values of parameters (and "miner.<key>")
 
     def valid_params(self) -> list[str]:
         keys = _init_params(self.loss_cls) - ({"num_classes", "embedding_size"} if self.sized else set())
@@ -107,24 +119,25 @@ LOSSES: dict[str, LossSpec] = {
     "rll": LossSpec(RankedListLoss, dict(PRESETS["default"]), presets=PRESETS),  # Wang et al. 2019, sec. 4.1
     "triplet_semihard": LossSpec(pml_losses.TripletMarginLoss, {"margin": 0.2}, pml_miners.TripletMarginMiner,
                                  {"margin": 0.2, "type_of_triplets": "semihard"},  # FaceNet, Schroff 2015
-                                 ranges={"margin": NONNEGATIVE, "miner.margin": NONNEGATIVE}),
+                                 checks={"margin": NONNEGATIVE, "swap": FLAG, "smooth_loss": FLAG, "miner.margin": NONNEGATIVE,
+                                         "miner.type_of_triplets": Choice(("all", "hard", "semihard", "easy"))}),
     "lifted_structure": LossSpec(pml_losses.LiftedStructureLoss, {"neg_margin": 1.0, "pos_margin": 0.0},  # Oh Song et al. 2016, alpha = 1
-                                 ranges={"neg_margin": NONNEGATIVE, "pos_margin": NONNEGATIVE}),
+                                 checks={"neg_margin": NONNEGATIVE, "pos_margin": NONNEGATIVE}),
     "npair": LossSpec(pml_losses.NPairsLoss),  # Sohn 2016 (multi-class N-pair; pml pairs each anchor with one positive)
     "proxy_nca": LossSpec(pml_losses.ProxyNCALoss, {"softmax_scale": 3.0}, sized=True,  # Movshovitz-Attias 2017; scale 3 (Musgrave et al. 2020)
-                          ranges={"softmax_scale": NONNEGATIVE}),
+                          checks={"softmax_scale": NONNEGATIVE}),
     "contrastive": LossSpec(pml_losses.ContrastiveLoss, {"pos_margin": 0.0, "neg_margin": 0.5},  # Hadsell et al. 2006, normalised
-                            ranges={"pos_margin": NONNEGATIVE, "neg_margin": NONNEGATIVE}),
+                            checks={"pos_margin": NONNEGATIVE, "neg_margin": NONNEGATIVE}),
     "margin": LossSpec(pml_losses.MarginLoss, {"margin": 0.2, "nu": 0.0, "beta": 1.2, "learn_beta": False},
                        pml_miners.DistanceWeightedMiner, {"cutoff": 0.5, "nonzero_loss_cutoff": 1.4},  # Wu et al. 2017
-                       ranges={"margin": NONNEGATIVE, "nu": NONNEGATIVE, "beta": NONNEGATIVE,
+                       checks={"margin": NONNEGATIVE, "nu": NONNEGATIVE, "beta": NONNEGATIVE, "learn_beta": FLAG,
                                "miner.cutoff": NONNEGATIVE, "miner.nonzero_loss_cutoff": NONNEGATIVE}),
     "multi_similarity": LossSpec(pml_losses.MultiSimilarityLoss, {"alpha": 2.0, "beta": 50.0, "base": 0.5},
                                  pml_miners.MultiSimilarityMiner, {"epsilon": 0.1},  # Wang et al. 2019 (MS)
-                                 ranges={"alpha": NONNEGATIVE, "beta": NONNEGATIVE, "base": Range(-1.0, 1.0),  # base: a cosine
+                                 checks={"alpha": NONNEGATIVE, "beta": NONNEGATIVE, "base": Range(-1.0, 1.0),  # base: a cosine
                                          "miner.epsilon": NONNEGATIVE}),
     "pml_ranked_list": LossSpec(pml_losses.RankedListLoss, {"margin": 0.4, "Tn": 10.0, "alpha": 1.2, "imbalance": 0.5},  # pml's RLL, the paper's values
-                                ranges={"margin": NONNEGATIVE, "Tn": NONNEGATIVE, "Tp": NONNEGATIVE,
+                                checks={"margin": NONNEGATIVE, "Tn": NONNEGATIVE, "Tp": NONNEGATIVE,
                                         "alpha": Range(optional=True), "imbalance": Range(0.0, 1.0)}),
 }
 LOSS_NAMES = tuple(LOSSES)
@@ -147,7 +160,7 @@ def loss_params(name: str, preset: str | None = None, params: dict[str, Any] | N
         raise ValueError(f"unknown parameters {unknown} for loss {name!r}; valid: {valid}")
     resolved = {**spec.defaults, **(spec.presets[preset] if preset else {}), **(params or {})}
     miner = {f"miner.{k}": v for k, v in spec.miner_defaults.items()}
-    for key, allowed in spec.ranges.items():
+    for key, allowed in spec.checks.items():
         if key in resolved or key in miner:
             allowed.check(name, key, resolved.get(key, miner.get(key)))
     return resolved
