@@ -95,12 +95,36 @@ def load_torch_checked(path: str | os.PathLike[str], map_location: Any = "cpu", 
     except MemoryError:
         raise
     except Exception as error:  # pickle/zip errors of a truncated or foreign file have no common type
-        detail = " ".join(str(error).split())[:300] or type(error).__name__
-        if weights_only and str(error).startswith("Weights only load failed"):
+        foreign = _foreign_file(target)
+        detail = foreign or " ".join(str(error).split())[:300] or type(error).__name__
+        if not foreign and weights_only and str(error).startswith("Weights only load failed"):
             found = [line.strip() for line in str(error).splitlines() if "Unsupported" in line]
             detail = ("not a ranklist checkpoint: it holds objects other than tensors and plain data, which are not "
                       f"unpickled (loading them could run code){'; ' + found[0][:160] if found else ''}")
         raise ValueError(f"cannot read checkpoint {target}: {detail}") from error
+
+
+TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a"  # the pickle header of torch's pre-1.6 (non-zip) format
+
+
+def _foreign_file(target: Path) -> str | None:
+    """Why a file torch cannot load is no checkpoint, in the user's terms (torch's own messages name
+    zip internals, or a bare number for a text file)."""
+    with open(target, "rb") as handle:
+        head = handle.read(8)
+    size = target.stat().st_size
+    if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(target):
+        return f"the file is truncated ({size} bytes, its end is missing): it was not written or copied completely"
+    if zipfile.is_zipfile(target):
+        with zipfile.ZipFile(target) as archive:
+            names = archive.namelist()
+        if not any(name.endswith("data.pkl") for name in names):
+            kind = " (a numpy .npz, e.g. from `ranklist embed`?)" if names and all(n.endswith(".npy") for n in names) else ""
+            return f"not a PyTorch checkpoint: a zip archive of {', '.join(names[:4]) or 'nothing'}{kind}"
+        return None
+    if not head.startswith(TORCH_LEGACY_MAGIC):
+        return f"not a PyTorch checkpoint (a {size}-byte file starting {head!r})"
+    return None
 
 
 def verify_torch_checksum(path: str | os.PathLike[str]) -> bool:

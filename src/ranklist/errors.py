@@ -14,6 +14,10 @@ class UserError(ValueError):
     """A problem the user can fix; the message names the bad value."""
 
 
+class TrainingDiverged(UserError):
+    """The loss or the embeddings became non-finite: a recipe problem (learning rate), not a bug."""
+
+
 def one_line(error: BaseException) -> str:
     """The error's message on one line, keeping what matters.
 

@@ -17,8 +17,9 @@ import sys
 from ranklist.errors import UserError, one_line
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
 COMMANDS = ("ranklist.cli.train", "ranklist.cli.evaluate", "ranklist.cli.study", "ranklist.cli.index", "ranklist.cli.data",
-            "ranklist.cli.export", "ranklist.cli.serve", "ranklist.cli.tune")
+            "ranklist.cli.export", "ranklist.cli.serve", "ranklist.cli.tune", "ranklist.cli.reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,4 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ranklist: error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C: every file a user relies on is written atomically, so nothing is half-written
+        print(f"ranklist: interrupted ({args.command}); files already written are complete, the one in progress was not kept",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0

@@ -199,11 +199,6 @@ def retrieval_metrics(
         gal_labels = _as_labels("gallery_labels", gallery_labels, gal.shape[0], "gallery", queries.device)
         if gal.shape[1] != queries.shape[1]:
             raise ValueError(f"gallery has dimension {gal.shape[1]} but emb has {queries.shape[1]}")
-    ks = _check_ks(ks)
-    available = gal.shape[0] - (1 if self_retrieval else 0)
-    if not ks or ks[0] < 1 or ks[-1] > available:
-        raise ValueError(f"ks must be between 1 and the gallery size {available} (query excluded), got {ks}")
-
     # R: the other same-class items of each query in the gallery.
     classes, gal_counts = torch.unique(gal_labels, return_counts=True)
     position = torch.searchsorted(classes, query_labels).clamp_max(len(classes) - 1)
@@ -214,7 +209,13 @@ def retrieval_metrics(
     num_valid = int(valid.sum())
     result: dict[str, float] = {"num_queries": num_valid, "num_excluded_queries": int((~valid).sum())}
     if num_valid == 0:
-        raise ValueError("no query has a same-class item in the gallery: every metric is undefined")
+        cause = (f"each of its {len(classes)} classes has a single item" if self_retrieval
+                 else "the queries' classes and the gallery's share none")
+        raise ValueError(f"no query has a same-class item to find ({cause}): every metric is undefined")
+    ks = _check_ks(ks)
+    available = gal.shape[0] - (1 if self_retrieval else 0)
+    if not ks or ks[0] < 1 or ks[-1] > available:
+        raise ValueError(f"ks must be between 1 and the gallery size {available} (query excluded), got {ks}")
 
     # Recall@K needs only the rank of the first relevant item; MAP@R and R-Precision the top R.
     k_max = int(r.max())

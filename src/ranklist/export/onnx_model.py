@@ -8,8 +8,12 @@ metadata, so a runtime without ranklist's model code still prepares images exact
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,16 +59,26 @@ class _Exported(nn.Module):
         return (evaluation_embedding(outputs), *(outputs[level] for level in self.model.levels))
 
 
-def export_onnx(model: nn.Module, path: str | Path, *, opset: int = OPSET) -> OnnxModelInfo:
+def export_onnx(model: nn.Module, path: str | Path, *, opset: int = OPSET, replace: bool = False) -> OnnxModelInfo:
     """Write `model` (an EmbeddingModel) as ONNX, atomically; it is traced in eval mode on the CPU,
-    and left as it was (mode and device)."""
+    and left as it was (mode and device). An existing file is replaced only when `replace`."""
     require("onnx", "ONNX export")
+    from torch.onnx import _constants
+
     path = Path(path)
     if path.suffix != ".onnx":
         raise ValueError(f"the ONNX file must end in .onnx, got {path}")
+    if path.is_dir() or (os.path.lexists(path) and not replace):
+        raise ValueError(f"{path} already exists: refusing to overwrite it; pass --replace (replace=True) or choose another path")
+    if not _constants.ONNX_MIN_OPSET <= opset <= _constants.ONNX_MAX_OPSET:
+        raise ValueError(f"opset {opset} is outside what this torch exports ({_constants.ONNX_MIN_OPSET}..{_constants.ONNX_MAX_OPSET}); "
+                         f"the default {OPSET} suits every ranklist backbone")
     was_training, device = model.training, next(model.parameters()).device
     try:
         return _export(model.to("cpu").eval(), path, opset)
+    except torch.onnx.OnnxExporterError as error:  # an operator the chosen opset lacks
+        raise ValueError(f"ONNX export at opset {opset} failed: {' '.join(str(error).split()).rstrip('.')}; "
+                         f"the default opset {OPSET} suits every ranklist backbone") from None
     finally:
         model.to(device).train(was_training)
 
@@ -84,6 +98,24 @@ def _bicubic_antialiased(g: Any, image: Any, output_size: Any, align_corners: An
                 coordinate_transformation_mode_s="half_pixel", nearest_mode_s="floor")
 
 
+@contextlib.contextmanager
+def _native_output_silenced() -> Iterator[None]:
+    """File descriptors 1 and 2 sent to /dev/null for the block: the exporter's C++ side writes its
+    whole graph there when an operator is missing (the error raised says what failed)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in (1, 2)]
+    try:
+        with open(os.devnull, "wb") as null:
+            for fd in (1, 2):
+                os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
 def _export(model: nn.Module, path: Path, opset: int) -> OnnxModelInfo:
     import onnx
 
@@ -98,8 +130,10 @@ def _export(model: nn.Module, path: Path, opset: int) -> OnnxModelInfo:
         dim = int(wrapped(example)[0].shape[1])
     info = OnnxModelInfo(model.preprocessing, model_fingerprint(model), tuple(model.levels), dim,
                          {k: v for k, v in model.config.items() if k != "pretrained"})
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's notes on shape arithmetic: the batch stays dynamic
+    # The tracer's notes on shape arithmetic are ignored (the batch stays dynamic), and the graph dump
+    # it prints when an operator is missing is kept from the terminal (the error says what failed).
+    with atomic_path(path) as tmp, warnings.catch_warnings(), _native_output_silenced():
+        warnings.simplefilter("ignore")
         torch.onnx.export(wrapped, (example,), str(tmp), dynamo=False, opset_version=opset,
                           input_names=[INPUT], output_names=names,
                           dynamic_axes={INPUT: {0: "batch"}, **{name: {0: "batch"} for name in names}})

@@ -21,6 +21,7 @@ import numpy as np
 from ranklist.retrieval.fingerprint import ModelFingerprint, check_same_model
 
 KINDS = ("flat", "ivf", "ivfpq")
+PQ_CENTROIDS = 256  # per sub-quantiser, for the 8-bit codes ivfpq uses
 FORMAT = 3  # 3: meta.json records every file's SHA-256
 
 
@@ -120,6 +121,9 @@ def _faiss_index(x: np.ndarray, kind: str, nlist: int | None, m: int, nprobe: in
     else:
         if dim % m:
             raise ValueError(f"ivfpq needs the dimension {dim} to be a multiple of m={m}")
+        if n < PQ_CENTROIDS:  # each sub-quantiser learns 256 centroids (8-bit codes) from the data
+            raise ValueError(f"ivfpq needs at least {PQ_CENTROIDS} vectors to train its product quantiser, got {n}; "
+                             "use kind 'flat' (exact) or 'ivf' for a collection this small")
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
     index.train(x)

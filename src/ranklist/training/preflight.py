@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ranklist.data.splits import class_keys
+from ranklist.data.splits import class_keys, shared_labels
 from ranklist.training.config import ConfigError
 
 if TYPE_CHECKING:
@@ -52,6 +53,27 @@ def check_ks(ks: Sequence[int], splits: RunSplits) -> None:
     if max(ks) > candidates:
         raise ConfigError(f"eval.ks {list(ks)} asks for Recall@{max(ks)} but each query has only {candidates} candidates ({where})")
     _check_val(splits)
+
+
+def check_findable(splits: RunSplits) -> None:
+    """Every metric needs queries with something to find: a shared class between the queries and the
+    gallery, or a class with two images in a self-retrieval split. Found before training, not after."""
+    if splits.queries is not None and splits.gallery is not None:
+        try:
+            shared_labels(splits.queries, splits.gallery)
+        except ValueError as error:
+            raise ConfigError(f"the test queries cannot be scored: {error}") from None
+    elif splits.queries is not None:
+        _check_pairs(splits.queries, "test")
+    if splits.val is not None:
+        _check_pairs(splits.val, "validation")
+
+
+def _check_pairs(split: Dataset, name: str) -> None:
+    counts = np.bincount(np.asarray(split.labels))
+    if len(counts) and counts.max() < 2:
+        raise ConfigError(f"every class of the {name} split has a single image ({len(counts)} classes): no query has another "
+                          "image of its class to find; give classes at least 2 images")
 
 
 def _check_val(splits: RunSplits) -> None:

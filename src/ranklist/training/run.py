@@ -27,7 +27,7 @@ from ranklist.training.config import ConfigError, RunConfig
 from ranklist.training.determinism import make_deterministic
 from ranklist.training.optimizers import build_optimizer
 from ranklist.training.precision import evaluation_precision, frozen_precision
-from ranklist.training.preflight import check_class_disjoint, check_images, check_ks, resolve_device
+from ranklist.training.preflight import check_class_disjoint, check_findable, check_images, check_ks, resolve_device
 from ranklist.training.trunk_cache import cache_trunk
 
 
@@ -166,6 +166,7 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
     seed_everything(config.train.seed + rank)  # own augmentation draws per process
     splits = build_splits(config, model.preprocessing)
     check_class_disjoint(splits)
+    check_findable(splits)
     check_ks(config.eval.ks, splits)
     check_images(splits.named().items())
     if config.train.cache_frozen:

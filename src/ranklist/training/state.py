@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ranklist.collectives import average_gradients, gather_objects
+from ranklist.errors import TrainingDiverged
 from ranklist.models import model_checkpoint
 
 SELECTION_METRIC = "val/recall@1"
@@ -81,7 +82,12 @@ def train_step(run, state: TrainState, batch: tuple[torch.Tensor, torch.Tensor])
     # bfloat16 on every device: float16 without a gradient scaler lets small gradients underflow.
     with torch.autocast(run.device.type, enabled=optim.amp, dtype=torch.bfloat16):
         outputs = run.train_model(images, from_trunk=True) if run.trunk_cached else run.train_model(images)
-    loss = sum(run.losses[level](outputs[level].float(), labels) for level in run.model.levels)
+    try:
+        loss = sum(run.losses[level](outputs[level].float(), labels) for level in run.model.levels)
+    except ValueError:  # a loss refuses non-finite embeddings: say why they are (checked only on this path)
+        if all(torch.isfinite(outputs[level]).all() for level in run.model.levels):
+            raise
+        raise diverged(state.step, optim) from None
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if run.world > 1:  # DDP averages the model's gradients; a loss's own parameters (proxies) likewise
@@ -90,6 +96,15 @@ def train_step(run, state: TrainState, batch: tuple[torch.Tensor, torch.Tensor])
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), optim.grad_clip)
     run.optimizer.step()
     run.scheduler.step()
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise diverged(state.step, optim)
     state.step += 1
     state.batch += 1
-    return float(loss.detach())
+    return value
+
+
+def diverged(step: int, optim: Any) -> TrainingDiverged:
+    return TrainingDiverged(f"training diverged at step {step + 1}: the loss or the embeddings are no longer finite (NaN or inf); "
+                            f"lower optim.lr (now {optim.lr:g}), set optim.grad_clip (e.g. 10) or lengthen optim.warmup_iterations; "
+                            "the last checkpoint saved is intact")
