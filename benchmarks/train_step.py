@@ -25,12 +25,21 @@ through the recipe's training transform (the emoji benchmark's shape; no data se
     python benchmarks/train_step.py                              # demo recipe, every backbone
     python benchmarks/train_step.py --backbones efficientnet_lite0 --steps 8
     python benchmarks/train_step.py --quick                      # seconds: small_cnn-sized smoke run
+    python benchmarks/train_step.py --data-path                  # the training data path alone, CUB-shaped
+
+--data-path measures only the data path of the training loop (no model) on a CUB-shaped fixture:
+80 classes of 500 x 375 JPEG files, C = 60, K = 3 (so an epoch is one batch), the paper recipe's
+256 -> 227 transform, --workers workers: steps/s with a new DataLoader (and new workers) every
+epoch, as the trainer did before issue 24, against the trainer's one loader for the run
+(training/loader.py), each for --steps steps after --warmup. --step-s S sleeps S seconds after each
+batch, standing for a GPU step during which the CPU is free (the loader's workers can work ahead).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import sys
@@ -317,6 +326,61 @@ def _data_time(batches, steps: int) -> float:
     return float(np.median([next(batches)[2] for _ in range(max(steps, 1))]))
 
 
+def _cub_shaped_files(root: Path, classes: int, per_class: int, size: tuple[int, int]) -> tuple[list[Path], np.ndarray]:
+    """JPEG files of smooth random images (photo-like to decode), per_class of each class."""
+    from PIL import Image
+
+    gen = np.random.default_rng(0)
+    paths = []
+    for index in range(classes * per_class):
+        coarse = gen.integers(0, 256, size=(size[1] // 25, size[0] // 25, 3), dtype=np.uint8)
+        paths.append(root / f"{index // per_class:03d}_{index % per_class}.jpg")
+        Image.fromarray(coarse).resize(size, Image.BILINEAR).save(paths[-1], quality=90)
+    return paths, np.repeat(np.arange(classes), per_class)
+
+
+def measure_data_path(args) -> dict:
+    """Steps/s of the training data path: a loader per epoch (before) against one for the run (now)."""
+    import tempfile
+    from types import SimpleNamespace
+
+    from ranklist.data import ImageFileDataset
+    from ranklist.training.loader import training_loader
+
+    classes, c, k = 80, 60, 3
+    image_size, resize, size = (64, 72, (125, 94)) if args.quick else (227, 256, (500, 375))
+    with tempfile.TemporaryDirectory() as folder:
+        paths, labels = _cub_shaped_files(Path(folder), classes, 4, size)
+        dataset = ImageFileDataset(paths, labels, [str(i) for i in range(classes)],
+                                   transform=build_transform(True, image_size=image_size, resize=resize, normalization="imagenet"))
+        sampler = ClassBalancedBatchSampler(labels, c, k, seed=0)
+
+        def per_epoch():  # the trainer's loop before: a DataLoader, and its workers, per epoch
+            for epoch in itertools.count():
+                sampler.set_epoch(epoch)
+                yield from DataLoader(dataset, batch_sampler=sampler, num_workers=args.workers,
+                                      generator=torch.Generator().manual_seed(epoch))
+
+        run = SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(num_workers=args.workers), train=SimpleNamespace(seed=0)),
+                              splits=SimpleNamespace(train=dataset), sampler=sampler)
+        paths_s = {"loader_per_epoch": _steps_per_s(per_epoch(), args),
+                   "one_loader": _steps_per_s(iter(training_loader(run, SimpleNamespace(epoch=0, batch=0))), args)}
+    return {"benchmark": "train_step/data_path", "fixture": f"{classes} classes x 4 JPEG files of {size[0]} x {size[1]}, "
+            f"C x K = {c} x {k}, {image_size} px crops of {resize}", "batches_per_epoch": len(sampler), "workers": args.workers,
+            "steps": args.steps, "step_s": args.step_s, "steps_per_s": {name: round(v, 3) for name, v in paths_s.items()},
+            "one_loader_x_per_epoch": round(paths_s["one_loader"] / paths_s["loader_per_epoch"], 2)}
+
+
+def _steps_per_s(batches, args) -> float:
+    for _ in range(args.warmup):
+        next(batches)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        next(batches)
+        time.sleep(args.step_s)
+    return args.steps / (time.perf_counter() - start)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
@@ -331,7 +395,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the recipe's train.threads)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="a smoke run in seconds: 32 px, batch 4 x 2, 1 step, no compile")
+    parser.add_argument("--data-path", action="store_true", help="the training data path alone on a CUB-shaped fixture (see above)")
+    parser.add_argument("--step-s", type=float, default=0.0, help="--data-path: seconds of an idle-CPU (GPU) step after each batch")
     args = parser.parse_args(argv)
+    if args.data_path:
+        if args.quick:
+            args.steps, args.warmup = 1, 1
+        print(json.dumps({**measure_data_path(args), "threads": torch.get_num_threads(), "torch": torch.__version__}, indent=2))
+        return
     overrides = list(args.overrides)
     if args.quick:
         overrides += ["data.image_size=32", "data.classes_per_batch=4", "data.samples_per_class=2", "eval.batch_size=8"]

@@ -39,6 +39,12 @@ def test_train_step_quick_layer_options_on_efficientnet_lite0():
     assert all(ratio > 0 for ratio in options.values())
 
 
+def test_train_step_data_path_quick():
+    report = run_script("train_step.py", "--data-path", "--quick")
+    assert report["benchmark"] == "train_step/data_path" and report["batches_per_epoch"] == 1 and report["workers"] == 2
+    assert set(report["steps_per_s"]) == {"loader_per_epoch", "one_loader"} and all(v > 0 for v in report["steps_per_s"].values())
+
+
 def test_gpu_check_cpu_fallback():
     report = run_script("gpu_check.py", "--device", "cpu")
     assert report["fallback"] is True and report["device"] == "cpu"

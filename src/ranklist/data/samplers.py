@@ -10,9 +10,12 @@ mid-epoch is exact.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
 
 
 class ClassBalancedBatchSampler:
@@ -89,3 +92,59 @@ class ClassBalancedBatchSampler:
             self.start_batch += 1  # counted before yielding: a checkpoint taken now resumes after it
             yield self.batch(epoch, index)
         self.epoch, self.start_batch = epoch + 1, 0  # a finished pass: the next one is a new epoch
+
+
+class SeededBatch(list):
+    """A batch's item indices with the seed of its augmentation draws in a loader worker."""
+
+    def __init__(self, indices: list[int], seed: int) -> None:
+        super().__init__(indices)
+        self.seed = seed
+
+
+class RunBatches:
+    """A sampler's batches from (epoch, batch) on, epoch after epoch without end: the batch_sampler
+    of one DataLoader (and one set of workers) for a whole run, however short its epochs.
+
+    Each batch carries a seed drawn from (seed, epoch, batch, rank), so that in a loader worker its
+    augmentation draws do not depend on which worker takes it or what that worker did before
+    (SeededItems): resuming with workers is exact, and the number of workers changes nothing.
+    """
+
+    def __init__(self, sampler: ClassBalancedBatchSampler, epoch: int = 0, batch: int = 0) -> None:
+        self.sampler, self.epoch, self.batch = sampler, int(epoch), int(batch)
+
+    def __iter__(self) -> Iterator[SeededBatch]:
+        s, epoch, index = self.sampler, self.epoch, self.batch
+        while True:
+            if index >= len(s):  # a finished epoch (a checkpoint taken at its end): the next one
+                epoch, index = epoch + 1, 0
+                continue
+            seed = int(np.random.SeedSequence([s.seed, epoch, index, s.rank, 2]).generate_state(1)[0])
+            yield SeededBatch(s.batch(epoch, index), seed)
+            index += 1
+
+
+class SeededItems(Dataset):
+    """A dataset whose batches, fetched in a loader worker, draw from their SeededBatch's seed.
+
+    In the main process (num_workers 0) the draws come from the process's own generators, which
+    checkpoints save: the seeds are used only where the generators are a worker's.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index]
+
+    def __getitems__(self, batch: list[int]) -> list:
+        seed = getattr(batch, "seed", None)
+        if seed is not None and get_worker_info() is not None:
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+        return [self.dataset[i] for i in batch]

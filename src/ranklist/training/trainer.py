@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ranklist.atomic import atomic_torch_save, atomic_write_text
@@ -34,6 +33,7 @@ from ranklist.reporting.run_report import write_pair_picture
 from ranklist.reporting.tensorboard import open_board
 from ranklist.training.config import RunConfig, config_to_yaml
 from ranklist.training.distributed import init_from_env, shutdown
+from ranklist.training.loader import training_loader
 from ranklist.training.phase_times import PhaseTimes
 from ranklist.training.run import Run, build_run, build_run_model
 from ranklist.training.run_folder import LAST, RunFolderError, check_resume_config, check_run_folder, record_resume, start_run_folder
@@ -217,21 +217,16 @@ class Trainer:
         run.model.train()
         bar = tqdm(total=train.iterations, initial=state.step, desc="train", disable=not (run.lead and show_progress(self.progress)))
         started, running = time.time(), []
+        if state.batch >= len(run.sampler):  # a checkpoint taken at an epoch's end
+            state.epoch, state.batch = state.epoch + 1, 0
+        batches = iter(training_loader(run, state))  # one loader, its workers kept, for the whole run
         while state.step < train.iterations:
-            run.sampler.set_epoch(state.epoch)
-            run.sampler.load_state_dict({"epoch": state.epoch, "batch": state.batch, "seed": train.seed})
-            # A generator per epoch: loaders draw no seed from the global RNG, so resuming is exact.
-            generator = torch.Generator().manual_seed(train.seed * 100_003 + state.epoch)
-            loader = DataLoader(run.splits.train, batch_sampler=run.sampler, generator=generator,
-                                num_workers=self.config.data.num_workers, persistent_workers=False)
-            for batch in loader:
-                running.append(train_step(run, state, batch))
-                bar.update(1)
-                self._after_step(run, state, running, started)
-                if state.step >= train.iterations:
-                    break
-            else:
+            running.append(train_step(run, state, next(batches)))
+            if state.batch == len(run.sampler):
                 state.epoch, state.batch = state.epoch + 1, 0
+            bar.update(1)
+            self._after_step(run, state, running, started)
+        del batches  # its workers stop here
         bar.close()
         return time.time() - started
 
