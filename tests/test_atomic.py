@@ -99,3 +99,35 @@ def test_empty_truncated_missing_and_foreign_files_name_the_file(tmp_path):
             load_torch_checked(tmp_path / name)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_torch_checked(tmp_path / "missing.pt")
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs (root only: mounting needs it; CI runs as root)."""
+    import os
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(full_disk, capsys):
+    import errno
+
+    from ranklist.cli import main
+    from tests.serving.fixtures import make_checkpoint
+
+    with pytest.raises(OSError) as caught:
+        atomic_torch_save({"x": torch.zeros(100_000)}, full_disk / "c.pt")
+    assert caught.value.errno == errno.ENOSPC and list(full_disk.iterdir()) == []
+    checkpoint = make_checkpoint(full_disk.parent / "m.pt")
+    assert main(["export", str(checkpoint), "--out", str(full_disk / "m.onnx")]) == 2
+    assert capsys.readouterr().err.strip().startswith("ranklist: error: No space left on device")
+    assert list(full_disk.iterdir()) == []

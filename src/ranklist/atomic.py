@@ -36,6 +36,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if error.filename is None and error.strerror:  # e.g. a full disk met while writing: say where
+            raise OSError(error.errno, error.strerror, str(target)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -62,7 +67,13 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as handle:
+            try:
+                torch.save(obj, handle)
+            except RuntimeError as error:  # torch's writer, closing after a failed write, hides the OSError (a full disk)
+                if isinstance(error.__context__, OSError):
+                    raise error.__context__ from None
+                raise
         with zipfile.ZipFile(tmp) as archive:
             digest = _contents_sha256(archive)
             folder = archive.infolist()[0].filename.split("/")[0]

@@ -39,6 +39,8 @@ ERRORS = [
     ("nmi_empty", lambda: nmi(X[:0], Y[:0]), r"got shape \(0, 8\)"),
     ("nmi_no_columns", lambda: nmi(X[:, :0], Y), r"got shape \(12, 0\)"),  # faiss died of SIGFPE before
     ("nmi_complex", lambda: nmi(X.to(torch.complex64), Y), r"2-D real array"),
+    ("nmi_float_labels", lambda: nmi(X, Y.double() / 3), r"labels must be class ids \(integers or strings\), got float64 values"),
+    ("nmi_bool_labels", lambda: nmi(X, Y > 1), r"labels must be class ids .*got bool values"),
     ("nmi_labels_short", lambda: nmi(X, Y[:5]), r"labels has shape \(5,\) but emb has 12 rows"),
     ("nmi_labels_2d", lambda: nmi(X, Y[:, None]), r"labels has shape \(12, 1\) but emb has 12 rows"),
     ("nmi_negative_seed", lambda: nmi(X, Y, seed=-1), r"seed must be a non-negative integer, got -1"),
