@@ -23,6 +23,14 @@ model.levels: {type: categorical, choices: ["[L,M,H]", "[H]"]}
     assert overrides({"optim.lr": 0.1, "train.cache_frozen": True, "loss.params.alpha": None, "model.levels": "[H]"}) == [
         "optim.lr=0.1", "train.cache_frozen=true", "loss.params.alpha=null", "model.levels=[H]"]
     assert override("optim.lr", 1e-7) == "optim.lr=1e-07"
+    assert override("loss.params.miner.epsilon", 0.2) == "loss.params[miner.epsilon]=0.2"  # a miner's key holds a dot
+
+
+def test_a_miner_parameter_reaches_the_loss(tiny_recipe):
+    from ranklist.training.config import load_config
+
+    config = load_config(tiny_recipe, ["loss.name=multi_similarity", override("loss.params.miner.epsilon", 0.3), override("loss.params.alpha", 4.0)])
+    assert config.loss.params == {"miner.epsilon": 0.3, "alpha": 4.0}
 
 
 @pytest.mark.parametrize("text, message", [

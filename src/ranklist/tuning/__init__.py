@@ -28,7 +28,7 @@ def tune(recipe: str | Path, overrides: list[str], space: str | Path, *, trials:
     """Run the study in `out` until it holds `trials` trials; write its reports; return tune.md's path."""
     require_optuna()
     from ranklist.tuning.report import write_records, write_report
-    from ranklist.tuning.study import open_study, redacted, run_trials, storage_url
+    from ranklist.tuning.study import StudyLock, open_study, redacted, run_trials, storage_url
 
     if trials < 1:
         raise ValueError(f"--trials must be >= 1, got {trials}")
@@ -38,7 +38,12 @@ def tune(recipe: str | Path, overrides: list[str], space: str | Path, *, trials:
     out.mkdir(parents=True, exist_ok=True)
     url = storage_url(out, storage)
     with quiet_optuna():
-        optuna_study = open_study(settings, url, study or Path(space).stem)
+        lock = StudyLock(out / ".tune.lock")
+        lock.take()  # two processes creating the tables of one new SQLite file at once collide
+        try:
+            optuna_study = open_study(settings, url, study or Path(space).stem)
+        finally:
+            lock.release()
         run_trials(optuna_study, settings, out, progress=progress, log=log,
                    after_trial=lambda: write_records(optuna_study, settings, out, redacted(url)))
         return write_report(optuna_study, settings, out, redacted(url))

@@ -58,8 +58,21 @@ class Space:
         return [p.key for p in self.params]
 
 
+OPEN_MAPPINGS = ("loss.params.",)  # config mappings whose own keys may hold a dot (a miner's: miner.epsilon)
+
+
+def _target(key: str) -> str:
+    """The key as the override grammar reads it: loss.params.miner.epsilon -> loss.params[miner.epsilon]."""
+    for prefix in OPEN_MAPPINGS:
+        rest = key[len(prefix):]
+        if key.startswith(prefix) and "." in rest:
+            return f"{prefix[:-1]}[{rest}]"
+    return key
+
+
 def override(key: str, value: Value) -> str:
     """A dotted override the config loader reads back as `value`."""
+    key = _target(key)
     if value is None:
         return f"{key}=null"
     if isinstance(value, bool):

@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from ranklist.tuning.objective import FOLD_VALUES, INTERRUPTED, REASON, TuneSett
 HEARTBEAT_S = 60  # a running trial writes a heartbeat this often ...
 GRACE_S = 300  # ... and is failed and queued again this long after its last one
 MAX_RETRY = 2  # an interrupted trial is queued again at most this often
+OPEN_ATTEMPTS = 3  # opening a new shared database while another process creates its tables
 PRUNER_STARTUP_TRIALS = 5  # no pruning before this many trials have finished
 SETTINGS_ATTR = "ranklist_settings"
 HOST, PID = "host", "pid"
@@ -52,11 +54,15 @@ def open_study(settings: TuneSettings, url: str, name: str):
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None  # waits for another process's write
     # Optuna 4.9 renamed the stale-trial callback and its keyword; both spellings work until 6.
     keyword = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in inspect.signature(RDBStorage).parameters else "failed_trial_callback"
-    try:
-        storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                             **{keyword: retry_callback()(max_retry=MAX_RETRY)})
-    except Exception as error:  # SQLAlchemy's errors for a bad URL, a missing driver, a refused connection
-        raise ValueError(f"--storage {redacted(url)!r} cannot be opened: {type(error).__name__}: {' '.join(str(error).split())[:300]}") from None
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                 **{keyword: retry_callback()(max_retry=MAX_RETRY)})
+            break
+        except Exception as error:  # SQLAlchemy's errors for a bad URL, a missing driver, a refused connection
+            if attempt + 1 == OPEN_ATTEMPTS or not _schema_race(error):
+                raise ValueError(f"--storage {redacted(url)!r} cannot be opened: {type(error).__name__}: {' '.join(str(error).split())[:300]}") from None
+            time.sleep(1.0 + attempt)  # another machine is creating the same new database's tables
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=0)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
                                 sampler=sampler(settings.seed), pruner=pruner)
@@ -69,6 +75,12 @@ def open_study(settings: TuneSettings, url: str, name: str):
         raise ValueError(f"study {name!r} in {redacted(url)} was made with other settings ({', '.join(differ)} differ: "
                          f"{', '.join(f'{k}={recorded.get(k)!r}' for k in differ)}); use another --out, --storage or --study")
     return study
+
+
+def _schema_race(error: Exception) -> bool:
+    """An error of two processes creating one database's tables at once (worth another try)."""
+    text = str(error)
+    return type(error).__name__ in ("IntegrityError", "OperationalError") and ("already exists" in text or "UNIQUE constraint" in text)
 
 
 def sampler(seed: int):
