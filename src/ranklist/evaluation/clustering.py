@@ -149,7 +149,7 @@ def nmi(emb: torch.Tensor, labels: torch.Tensor | np.ndarray, *, seed: int = 0, 
         raise ValueError(f"emb must be a non-empty 2-D real array [N, D], got shape {tuple(emb.shape)} of {emb.dtype}")
     if classes.ndim != 1 or classes.shape[0] != emb.shape[0]:
         raise ValueError(f"labels has shape {tuple(classes.shape)} but emb has {emb.shape[0]} rows")
-    if classes.dtype.kind in "fcb":  # 0.1 and 0.1000001 would be two classes; NaN is never equal to itself
+    if classes.dtype.kind in "fc":  # 0.1 and 0.1000001 would be two classes; NaN is never equal to itself
         raise ValueError(f"labels must be class ids (integers or strings), got {classes.dtype} values")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
