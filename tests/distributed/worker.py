@@ -11,7 +11,8 @@ import torch.distributed as dist
 from ranklist import ranked_list_loss
 from ranklist.losses.distributed import distributed_ranked_list_loss
 
-CASES = [(g, r) for g in ("query", "full") for r in ("mean", "sum", "official")]
+CASES = [(g, r, False) for g in ("query", "full") for r in ("mean", "sum", "official")]
+CASES += [("query", "official", True), ("full", "mean", True), ("full", "official", True)]  # weights differentiated
 
 
 def global_batch(seed: int = 0):
@@ -31,8 +32,8 @@ def local_rows(rank: int, world: int, n: int):
 def check(rank: int, world: int) -> None:
     x, labels, weight = global_batch()
     rows = local_rows(rank, world, len(x))
-    for gradient, reduction in CASES:
-        options = dict(gradient=gradient, reduction=reduction, neg_temperature=5.0)
+    for gradient, reduction, weight_gradient in CASES:
+        options = dict(gradient=gradient, reduction=reduction, neg_temperature=5.0, weight_gradient=weight_gradient)
         # one process, the whole batch
         w1 = weight.clone().requires_grad_(True)
         want = ranked_list_loss(x @ w1, labels, **options)
@@ -47,8 +48,8 @@ def check(rank: int, world: int) -> None:
         value = local.detach().clone()
         dist.all_reduce(value)
         value /= world
-        torch.testing.assert_close(value, want.detach(), msg=f"loss {gradient}/{reduction}")
-        torch.testing.assert_close(grad, w1.grad, msg=f"gradient {gradient}/{reduction}")
+        torch.testing.assert_close(value, want.detach(), msg=f"loss {gradient}/{reduction}/{weight_gradient}")
+        torch.testing.assert_close(grad, w1.grad, msg=f"gradient {gradient}/{reduction}/{weight_gradient}")
     train_steps(rank, world)
     sharded_evaluation(rank, world)
 
