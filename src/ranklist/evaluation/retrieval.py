@@ -183,8 +183,25 @@ def retrieval_metrics(
     Without `gallery` the embeddings retrieve among themselves, the query excluded (CUB, CARS,
     SOP); with it, the queries search the gallery and nothing is excluded (In-shop).
     Returns {"recall@K": ..., "map@r": ..., "r_precision": ..., "num_queries": ...,
-    "num_excluded_queries": ...}; the metrics are fractions in [0, 1].
+    "num_excluded_queries": ...}; the metrics are fractions in [0, 1], the means of
+    per_query_metrics over the queries that have a same-class item.
     """
+    per_query, excluded = per_query_metrics(emb, labels, ks, gallery, gallery_labels)
+    result: dict[str, float] = {"num_queries": len(per_query["map@r"]), "num_excluded_queries": excluded}
+    result.update({key: float(values.mean()) for key, values in per_query.items()})
+    return result
+
+
+def per_query_metrics(
+    emb: torch.Tensor,
+    labels: torch.Tensor,
+    ks: Sequence[int] = (1, 2, 4, 8),
+    gallery: torch.Tensor | None = None,
+    gallery_labels: torch.Tensor | None = None,
+) -> tuple[dict[str, torch.Tensor], int]:
+    """Each query's Recall@K hit (0/1), AP@R and R-Precision (float64, one value per query that has a
+    same-class item, in query order), and how many queries have none (left out). A paired bootstrap
+    over test queries resamples these; retrieval_metrics averages them."""
     queries = _as_embeddings("emb", emb)
     query_labels = _as_labels("labels", labels, queries.shape[0], "emb", queries.device)
     self_retrieval = gallery is None
@@ -206,9 +223,7 @@ def retrieval_metrics(
     if self_retrieval:
         r = r - 1
     valid = r > 0
-    num_valid = int(valid.sum())
-    result: dict[str, float] = {"num_queries": num_valid, "num_excluded_queries": int((~valid).sum())}
-    if num_valid == 0:
+    if int(valid.sum()) == 0:
         cause = (f"each of its {len(classes)} classes has a single item" if self_retrieval
                  else "the queries' classes and the gallery's share none")
         raise ValueError(f"no query has a same-class item to find ({cause}): every metric is undefined")
@@ -222,12 +237,11 @@ def retrieval_metrics(
     neighbours, first_rank = scan_gallery(queries, gal, query_labels, gal_labels, k_max, exclude_self=self_retrieval)
     relevant = (gal_labels[neighbours] == query_labels[:, None])[valid]  # [Q', k_max]
     first_rank, r = first_rank[valid], r[valid]
-    for k in ks:
-        result[f"recall@{k}"] = float((first_rank <= k).double().mean())
+    result = {f"recall@{k}": (first_rank <= k).double() for k in ks}
     rank = torch.arange(1, k_max + 1, device=relevant.device)
     within_r = rank[None, :] <= r[:, None]
     hits = relevant & within_r
     precision_at_i = hits.cumsum(dim=1).double() / rank
-    result["map@r"] = float(((precision_at_i * hits).sum(dim=1) / r).mean())
-    result["r_precision"] = float((hits.sum(dim=1).double() / r).mean())
-    return result
+    result["map@r"] = (precision_at_i * hits).sum(dim=1) / r
+    result["r_precision"] = hits.sum(dim=1).double() / r
+    return result, int((~valid).sum())
