@@ -362,7 +362,7 @@ def measure_data_path(args) -> dict:
                                       generator=torch.Generator().manual_seed(epoch))
 
         run = SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(num_workers=args.workers), train=SimpleNamespace(seed=0)),
-                              splits=SimpleNamespace(train=dataset), sampler=sampler)
+                              splits=SimpleNamespace(train=dataset), sampler=sampler, device=torch.device("cpu"))
         paths_s = {"loader_per_epoch": _steps_per_s(per_epoch(), args),
                    "one_loader": _steps_per_s(iter(training_loader(run, SimpleNamespace(epoch=0, batch=0))), args)}
     return {"benchmark": "train_step/data_path", "fixture": f"{classes} classes x 4 JPEG files of {size[0]} x {size[1]}, "

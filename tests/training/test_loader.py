@@ -75,3 +75,25 @@ def test_run_batches_cross_epochs_and_skip_a_finished_one():
     sampler = ClassBalancedBatchSampler(np.arange(24) % 8, 2, 3, seed=5)
     batches = iter(RunBatches(sampler, epoch=0, batch=len(sampler)))  # a checkpoint at the end of epoch 0
     assert [list(next(batches)) for _ in range(5)] == [sampler.batch(e, b) for e, b in ((1, 0), (1, 1), (1, 2), (1, 3), (2, 0))]
+
+
+def _loader_for(device: str):
+    from types import SimpleNamespace
+
+    from ranklist.training.loader import training_loader
+
+    labels = np.arange(24) % 8
+    run = SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(num_workers=0), train=SimpleNamespace(seed=0)),
+                          splits=SimpleNamespace(train=_Draws()), sampler=ClassBalancedBatchSampler(labels, 2, 3), device=torch.device(device))
+    return training_loader(run, SimpleNamespace(epoch=0, batch=0))
+
+
+def test_batches_are_pinned_for_cuda_only():
+    assert _loader_for("cuda").pin_memory and not _loader_for("cpu").pin_memory
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_run_with_pinned_batches_and_workers(tiny_recipe, tmp_path):
+    summary = Trainer(load_config(tiny_recipe, ["train.device=cuda", "data.num_workers=2", "eval.nmi=false", "train.iterations=3"]),
+                      tmp_path / "run", progress=False, log=lambda m: None).run()
+    assert summary["iterations"] == 3 and summary["hardware"]["device"].startswith("cuda")

@@ -77,7 +77,9 @@ def train_step(run, state: TrainState, batch: tuple[torch.Tensor, torch.Tensor])
     """One optimisation step on a C x K batch: forward, one loss per level summed, backward, clip,
     optimiser and schedule; advances state's counters and returns the loss."""
     images, labels = batch
-    images, labels = images.to(run.device, memory_format=run.memory_format), labels.to(run.device)
+    # non_blocking: asynchronous from the loader's pinned memory on CUDA (a plain copy elsewhere)
+    images = images.to(run.device, memory_format=run.memory_format, non_blocking=True)
+    labels = labels.to(run.device, non_blocking=True)
     optim = run.config.optim
     # bfloat16 on every device: float16 without a gradient scaler lets small gradients underflow.
     with torch.autocast(run.device.type, enabled=optim.amp, dtype=torch.bfloat16):
