@@ -18,6 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-k", type=int, default=100, help="most neighbours one request may ask for")
     serve.add_argument("--max-request-megapixels", type=float, default=64.0,
                        help="most pixels decoded for one request, all its images together (read from their headers first)")
+    serve.add_argument("--max-batch", type=int, default=32,
+                       help="most images in one forward: requests arriving while a forward runs share the next one")
     serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                        help="also answer requests whose Host header is NAME (repeatable; '*' for any). By default only the "
                             "bound address and loopback names (and this machine's names when bound to 0.0.0.0)")
@@ -33,6 +35,6 @@ def serve_command(args: argparse.Namespace) -> None:
     from ranklist.serving.uploads import ServeLimits
 
     limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_files=args.max_files, max_k=args.max_k,
-                         max_request_pixels=int(args.max_request_megapixels * 1e6))
+                         max_request_pixels=int(args.max_request_megapixels * 1e6), max_batch=args.max_batch)
     service = SearchService(load_index(args.index), load_embedder(args.checkpoint, args.onnx), limits, args.expose_paths)
     run_server(service, args.host, args.port, args.allow_host)

@@ -18,6 +18,7 @@ from PIL import Image
 from ranklist.data.image_decoding import read_rgb, upright
 from ranklist.retrieval import EmbeddingIndex, search_rows, stored_vectors
 from ranklist.retrieval.fingerprint import check_same_model
+from ranklist.serving.coalescing import CoalescingEmbedder
 from ranklist.serving.embedders import Embedder
 from ranklist.serving.uploads import InputError, ServeLimits, Upload, decode_batch
 
@@ -43,7 +44,8 @@ class SearchService:
         if index.model is None:
             print("ranklist serve: warning: the index records no model; queries cannot be checked against it", file=sys.stderr)
         check_same_model(index.model, embedder.fingerprint, "the server's embeddings")
-        self.index, self.embedder, self.limits = index, embedder, limits
+        # concurrent requests share forwards (one leader runs the model over everything queued)
+        self.index, self.embedder, self.limits = index, CoalescingEmbedder(embedder, limits.max_batch), limits
         self.rows = {str(_plain(i)): row for row, i in enumerate(index.ids)}
         self.class_names = index.meta.get("class_names") or None
         # Paths are shown relative to the items' common folder unless asked: absolute paths tell a

@@ -38,9 +38,10 @@ class ServeLimits:
     max_request_pixels: int = 64_000_000  # per request: the pixels its images decode to, all together
     max_k: int = 100
     browse_queries: int = 200  # queries ranked by the browse view (an evenly spaced sample)
+    max_batch: int = 32  # images in one forward shared by concurrent requests
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_files", "max_pixels", "max_request_pixels", "max_k", "browse_queries"):
+        for name in ("max_upload_bytes", "max_files", "max_pixels", "max_request_pixels", "max_k", "browse_queries", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"serve limit {name} must be >= 1, got {getattr(self, name)}")
 
