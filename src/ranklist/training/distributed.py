@@ -8,6 +8,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from ranklist.training.preflight import process_device
+
 
 def init_from_env(device: str) -> tuple[int, int, bool]:
     """(rank, world size, whether this call created the process group) from torchrun's environment."""
@@ -16,11 +18,17 @@ def init_from_env(device: str) -> tuple[int, int, bool]:
         return 0, 1, False
     created = not dist.is_initialized()
     if created:
+        device = process_device(device, world, local_rank())  # a refused device fails before the group forms
         backend = "nccl" if device.startswith("cuda") else "gloo"
         if device.startswith("cuda"):
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(torch.device(device))
         dist.init_process_group(backend)
     return dist.get_rank(), dist.get_world_size(), created
+
+
+def local_rank(default: int = 0) -> int:
+    """This process's number on its node (torchrun's LOCAL_RANK; `default` without it)."""
+    return int(os.environ.get("LOCAL_RANK", default))
 
 
 def shutdown(clean: bool) -> None:

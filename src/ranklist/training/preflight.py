@@ -34,6 +34,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def process_device(name: str, world: int, local_rank: int) -> str:
+    """train.device for this process. Under torchrun (world > 1) `cuda` is this node's GPU number
+    LOCAL_RANK; a numbered GPU (cuda:0) would put every process on that one GPU and is refused."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        return name  # resolve_device names the bad value
+    if world <= 1 or device.type != "cuda":
+        return name
+    if device.index is not None:
+        raise ConfigError(f"train.device {name!r} would put all {world} processes on one GPU; use train.device=cuda "
+                          "(each process takes cuda:LOCAL_RANK)")
+    return f"cuda:{local_rank}"
+
+
 def check_class_disjoint(splits: RunSplits) -> None:
     """Test classes must be unseen in training (the zero-shot protocol of deep metric learning)."""
     train = set(class_keys(splits.train)) | (set(class_keys(splits.val)) if splits.val is not None else set())

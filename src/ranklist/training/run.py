@@ -25,6 +25,7 @@ from ranklist.losses.distributed import DistributedRankedListLoss
 from ranklist.models import EmbeddingModel, build_model, parameter_groups
 from ranklist.training.config import ConfigError, RunConfig
 from ranklist.training.determinism import make_deterministic
+from ranklist.training.distributed import local_rank
 from ranklist.training.optimizers import build_optimizer
 from ranklist.training.precision import evaluation_precision, frozen_precision
 from ranklist.training.preflight import check_class_disjoint, check_findable, check_images, check_ks, resolve_device
@@ -156,7 +157,7 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
     """Every part of a run, checked: a bad device, data, batch or K fails here, before any training."""
     if config.train.deterministic:  # before any CUDA work: cuBLAS reads its workspace setting once
         make_deterministic()
-    device = resolve_device(config.train.device)
+    device = resolve_device(process_device(config.train.device, world, local_rank(rank)))
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     seed_everything(config.train.seed)
