@@ -28,7 +28,7 @@ from ranklist.training.determinism import make_deterministic
 from ranklist.training.distributed import local_rank
 from ranklist.training.optimizers import build_optimizer
 from ranklist.training.precision import evaluation_precision, frozen_precision
-from ranklist.training.preflight import check_class_disjoint, check_findable, check_images, check_ks, resolve_device
+from ranklist.training.preflight import check_class_disjoint, check_findable, check_images, check_ks, process_device, resolve_device
 from ranklist.training.trunk_cache import cache_trunk
 
 
