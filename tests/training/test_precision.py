@@ -46,3 +46,13 @@ def test_build_run_applies_and_records_it(tiny_recipe):
     run = build_run(load_config(tiny_recipe, ["model.backbone=efficientnet_lite0", "model.pretrained=false",
                                               "data.image_size=32", "data.resize=36", "model.freeze_blocks=2", "optim.frozen_precision=bf16"]))
     assert run.frozen_precision == "bf16" and run.model.backbone.frozen_dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("capability,native", [((6, 1), False), ((7, 0), False), ((7, 5), False), ((8, 0), True), ((8, 6), True), ((9, 0), True)])
+def test_auto_takes_bf16_only_on_cards_that_compute_it(monkeypatch, capability, native):
+    """A faked card: before Ampere (8.0) bf16 is emulated, so `auto` keeps fp32 there."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    cuda = torch.device("cuda")
+    assert native_bf16(cuda) is native
+    assert evaluation_precision("auto", cuda) == ("bf16" if native else "fp32")
+    assert frozen_precision(_model(), "auto", cuda) == ("bf16" if native else "fp32")

@@ -10,10 +10,10 @@ from ranklist.training.config import FROZEN_PRECISIONS, ConfigError
 
 
 def native_bf16(device: torch.device) -> bool:
-    """bf16 in hardware: CUDA cards that support it, x86 CPUs with AVX512-BF16 or AMX (elsewhere
-    bf16 is emulated and slower than fp32)."""
+    """bf16 in hardware: CUDA cards of compute capability 8.0 (Ampere) or later, x86 CPUs with
+    AVX512-BF16 or AMX (elsewhere bf16 is emulated and slower than fp32)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return cuda_native_bf16(torch.cuda.get_device_capability(device))
     if device.type != "cpu":
         return False
     try:
@@ -21,6 +21,12 @@ def native_bf16(device: torch.device) -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cuda_native_bf16(capability: tuple[int, int]) -> bool:
+    """Whether a card of this compute capability computes bf16 natively. torch.cuda.is_bf16_supported()
+    also says yes for older cards, which emulate it (slower than fp32)."""
+    return tuple(capability) >= (8, 0)
 
 
 def evaluation_precision(setting: str, device: torch.device) -> str:
