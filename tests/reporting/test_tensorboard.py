@@ -86,6 +86,28 @@ def test_a_study_is_one_root_with_a_folder_per_run(recipe, tmp_path):
     assert runs == {"rll-seed0/tensorboard", "contrastive-seed0/tensorboard"}
 
 
+def test_a_resumed_run_drops_the_events_past_its_checkpoint(recipe, tmp_path, monkeypatch):
+    """A run that dies at iteration 5 (checkpoint at 4) resumes from 4: the events of 5 are purged and written again."""
+    out = tmp_path / "split"
+    original = Trainer._after_step
+
+    def dies_at_5(self, run, state, running, started):
+        original(self, run, state, running, started)
+        if state.step == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_after_step", dies_at_5)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(load_config(recipe, ["train.checkpoint_every=2"]), out, progress=False, log=lambda m: None).run()
+    monkeypatch.setattr(Trainer, "_after_step", original)
+    Trainer(load_config(recipe, ["train.checkpoint_every=2"]), out, progress=False, log=lambda m: None).run(resume=True)
+    events = _events(out / "tensorboard")
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [e.value for e in events.Scalars("train/loss")] == pytest.approx([r["loss"] for r in records if "loss" in r])
+    assert [e.step for e in events.Scalars("val/recall@1")] == [r["step"] for r in records if "val/recall@1" in r] == [0, 3, 6]
+
+
 def test_off_or_missing_package_writes_no_events(recipe, tmp_path, monkeypatch):
     Trainer(load_config(recipe, ["train.tensorboard=false", "train.iterations=1"]), tmp_path / "off", progress=False, log=lambda m: None).run()
     assert not (tmp_path / "off" / "tensorboard").exists()
