@@ -14,6 +14,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",  # ranklist.evaluation.evaluator.PRECISIONS
                         help="of the forward (bf16: ~2x faster on bf16 hardware; a run with eval.precision=bf16 is reproduced with bf16)")
+    parser.add_argument("--device", default="cpu", help="where the model embeds and, on a GPU, the metrics are scored (cpu, cuda, cuda:1, mps)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -55,11 +56,13 @@ def evaluate_command(args: argparse.Namespace) -> None:
     from ranklist.atomic import atomic_write_text
     from ranklist.evaluation import Evaluator
     from ranklist.models import load_model
+    from ranklist.training.preflight import resolve_device
 
     if args.out and not args.out.endswith(".json"):
         raise ValueError(f"--out must name a .json file, got {args.out}")
-    model = load_model(args.checkpoint)
-    evaluator = Evaluator(batch_size=args.batch_size, progress=not args.no_progress, ks=tuple(args.ks), precision=args.precision)
+    device = resolve_device(args.device, "--device")
+    model = load_model(args.checkpoint, map_location=device)
+    evaluator = Evaluator(batch_size=args.batch_size, device=str(device), progress=not args.no_progress, ks=tuple(args.ks), precision=args.precision)
     queries, gallery = _splits(args)
     metrics = evaluator.evaluate(model, _dataset(args, model, queries), _dataset(args, model, gallery) if gallery else None,
                                  levels=args.levels)
@@ -75,12 +78,15 @@ def embed_command(args: argparse.Namespace) -> None:
     from ranklist.models import load_model
     from ranklist.retrieval import model_fingerprint
     from ranklist.retrieval.embeddings_file import EmbeddingsFile, write_embeddings
+    from ranklist.training.preflight import resolve_device
 
     if not args.out.endswith(".npz"):
         raise ValueError(f"--out must end in .npz, got {args.out}")
-    model = load_model(args.checkpoint)
+    device = resolve_device(args.device, "--device")
+    model = load_model(args.checkpoint, map_location=device)
     dataset = _dataset(args, model, args.split or evaluation_splits(args.dataset, args.root).queries)
-    outputs, labels = embed_dataset(model, dataset, batch_size=args.batch_size, progress=not args.no_progress, precision=args.precision)
+    outputs, labels = embed_dataset(model, dataset, batch_size=args.batch_size, device=device, progress=not args.no_progress,
+                                    precision=args.precision)
     record = EmbeddingsFile.from_outputs(outputs, labels.numpy(), getattr(dataset, "paths", None), model=model_fingerprint(model))
     write_embeddings(record, args.out)
     print(f"{args.out}: {len(labels)} embeddings of dimension {record.embedding.shape[1]}")

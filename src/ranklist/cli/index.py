@@ -31,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     index.add_argument("--split", help="default: the dataset's gallery split if it declares one, else its test split")
     index.add_argument("--allow-partial", action="store_true", help="accept an incomplete copy of a benchmark")
     index.add_argument("--batch-size", type=int, default=64)
+    index.add_argument("--device", default="cpu", help="--checkpoint: where the model embeds (cpu, cuda, cuda:1, mps)")
     index.add_argument("--no-progress", action="store_true")
     index.set_defaults(run=index_command)
     search = subparsers.add_parser("search", help="nearest indexed items of each embedding in a file")
@@ -44,10 +45,12 @@ def _model_dataset(args: argparse.Namespace):
     """(model, dataset split read through the model's own preprocessing, a note of where it came from)."""
     from ranklist.data import build_dataset, evaluation_splits
     from ranklist.models import load_model
+    from ranklist.training.preflight import resolve_device
 
     if not args.dataset:
         raise ValueError("--checkpoint needs --dataset (and --root) naming the images to index")
-    model = load_model(args.checkpoint)
+    args.device = resolve_device(args.device, "--device")
+    model = load_model(args.checkpoint, map_location=args.device)
     if args.split is None:
         declared = evaluation_splits(args.dataset, args.root)
         args.split = declared.gallery or declared.queries
@@ -72,7 +75,8 @@ def _build(args: argparse.Namespace) -> None:
         if args.words:
             raise ValueError(f"give an embeddings file or --checkpoint, not both (got {args.words[0]!r})")
         model, dataset, source = _model_dataset(args)
-        built = index_from_model(model, dataset, source=source, batch_size=args.batch_size, progress=not args.no_progress, **options)
+        built = index_from_model(model, dataset, source=source, batch_size=args.batch_size, progress=not args.no_progress,
+                                 device=args.device, **options)
     elif len(args.words) == 1:
         source = read_embeddings(args.words[0])
         items = Items(source.ids(), source.labels, source.paths)  # ids: the paths when known (as before), else rows
@@ -95,7 +99,7 @@ def _add(args: argparse.Namespace) -> None:
     before = len(index)
     if args.checkpoint and len(args.words) == 2:
         model, dataset, source = _model_dataset(args)
-        add_from_model(index, model, dataset, source=source, batch_size=args.batch_size, progress=not args.no_progress)
+        add_from_model(index, model, dataset, source=source, batch_size=args.batch_size, progress=not args.no_progress, device=args.device)
     elif len(args.words) == 3 and not args.checkpoint:
         source = read_embeddings(args.words[2])
         ids = next_ids(index, len(source.embedding)) if index.ids.dtype.kind in "iu" else source.ids()

@@ -89,6 +89,13 @@ def _part(outputs: dict[str, torch.Tensor] | None, name: str) -> dict[str, torch
     return {key.split("/", 1)[1]: emb for key, emb in outputs.items() if key.split("/", 1)[0] == name}
 
 
+def scoring_device(device: str | torch.device) -> torch.device:
+    """Where the retrieval metrics are computed: the embedding device when it is a CUDA GPU (the
+    blocked scan works on device tensors), else the CPU. k-means (NMI) stays on the CPU (faiss-cpu)."""
+    device = torch.device(device)
+    return device if device.type == "cuda" else torch.device("cpu")
+
+
 @dataclass
 class Evaluator:
     """Scores a model on a split: Recall@K, MAP@R, R-Precision and NMI per level and concatenated.
@@ -160,7 +167,7 @@ class Evaluator:
         for name, chosen in views.items():
             emb = evaluation_embedding(outputs, chosen)
             gallery = evaluation_embedding(gallery_outputs, chosen) if gallery_outputs is not None else None
-            metrics = retrieval_metrics(emb, labels, self.ks, gallery=gallery, gallery_labels=gallery_labels)
+            metrics = retrieval_metrics(emb.to(scoring_device(self.device)), labels, self.ks, gallery=gallery, gallery_labels=gallery_labels)
             if self.compute_nmi:
                 metrics["nmi"] = nmi(emb if gallery is None else torch.cat([emb, gallery]),
                                      labels if gallery is None else torch.cat([labels, gallery_labels]), seed=self.seed)

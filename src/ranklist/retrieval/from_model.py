@@ -37,12 +37,12 @@ def thumbnail_array(image: Any, size: int = THUMBNAIL_SIZE) -> np.ndarray:
 
 
 def embed_items(model: torch.nn.Module, dataset: Any, ids: np.ndarray, *, batch_size: int = 64,
-                progress: bool = False) -> tuple[np.ndarray, Items]:
+                progress: bool = False, device: str | torch.device = "cpu") -> tuple[np.ndarray, Items]:
     """(evaluation embeddings [N, D], the items: ids, labels, paths or thumbnails) of a dataset split."""
     from ranklist.evaluation import embed_dataset
     from ranklist.models import evaluation_embedding
 
-    outputs, labels = embed_dataset(model, dataset, batch_size=batch_size, progress=progress, description="index")
+    outputs, labels = embed_dataset(model, dataset, batch_size=batch_size, device=device, progress=progress, description="index")
     paths = getattr(dataset, "paths", None)
     thumbnails = None
     if paths is None:  # no file to show: keep a small copy of each image
@@ -53,9 +53,10 @@ def embed_items(model: torch.nn.Module, dataset: Any, ids: np.ndarray, *, batch_
 
 
 def index_from_model(model: torch.nn.Module, dataset: Any, *, kind: str = "flat", source: dict[str, Any] | None = None,
-                     batch_size: int = 64, progress: bool = False, **options: Any) -> EmbeddingIndex:
-    """Embed every item of `dataset` (built with model.preprocessing.transform(train=False)) and index it."""
-    embeddings, items = embed_items(model, dataset, np.arange(len(dataset)), batch_size=batch_size, progress=progress)
+                     batch_size: int = 64, progress: bool = False, device: str | torch.device = "cpu", **options: Any) -> EmbeddingIndex:
+    """Embed every item of `dataset` (built with model.preprocessing.transform(train=False)) on `device`
+    (the model's) and index it."""
+    embeddings, items = embed_items(model, dataset, np.arange(len(dataset)), batch_size=batch_size, progress=progress, device=device)
     meta = {"class_names": list(getattr(dataset, "class_names", []) or []) or None, "sources": [source or {}]}
     return build_index(embeddings, items, kind=kind, model=model_fingerprint(model), meta=meta, **options)
 
@@ -74,13 +75,13 @@ def _shared_class_numbers(index: EmbeddingIndex, items: Items, names: list[str])
 
 
 def add_from_model(index: EmbeddingIndex, model: torch.nn.Module, dataset: Any, *, source: dict[str, Any] | None = None,
-                   batch_size: int = 64, progress: bool = False) -> EmbeddingIndex:
+                   batch_size: int = 64, progress: bool = False, device: str | torch.device = "cpu") -> EmbeddingIndex:
     """Append a dataset split's items to an index built by the same model (refused otherwise)."""
     from ranklist.retrieval.fingerprint import check_same_model
 
     fingerprint = model_fingerprint(model)
     check_same_model(index.model, fingerprint, "the added items")  # before the embedding work
-    embeddings, items = embed_items(model, dataset, next_ids(index, len(dataset)), batch_size=batch_size, progress=progress)
+    embeddings, items = embed_items(model, dataset, next_ids(index, len(dataset)), batch_size=batch_size, progress=progress, device=device)
     items = _shared_class_numbers(index, items, list(getattr(dataset, "class_names", []) or []))
     add_to_index(index, embeddings, items, fingerprint)
     index.meta["sources"] = [*index.meta.get("sources", []), source or {}]

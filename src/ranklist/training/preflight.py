@@ -19,18 +19,18 @@ if TYPE_CHECKING:
     from ranklist.training.run import RunSplits
 
 
-def resolve_device(name: str) -> torch.device:
-    """train.device as a torch device that exists here."""
+def resolve_device(name: str, what: str = "train.device") -> torch.device:
+    """A device setting (`what`: train.device, a command's --device) as a torch device that exists here."""
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"train.device {name!r} is not a device name (cpu, cuda, cuda:1, mps, ...)") from None
+        raise ConfigError(f"{what} {name!r} is not a device name (cpu, cuda, cuda:1, mps, ...)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but this machine has no usable CUDA device (set train.device=cpu)")
+        raise ConfigError(f"{what} is {name!r} but this machine has no usable CUDA device (use cpu)")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"train.device is {name!r} but there are {torch.cuda.device_count()} CUDA devices")
+        raise ConfigError(f"{what} is {name!r} but there are {torch.cuda.device_count()} CUDA devices")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"train.device is {name!r} but MPS is not available here")
+        raise ConfigError(f"{what} is {name!r} but MPS is not available here")
     return device
 
 
