@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -21,6 +22,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     tune.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     tune.add_argument("--no-progress", action="store_true")
     tune.set_defaults(run=tune_command)
+    tuned = subparsers.add_parser("compare-tuned", help="train each tuned recipe (DIR/best.yaml) with several seeds; mean, 95 %% CI, paired differences, bootstrap")
+    tuned.add_argument("folders", nargs="+", help="tuning folders of `ranklist tune` (a folder's name names its loss)")
+    tuned.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="default 0 1 2 3 4")
+    tuned.add_argument("--reference", default="rll", help="the loss the others are paired against (a folder's name; default rll)")
+    tuned.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples over test queries (default 10000)")
+    tuned.add_argument("--out", required=True, help="comparison folder (finished runs of the same configuration in it or a sibling study folder are reused)")
+    tuned.add_argument("--no-progress", action="store_true")
+    tuned.set_defaults(run=compare_tuned_command)
 
 
 def tune_command(args: argparse.Namespace) -> None:
@@ -31,3 +40,12 @@ def tune_command(args: argparse.Namespace) -> None:
                   log=lambda m: print(m, file=sys.stderr))
     best = Path(args.out) / "best.yaml"
     print(f"{report}" + (f"; best recipe: {best}" if best.is_file() else "; no trial completed"), file=sys.stdout)
+
+
+def compare_tuned_command(args: argparse.Namespace) -> None:
+    from ranklist.tuning.compare import compare_tuned
+
+    result = compare_tuned([Path(f) for f in args.folders], args.seeds, Path(args.out), reference=args.reference, resamples=args.resamples,
+                           progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
+    print(Path(args.out) / "tuned.md")
+    print(json.dumps({name: round(row.get("map@r", {}).get("mean", float("nan")), 4) for name, row in result["table"].items()}))

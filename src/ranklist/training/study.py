@@ -60,8 +60,10 @@ def comparison_variants(losses: list[str]) -> dict[str, list[str]]:
 
 def run_study(title: str, base: str | Path, variants: dict[str, list[str]], seeds: list[int], out: Path, *,
               overrides: list[str] | None = None, progress: bool = False, log: Callable[[str], None] = print,
-              resume: bool = True, paper: dict[str, float] | None = None) -> dict[str, Any]:
+              resume: bool = True, paper: dict[str, float] | None = None, bases: dict[str, str | Path] | None = None) -> dict[str, Any]:
     """Train every (variant, seed), then write study.json, study.md and study.png in `out`.
+
+    bases: a variant's own recipe in place of `base` (a tuned comparison: each loss's best.yaml).
 
     With resume=True a finished run of the same configuration (in `out` or a sibling study folder)
     is read, not trained again, so an interrupted study continues where it stopped. `paper` gives
@@ -72,7 +74,8 @@ def run_study(title: str, base: str | Path, variants: dict[str, list[str]], seed
     started = time.time()
     for name, variant in variants.items():
         for seed in seeds:
-            config: RunConfig = load_config(base, [*(overrides or []), *variant, f"train.seed={seed}", f"name={_slug(title)}-{_slug(name)}-s{seed}"])
+            recipe = (bases or {}).get(name, base)
+            config: RunConfig = load_config(recipe, [*(overrides or []), *variant, f"train.seed={seed}", f"name={_slug(title)}-{_slug(name)}-s{seed}"])
             run_dir = out / _slug(f"{name}-seed{seed}")
             finished = finished_run(config, [run_dir, *sorted(out.parent.glob("*/*/"))]) if resume else None
             if finished is not None:
@@ -84,7 +87,8 @@ def run_study(title: str, base: str | Path, variants: dict[str, list[str]], seed
             rows.setdefault(name, []).append({"seed": seed, "run": str(run_dir.relative_to(out.parent)),
                                               "train_time_s": summary["train_time_s"], **scores})
     table = {name: mean_std(runs, score_columns(runs)) for name, runs in rows.items()}
-    result = {"title": title, "base": str(base), "overrides": overrides or [], "seeds": seeds, "variants": variants,
+    result = {"title": title, "base": str(base), **({"bases": {k: str(v) for k, v in bases.items()}} if bases else {}),
+              "overrides": overrides or [], "seeds": seeds, "variants": variants,
               "paper_sop_recall@1": paper or {}, "runs": rows, "table": table, "wall_time_s": round(time.time() - started, 1),
               "commit": source_commit(), "hardware": hardware()}
     atomic_write_text(out / "study.json", json.dumps(result, indent=2))
