@@ -156,6 +156,7 @@ def test_class_names_from_the_data_reach_the_page_as_text(served, browser, tmp_p
         captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#items .caption")]
         browser.find_element(By.ID, "tab-browse").click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".browse-row"))
+        browser.save_screenshot(str(tmp_path / "hostile.png"))  # an artefact to look at
         assert any(caption.endswith(" " + HOSTILE) for caption in captions), captions
         assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-pwned") is None
         assert not browser.find_elements(By.CSS_SELECTOR, ".caption img")
