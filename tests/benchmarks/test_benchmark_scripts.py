@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -45,13 +48,40 @@ def test_train_step_data_path_quick():
     assert set(report["steps_per_s"]) == {"loader_per_epoch", "one_loader"} and all(v > 0 for v in report["steps_per_s"].values())
 
 
+def _gpu_check(*args: str) -> tuple[list[dict], dict]:
+    """(each section's line, the whole report: the last line)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), *args], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    return lines[:-1], lines[-1]
+
+
 def test_gpu_check_cpu_fallback():
-    report = run_script("gpu_check.py", "--device", "cpu")
-    assert report["fallback"] is True and report["device"] == "cpu"
-    assert [(row["n"], row["dtype"]) for row in report["loss"]] == [(64, "float32"), (64, "bfloat16"), (256, "float32"), (256, "bfloat16")]
-    assert all(row[g]["seconds"] > 0 for row in report["loss"] for g in ("query", "full"))
-    assert report["demo_amp"]["parameters_finite"] and report["demo_amp"]["iterations"] == 2
-    assert report["eval"]["recall@1"] > 0.9 and "skipped" in report["torchrun"]
+    sections, report = _gpu_check("--device", "cpu")
+    assert [s["section"] for s in sections] == ["loss", "loss_compile", "train_step", "eval", "torchrun"]
+    assert report["fallback"] is True and report["device"] == "cpu" and report["peak_under_limit"]
+    assert [(row["n"], row["dtype"]) for row in report["loss"]["rows"]] == [(64, "float32"), (256, "float32")]  # what train_step feeds the loss
+    assert all(row[g]["seconds"] > 0 for row in report["loss"]["rows"] for g in ("query", "full"))
+    step = report["train_step"]
+    assert {"recipe", "amp_bf16"} <= set(step) and all(step[v]["loss_finite"] and step[v]["parameters_finite"] for v in ("recipe", "amp_bf16"))
+    assert report["eval"]["views"] == ["L", "M", "H", "concat"] and report["eval"]["nmi_s"] >= 0 and report["eval"]["embed_images"] == 20
+    assert "skipped" in report["torchrun"] and sections[-1]["skipped"] == report["torchrun"]["skipped"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
+def test_gpu_check_refuses_cuda_without_a_gpu():
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), "--device", "cuda"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "gpu_check: --device cuda but no CUDA device is usable here" in done.stderr and not done.stdout
+
+
+@pytest.mark.slow
+def test_gpu_check_torchrun_section_with_gloo():
+    """Two processes against one on the global batch, and `ranklist train` under torchrun (about 50 s here)."""
+    _, report = _gpu_check("--device", "cpu", "--torchrun-cpu")
+    two = report["torchrun"]["two_vs_one"]
+    assert two["ok"] and two["processes_agree"] and two["max_relative_difference"] < 1e-4
+    assert report["torchrun"]["ranklist_train"]["ok"] and report["torchrun"]["ranklist_train"]["iterations"] == 4
 
 
 def test_embed_speed_small():
