@@ -85,8 +85,8 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(tiny_
     trials = json.loads((out / "tune.json").read_text())["trials"]
     assert len(trials) == 4
     failed = [t for t in trials if t["state"] == "FAIL"]
-    # the loss refuses non-finite embeddings (ValueError), or the fold's loss check finds a NaN (FloatingPointError)
-    assert failed and all(t["params"]["optim.lr"] == 1e30 and ("non-finite" in t["reason"] or "FloatingPointError" in t["reason"]) for t in failed)
+    # the trainer stops a diverged run, the loss refuses non-finite embeddings, or the fold's loss check finds a NaN
+    assert failed and all(t["params"]["optim.lr"] == 1e30 and any(word in t["reason"] for word in ("finite", "nan")) for t in failed)
     assert all(t["state"] == "COMPLETE" for t in trials if t["params"]["optim.lr"] == 0.01)
 
 
@@ -109,9 +109,11 @@ def test_user_errors_are_one_line(tiny_recipe, tiny_space, tmp_path, capsys):
     assert tune(tiny_recipe, bad, out, "--trials", "1", "--folds", "2") == 2
     assert "loss.params.margn=0.1 is refused by the recipe" in capsys.readouterr().err
     assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "2") == 0
-    assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "3") == 2  # the study was made with 2 folds
-    assert "was made with other settings (folds differ" in capsys.readouterr().err
-    assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "9") == 2
+    assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "2", "--metric", "recall@1") == 2  # the study maximises map@r
+    assert "was made with other settings (metric differ: metric='map@r')" in capsys.readouterr().err
+    assert tune(tiny_recipe, tiny_space, tmp_path / "other", "--trials", "1", "--folds", "3") == 2  # 5 training classes
+    assert "5 training classes cannot make 3 folds of at least 2 classes each" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
 
 
 def test_two_processes_share_one_study(tiny_recipe, tiny_space, tmp_path):
@@ -127,3 +129,16 @@ def test_two_processes_share_one_study(tiny_recipe, tiny_space, tmp_path):
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     assert {t.user_attrs["pid"] for t in study.trials} == {p.pid for p in processes}  # both worked on it
     assert sorted(path.name for path in (out / "trials").iterdir()) == [f"{n:04d}" for n in range(6)]
+
+
+def test_a_trial_below_the_median_stops_after_its_first_fold(tiny_recipe, tiny_space, tmp_path, monkeypatch):
+    import optuna.trial
+
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: self.number >= 1)  # what the median pruner decides
+    out = tmp_path / "study"
+    assert tune(tiny_recipe, tiny_space, out, "--trials", "2", "--folds", "2") == 0
+    first, second = json.loads((out / "tune.json").read_text())["trials"]
+    assert first["state"] == "COMPLETE" and len(first["fold_values"]) == 2
+    assert second["state"] == "PRUNED" and len(second["fold_values"]) == 1 and second["reason"].startswith("pruned after fold 0: running mean")
+    assert not (out / "trials" / "0001" / "fold1").exists()  # the other folds never trained
+    assert "| 1 | pruned |" in (out / "tune.md").read_text()

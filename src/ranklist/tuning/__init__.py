@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ranklist.tuning.objective import TuneSettings, check_metric
+from ranklist.tuning.objective import TuneSettings, check_folds, check_metric, check_space_against_recipe
 from ranklist.tuning.space import load_space
 
 
@@ -35,6 +35,8 @@ def tune(recipe: str | Path, overrides: list[str], space: str | Path, *, trials:
     if folds < 2:
         raise ValueError(f"--folds must be >= 2, got {folds}")
     settings = TuneSettings(str(recipe), list(overrides), load_space(space), folds, check_metric(metric), seed, trials)
+    check_space_against_recipe(settings)  # a bad key or too few classes fails here, before any file is written
+    check_folds(settings)
     out.mkdir(parents=True, exist_ok=True)
     url = storage_url(out, storage)
     with quiet_optuna():

@@ -74,6 +74,16 @@ def check_space_against_recipe(settings: TuneSettings) -> None:
                 raise ValueError(f"search space {settings.space.path}: {param.key}={value!r} is refused by the recipe: {one_line(error)}") from None
 
 
+def check_folds(settings: TuneSettings) -> None:
+    """The recipe's training classes must make the study's folds (else every trial would fail alike)."""
+    from ranklist.data import build_dataset, dataset_spec
+    from ranklist.data.folds import class_folds
+
+    d = load_config(settings.recipe, settings.overrides).data
+    options = {key: getattr(d, key) for key in dataset_spec(d.name).run_options}
+    class_folds(build_dataset(d.name, "trainval", root=d.root, **options).labels, settings.folds)
+
+
 def run_fold(config: RunConfig, folder: Path, metric: str) -> float:
     """Train one fold; its selected model's validation `metric`. A non-finite training loss fails it."""
     from ranklist.training.trainer import Trainer

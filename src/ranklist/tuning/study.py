@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ranklist.evaluation.evaluator import show_progress
-from ranklist.tuning.objective import FOLD_VALUES, INTERRUPTED, REASON, TuneSettings, check_space_against_recipe, objective, trial_failures
+from ranklist.tuning.objective import FOLD_VALUES, INTERRUPTED, REASON, TuneSettings, objective, trial_failures
 
 HEARTBEAT_S = 60  # a running trial writes a heartbeat this often ...
 GRACE_S = 300  # ... and is failed and queued again this long after its last one
@@ -165,7 +165,6 @@ def run_trials(study, settings: TuneSettings, out: Path, *, progress: bool = Tru
     """Run trials until the study counts settings.trials; `after_trial` runs after each of this process's."""
     from tqdm.auto import tqdm
 
-    check_space_against_recipe(settings)
     lock = StudyLock(out / ".tune.lock")
     bar = tqdm(total=settings.trials, desc="tune", disable=not show_progress(progress))
     _show(bar, study, settings)
