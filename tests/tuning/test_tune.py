@@ -142,3 +142,29 @@ def test_a_trial_below_the_median_stops_after_its_first_fold(tiny_recipe, tiny_s
     assert second["state"] == "PRUNED" and len(second["fold_values"]) == 1 and second["reason"].startswith("pruned after fold 0: running mean")
     assert not (out / "trials" / "0001" / "fold1").exists()  # the other folds never trained
     assert "| 1 | pruned |" in (out / "tune.md").read_text()
+
+
+def test_a_killed_tune_continues_when_run_again(tiny_recipe, tiny_space, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "study"
+    command = [sys.executable, "-m", "ranklist", "tune", str(tiny_recipe), "train.iterations=30", "--space", str(tiny_space),
+               "--out", str(out), "--trials", "3", "--folds", "2", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (out / "trials" / "0001" / "fold0" / "config.yaml").exists():  # trial 1 is training
+        assert process.poll() is None and time.monotonic() < deadline, "the tune process ended before its second trial"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    first = out / "trials" / "0000" / "fold1" / "summary.json"
+    stamp = first.stat().st_mtime_ns
+    assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+    trials = json.loads((out / "tune.json").read_text())["trials"]
+    states = [(t["number"], t["state"]) for t in trials]
+    assert states == [(0, "COMPLETE"), (1, "FAIL"), (2, "COMPLETE"), (3, "COMPLETE")], states
+    assert trials[1]["reason"].startswith(f"interrupted: its process {process.pid}")
+    assert trials[2]["retry_of"] == 1 and trials[2]["params"] == trials[1]["params"]  # the killed trial's values, run again
+    assert first.stat().st_mtime_ns == stamp  # the finished trial was not run again
