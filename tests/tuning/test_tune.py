@@ -168,3 +168,25 @@ def test_a_killed_tune_continues_when_run_again(tiny_recipe, tiny_space, tmp_pat
     assert trials[1]["reason"].startswith(f"interrupted: its process {process.pid}")
     assert trials[2]["retry_of"] == 1 and trials[2]["params"] == trials[1]["params"]  # the killed trial's values, run again
     assert first.stat().st_mtime_ns == stamp  # the finished trial was not run again
+
+
+def test_the_progress_bar_counts_the_study_and_shows_the_best_so_far(tiny_space):
+    import io
+
+    from tqdm import tqdm
+
+    from ranklist.tuning.objective import TuneSettings
+    from ranklist.tuning.space import load_space
+    from ranklist.tuning.study import _show
+
+    study = optuna.create_study(direction="maximize")  # in memory
+    distribution = {"optim.lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)}
+    for value in (0.31, 0.45):
+        study.add_trial(optuna.create_trial(value=value, params={"optim.lr": 0.01}, distributions=distribution))
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, params={"optim.lr": 0.05}, distributions=distribution,
+                                        user_attrs={"reason": "ValueError: bad"}))
+    settings = TuneSettings("r.yaml", [], load_space(tiny_space), 2, trials=5)
+    stream = io.StringIO()
+    bar = tqdm(total=5, desc="tune", file=stream, disable=False)
+    assert _show(bar, study, settings, 2) == "trial 2 fail: ValueError: bad (3/5; best 0.4500 in trial 1)"
+    assert bar.n == 3 and "3/5" in stream.getvalue() and "best map@r 0.4500" in stream.getvalue()
