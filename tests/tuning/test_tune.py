@@ -111,6 +111,8 @@ def test_user_errors_are_one_line(tiny_recipe, tiny_space, tmp_path, capsys):
     assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "2") == 0
     assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "2", "--metric", "recall@1") == 2  # the study maximises map@r
     assert "was made with other settings (metric differ: metric='map@r')" in capsys.readouterr().err
+    assert tune(tiny_recipe, tiny_space, tmp_path / "db", "--trials", "1", "--folds", "2", "--storage", "postgresql://me:secret@nowhere/x") == 2
+    assert "--storage 'postgresql://me:***@nowhere/x' cannot be opened" in capsys.readouterr().err  # no password in the message
     assert tune(tiny_recipe, tiny_space, tmp_path / "other", "--trials", "1", "--folds", "3") == 2  # 5 training classes
     assert "5 training classes cannot make 3 folds of at least 2 classes each" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
