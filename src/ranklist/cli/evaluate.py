@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -12,10 +13,36 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="default: the dataset's evaluation queries (test, or query for a query/gallery protocol)")
     parser.add_argument("--allow-partial", action="store_true", help="accept an incomplete copy of a benchmark")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",  # ranklist.evaluation.evaluator.PRECISIONS
-                        help="of the forward (bf16: ~2x faster on bf16 hardware; a run with eval.precision=bf16 is reproduced with bf16)")
+    add_precision_option(parser)
     parser.add_argument("--device", default="cpu", help="where the model embeds and, on a GPU, the metrics are scored (cpu, cuda, cuda:1, mps)")
     parser.add_argument("--no-progress", action="store_true")
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    from ranklist.models.inference import PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, help="of the forward; default: the one the checkpoint's run "
+                        "evaluated with (its eval.precision as resolved then; fp32 for checkpoints that record none)")
+
+
+def load_for_embedding(args: argparse.Namespace):
+    """(the checkpoint's model on --device, set to embed as its run did or in --precision; the device)."""
+    import dataclasses
+
+    from ranklist.models import load_model
+    from ranklist.training.preflight import resolve_device
+
+    device = resolve_device(args.device, "--device")
+    model = load_model(args.checkpoint, map_location=device)
+    if args.precision is not None:
+        model.inference = dataclasses.replace(model.inference, precision=args.precision)
+    return model, device
+
+
+def precision_note(model, args: argparse.Namespace) -> str:
+    """Which precision embedded, and why: "bf16 forward (the run's)"."""
+    origin = "--precision" if args.precision is not None else "the run's"
+    return f"{model.inference.precision} forward ({origin})"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -55,14 +82,11 @@ def _splits(args: argparse.Namespace) -> tuple[str, str | None]:
 def evaluate_command(args: argparse.Namespace) -> None:
     from ranklist.atomic import atomic_write_text
     from ranklist.evaluation import Evaluator
-    from ranklist.models import load_model
-    from ranklist.training.preflight import resolve_device
 
     if args.out and not args.out.endswith(".json"):
         raise ValueError(f"--out must name a .json file, got {args.out}")
-    device = resolve_device(args.device, "--device")
-    model = load_model(args.checkpoint, map_location=device)
-    evaluator = Evaluator(batch_size=args.batch_size, device=str(device), progress=not args.no_progress, ks=tuple(args.ks), precision=args.precision)
+    model, device = load_for_embedding(args)
+    evaluator = Evaluator(batch_size=args.batch_size, device=str(device), progress=not args.no_progress, ks=tuple(args.ks))
     queries, gallery = _splits(args)
     metrics = evaluator.evaluate(model, _dataset(args, model, queries), _dataset(args, model, gallery) if gallery else None,
                                  levels=args.levels)
@@ -70,23 +94,21 @@ def evaluate_command(args: argparse.Namespace) -> None:
     if args.out:
         atomic_write_text(args.out, text)
     print(text)
+    print(f"ranklist evaluate: {precision_note(model, args)}", file=sys.stderr)
 
 
 def embed_command(args: argparse.Namespace) -> None:
     from ranklist.data import evaluation_splits
     from ranklist.evaluation import embed_dataset
-    from ranklist.models import load_model
     from ranklist.retrieval import model_fingerprint
     from ranklist.retrieval.embeddings_file import EmbeddingsFile, write_embeddings
-    from ranklist.training.preflight import resolve_device
 
     if not args.out.endswith(".npz"):
         raise ValueError(f"--out must end in .npz, got {args.out}")
-    device = resolve_device(args.device, "--device")
-    model = load_model(args.checkpoint, map_location=device)
+    model, device = load_for_embedding(args)
     dataset = _dataset(args, model, args.split or evaluation_splits(args.dataset, args.root).queries)
-    outputs, labels = embed_dataset(model, dataset, batch_size=args.batch_size, device=device, progress=not args.no_progress,
-                                    precision=args.precision)
-    record = EmbeddingsFile.from_outputs(outputs, labels.numpy(), getattr(dataset, "paths", None), model=model_fingerprint(model))
+    outputs, labels = embed_dataset(model, dataset, batch_size=args.batch_size, device=device, progress=not args.no_progress)
+    record = EmbeddingsFile.from_outputs(outputs, labels.numpy(), getattr(dataset, "paths", None), model=model_fingerprint(model),
+                                         precision=model.inference.precision)
     write_embeddings(record, args.out)
-    print(f"{args.out}: {len(labels)} embeddings of dimension {record.embedding.shape[1]}")
+    print(f"{args.out}: {len(labels)} embeddings of dimension {record.embedding.shape[1]}, {precision_note(model, args)}")

@@ -17,6 +17,8 @@ USAGE = ("ranklist index EMBEDDINGS.npz --out DIR | ranklist index --checkpoint 
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from ranklist.cli.evaluate import add_precision_option
+
     index = subparsers.add_parser("index", help="build (or `index add` to) a faiss index from a model and a dataset, or an embeddings file",
                                   usage=USAGE, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     index.add_argument("words", nargs="*", metavar="EMBEDDINGS | add DIR [EMBEDDINGS]", help="an .npz from `ranklist embed`, or `add` and an index folder")
@@ -32,6 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     index.add_argument("--allow-partial", action="store_true", help="accept an incomplete copy of a benchmark")
     index.add_argument("--batch-size", type=int, default=64)
     index.add_argument("--device", default="cpu", help="--checkpoint: where the model embeds (cpu, cuda, cuda:1, mps)")
+    add_precision_option(index)
     index.add_argument("--no-progress", action="store_true")
     index.set_defaults(run=index_command)
     search = subparsers.add_parser("search", help="nearest indexed items of each embedding in a file")
@@ -43,21 +46,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _model_dataset(args: argparse.Namespace):
     """(model, dataset split read through the model's own preprocessing, a note of where it came from)."""
+    from ranklist.cli.evaluate import load_for_embedding
     from ranklist.data import build_dataset, evaluation_splits
-    from ranklist.models import load_model
-    from ranklist.training.preflight import resolve_device
 
     if not args.dataset:
         raise ValueError("--checkpoint needs --dataset (and --root) naming the images to index")
-    args.device = resolve_device(args.device, "--device")
-    model = load_model(args.checkpoint, map_location=args.device)
+    model, args.device = load_for_embedding(args)
     if args.split is None:
         declared = evaluation_splits(args.dataset, args.root)
         args.split = declared.gallery or declared.queries
     options = {"allow_partial": True} if args.allow_partial else {}
     dataset = build_dataset(args.dataset, args.split, root=args.root, transform=model.preprocessing.transform(train=False), **options)
     source = {"dataset": args.dataset, "root": None if args.root is None else str(Path(args.root).resolve()),
-              "split": args.split, "checkpoint": str(args.checkpoint)}
+              "split": args.split, "checkpoint": str(args.checkpoint), "precision": model.inference.precision}
     return model, dataset, source
 
 

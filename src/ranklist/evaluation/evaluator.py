@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -17,10 +17,9 @@ from ranklist.data.splits import shared_labels
 from ranklist.evaluation.clustering import nmi
 from ranklist.evaluation.prefetch import Prefetcher
 from ranklist.evaluation.retrieval import retrieval_metrics
-from ranklist.models import evaluation_embedding
+from ranklist.models import evaluation_embedding, model_inference
 
 CONCAT = "concat"
-PRECISIONS = ("fp32", "bf16")  # of the evaluation forward
 
 
 def show_progress(progress: bool) -> bool:
@@ -32,7 +31,7 @@ def show_progress(progress: bool) -> bool:
 def embed_dataset(
     model: torch.nn.Module, dataset: Dataset, *, batch_size: int = 128, device: str | torch.device = "cpu",
     num_workers: int = 0, progress: bool = True, description: str = "embed", prefetch: bool | None = None,
-    precision: str = "fp32",
+    precision: str | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Raw embeddings of every item per level (model in eval mode, no grad) and the labels.
 
@@ -42,10 +41,12 @@ def embed_dataset(
     prefetch=None: only where a core is left over by torch's threads (on 2 cores running 2 torch
     threads it competed with the forward and was slower: docs/results.md, Throughput).
     precision "bf16": the forward under bf16 autocast (about 2x faster on bf16 hardware; the
-    embeddings are returned in float32 and differ from fp32 ones in the third significant digit).
+    embeddings are returned in float32 and differ from fp32 ones in the third significant digit);
+    None: the one the model records (its run's, ranklist.models.inference; fp32 for others).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    inference = model_inference(model)
+    if precision is not None:
+        inference = replace(inference, precision=precision)
     if prefetch is None:
         prefetch = (os.cpu_count() or 1) > torch.get_num_threads()
     if len(dataset) == 0:
@@ -57,7 +58,7 @@ def embed_dataset(
     chunks: dict[str, list[torch.Tensor]] = {}
     labels = []
     device = torch.device(device)
-    cast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    cast = inference.autocast(device)
     with Prefetcher(loader) if prefetch and num_workers == 0 else nullcontext(loader) as batches:
         try:
             for images, batch_labels in tqdm(batches, total=len(loader), desc=description, disable=not show_progress(progress), leave=False):
@@ -113,7 +114,7 @@ class Evaluator:
     compute_nmi: bool = True
     seed: int = 0
     distributed: bool = False
-    precision: str = "fp32"  # of the forward: fp32 | bf16 (see embed_dataset)
+    precision: str | None = None  # of the forward: fp32 | bf16 | None, the model's own (see embed_dataset)
 
     def embed(self, model: torch.nn.Module, dataset: Dataset, gallery_dataset: Dataset | None = None):
         """(outputs, labels, gallery outputs or None, gallery labels or None): raw per-level embeddings.

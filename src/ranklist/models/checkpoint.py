@@ -12,12 +12,14 @@ import torch
 from ranklist.atomic import atomic_torch_save, load_torch_checked
 from ranklist.data.preprocessing import Preprocessing
 from ranklist.models.embedding_model import EmbeddingModel, build_model
+from ranklist.models.inference import Inference, model_inference
 
 
 def model_checkpoint(model: EmbeddingModel) -> dict[str, Any]:
-    """{"model_config", "model_state", "preprocessing"}; the config says pretrained=False: the weights are here."""
+    """{"model_config", "model_state", "preprocessing", "inference"}; the config says pretrained=False:
+    the weights are here."""
     return {"model_config": {**model.config, "pretrained": False}, "model_state": model.state_dict(),
-            "preprocessing": model.preprocessing.to_dict()}
+            "preprocessing": model.preprocessing.to_dict(), "inference": model_inference(model).to_dict()}
 
 
 def save_model(model: EmbeddingModel, path: str | Path) -> None:
@@ -66,4 +68,9 @@ def load_model(checkpoint: str | Path | Mapping[str, Any], map_location: str | t
             model.preprocessing = Preprocessing.from_dict(source["preprocessing"])
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from error
-    return model.to(map_location)
+    if "inference" in source:  # older checkpoints: fp32, contiguous
+        try:
+            model.inference = Inference.from_dict(source["inference"])
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{where}: {error}") from error
+    return model.to(map_location, memory_format=model.inference.memory_format)

@@ -19,6 +19,7 @@ from ranklist.data.preprocessing import Preprocessing
 from ranklist.data.transforms import normalization
 from ranklist.models.backbones import backbone_spec
 from ranklist.models.heads import HighHead, LowMidHead, paper_pool_grid
+from ranklist.models.inference import Inference
 
 LEVELS = ("L", "M", "H")
 
@@ -74,6 +75,7 @@ class EmbeddingModel(nn.Module):
         # A backbone instance may carry its own (e.g. read from a model's image-processor config).
         self.normalization = normalization(getattr(self.backbone, "normalization", spec.normalization))
         self.preprocessing = Preprocessing.create(size, self.normalization)
+        self.inference = Inference()  # how its forward runs when it embeds; a run records its own
         self.default_image_size = size
         self.freeze_bn = bool(freeze_bn)
         self.config: dict[str, Any] = dict(

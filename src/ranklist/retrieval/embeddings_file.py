@@ -28,17 +28,18 @@ class EmbeddingsFile:
     paths: np.ndarray | None = None
     levels: dict[str, np.ndarray] = field(default_factory=dict)
     model: ModelFingerprint | None = None
+    precision: str | None = None  # of the forward that made them (fp32 | bf16), when known
 
     @classmethod
     def from_outputs(cls, outputs: Mapping, labels: np.ndarray | None = None, paths: Sequence | None = None,
-                     model: ModelFingerprint | None = None) -> EmbeddingsFile:
+                     model: ModelFingerprint | None = None, precision: str | None = None) -> EmbeddingsFile:
         """From a model's raw per-level outputs (torch tensors): the evaluation embedding is derived here.
         `model`: ranklist.retrieval.model_fingerprint(model), recorded so indexes can check it."""
         from ranklist.models import evaluation_embedding
 
         return cls(evaluation_embedding(outputs).numpy(), labels,
                    None if paths is None else np.array([str(p) for p in paths]),
-                   {level: value.numpy() for level, value in outputs.items()}, model)
+                   {level: value.numpy() for level, value in outputs.items()}, model, precision)
 
     def ids(self) -> np.ndarray:
         """The items' ids: their paths when known, else their row numbers."""
@@ -70,6 +71,8 @@ def write_embeddings(record: EmbeddingsFile, path: str | Path) -> None:
     arrays.update({k: v for k, v in (("labels", record.labels), ("paths", record.paths)) if v is not None})
     if record.model is not None:
         arrays["model"] = np.array(json.dumps(record.model.to_dict()))
+    if record.precision is not None:
+        arrays["precision"] = np.array(record.precision)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
@@ -94,4 +97,5 @@ def read_embeddings(path: str | Path) -> EmbeddingsFile:
             model = ModelFingerprint.from_dict(json.loads(str(arrays["model"])))
         except ValueError as error:  # JSONDecodeError is a ValueError too
             raise ValueError(f"{path}: 'model' is not a model fingerprint: {error}") from None
-    return _check(EmbeddingsFile(arrays["embedding"], arrays.get("labels"), arrays.get("paths"), levels, model), str(path))
+    precision = str(arrays["precision"]) if "precision" in arrays else None
+    return _check(EmbeddingsFile(arrays["embedding"], arrays.get("labels"), arrays.get("paths"), levels, model, precision), str(path))

@@ -105,6 +105,7 @@ def create_app(service: SearchService, hosts: Iterable[str] = LOOPBACK_NAMES) ->
     async def info() -> dict[str, Any]:
         index = service.index
         return {"items": len(index), "kind": index.meta.get("kind"), "dim": index.dim, "runtime": service.embedder.runtime,
+                "precision": service.embedder.precision,
                 "labelled": index.labels is not None, "classes": len(service.class_names or []),
                 "max_k": min(limits.max_k, len(index)), "max_files": limits.max_files,
                 "max_upload_bytes": limits.max_upload_bytes,

@@ -48,6 +48,7 @@ class CoalescingEmbedder:
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
         self.preprocessing, self.fingerprint, self.runtime = self.inner.preprocessing, self.inner.fingerprint, self.inner.runtime
+        self.precision = getattr(self.inner, "precision", "fp32")
 
     def embed(self, batch: torch.Tensor) -> np.ndarray:
         job = _Job(batch)

@@ -23,6 +23,7 @@ class Embedder(Protocol):
     preprocessing: Preprocessing
     fingerprint: ModelFingerprint
     runtime: str
+    precision: str  # of the forward: fp32 | bf16
 
     def embed(self, batch: torch.Tensor) -> np.ndarray:
         """Normalised images [B, 3, S, S] -> evaluation embeddings [B, D] (float32)."""
@@ -35,21 +36,26 @@ class TorchEmbedder:
     lock: threading.Lock = field(default_factory=threading.Lock)  # one forward at a time: torch threads itself
 
     def __post_init__(self) -> None:
-        self.model = self.model.to("cpu").eval()
+        from ranklist.models import model_inference
+
+        self.inference = model_inference(self.model)  # the run's precision and memory format
+        self.model = self.model.to("cpu", memory_format=self.inference.memory_format).eval()
         self.preprocessing = self.model.preprocessing
         self.fingerprint = model_fingerprint(self.model)
+        self.precision = self.inference.precision
 
     def embed(self, batch: torch.Tensor) -> np.ndarray:
         from ranklist.models import evaluation_embedding
 
-        with self.lock, torch.inference_mode():
-            return evaluation_embedding(self.model(batch)).numpy()
+        with self.lock, torch.inference_mode(), self.inference.autocast("cpu"):
+            return evaluation_embedding(self.model(batch)).float().numpy()
 
 
 class OnnxEmbedder:
     """ONNX Runtime on the CPU; its session is safe to call from several threads."""
 
     runtime = "onnxruntime"
+    precision = "fp32"  # the exported graph computes in float32
 
     def __init__(self, path: str | Path, threads: int = 0) -> None:
         from ranklist.export.onnx_model import INPUT, OUTPUT_EMBEDDING, read_onnx_info

@@ -22,7 +22,7 @@ from ranklist.evaluation import Evaluator
 from ranklist.losses import build_loss
 from ranklist.losses.cross_batch_memory import CrossBatchMemory
 from ranklist.losses.distributed import DistributedRankedListLoss
-from ranklist.models import EmbeddingModel, build_model, parameter_groups
+from ranklist.models import EmbeddingModel, Inference, build_model, parameter_groups
 from ranklist.training.config import ConfigError, RunConfig
 from ranklist.training.determinism import make_deterministic
 from ranklist.training.distributed import local_rank
@@ -184,9 +184,11 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
 
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer, scheduler = _optimizer(config, model, losses)
+    # The checkpoints record how the run embeds, so that every later embedding of them does the same.
+    model.inference = Inference(evaluation_precision(config.eval.precision, device), config.train.channels_last)
     # Every process embeds a shard of each evaluated split; the lead process scores it once.
     evaluator = Evaluator(batch_size=config.eval.batch_size, device=str(device), num_workers=config.data.num_workers,
                           progress=progress, ks=tuple(config.eval.ks), compute_nmi=config.eval.nmi, seed=config.train.seed,
-                          distributed=world > 1, precision=evaluation_precision(config.eval.precision, device))
+                          distributed=world > 1, precision=model.inference.precision)
     return Run(config, device, rank, world, model, train_model, losses, optimizer, scheduler, sampler, splits,
                evaluator, replace(evaluator, ks=(1,), compute_nmi=False), frozen)
