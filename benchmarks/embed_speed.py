@@ -6,7 +6,11 @@ and model (configs/demo.yaml, at data.image_size; random weights: speed only). M
 round so that machine load hits all alike (median of the rounds):
 - forward: the model on already transformed batches (the floor of embedding);
 - embed_dataset without prefetching (read, then forward, in turn), with the prefetch thread
-  (the default), and with loader processes (--workers).
+  (the default), and with loader processes (--workers);
+- each path that embeds a checkpoint, side by side on the file-backed split: the run's own test
+  phase (its Evaluator), `evaluate`/`embed` (the checkpoint loaded, embedding as its run recorded),
+  `index` (embed_items), and the server's path (PNG uploads decoded in batches, PyTorch and ONNX);
+  the checkpoint records eval.precision as the demo resolves it here (bf16 on bf16 CPUs).
 
     python benchmarks/embed_speed.py                       # 2,048 images at 64 px
     python benchmarks/embed_speed.py --n 512 --rounds 1 data.image_size=96
@@ -44,6 +48,40 @@ def _images(n: int, size: int = 64) -> np.ndarray:
     return images
 
 
+def _checkpoint_paths(model, config, dataset, paths: list[Path], folder: Path, batch: int) -> dict:
+    """Every path that embeds a checkpoint, as a callable each (see the module docstring)."""
+    from ranklist.evaluation import Evaluator
+    from ranklist.models import Inference, load_model, save_model
+    from ranklist.retrieval.from_model import embed_items
+    from ranklist.serving.embedders import OnnxEmbedder, TorchEmbedder
+    from ranklist.serving.uploads import ServeLimits, Upload, decode_batch
+    from ranklist.training.precision import evaluation_precision
+
+    model.inference = Inference(evaluation_precision(config.eval.precision, torch.device("cpu")), True)
+    save_model(model, folder / "model.pt")
+    uploads = [Upload(path.read_bytes(), path.name, "image/png") for path in paths]
+    limits = ServeLimits(max_files=batch, max_request_pixels=10**9)
+
+    def serve(embedder) -> None:
+        for start in range(0, len(uploads), batch):
+            embedder.embed(decode_batch(uploads[start : start + batch], limits, embedder.preprocessing))
+
+    runs = {
+        "paths/run_test_phase": lambda: Evaluator(batch_size=batch, progress=False, precision=model.inference.precision).embed(model, dataset),
+        "paths/evaluate_embed": lambda: Evaluator(batch_size=batch, progress=False).embed(load_model(folder / "model.pt"), dataset),
+        "paths/index": lambda: embed_items(load_model(folder / "model.pt"), dataset, np.arange(len(dataset)), batch_size=batch),
+        "paths/serve_pytorch": lambda: serve(TorchEmbedder(load_model(folder / "model.pt"))),
+    }
+    try:
+        from ranklist.export import export_onnx
+
+        export_onnx(model, folder / "model.onnx")
+        runs["paths/serve_onnx"] = lambda: serve(OnnxEmbedder(folder / "model.onnx"))
+    except ValueError as error:  # the serve extra (onnx) is missing
+        print(f"embed_speed: no ONNX path ({error})", file=sys.stderr)
+    return runs
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="dotted overrides of configs/demo.yaml (default data.image_size=64)")
@@ -75,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
                 for start in range(0, args.n, batch):
                     model(ready[start : start + batch])
 
-        runs = {"forward": forward}
+        runs = {"forward": forward, **_checkpoint_paths(model, config, splits["files"], paths, Path(folder), batch)}
         for split, dataset in splits.items():
             for mode, options in {"plain": dict(prefetch=False), "prefetch_thread": {},
                                   f"workers_{args.workers}": dict(num_workers=args.workers)}.items():
@@ -91,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     median = {name: float(np.median(t)) for name, t in times.items()}
     print(json.dumps({
         "benchmark": "embed_speed", "n": args.n, "image_size": d.image_size, "backbone": config.model.backbone,
+        "checkpoint_precision": model.inference.precision,
         "batch": batch, "threads": args.threads, "rounds": args.rounds,
         "images_per_s": {name: round(args.n / s, 1) for name, s in median.items()},
         "x_forward": {name: round(s / median["forward"], 2) for name, s in median.items()},

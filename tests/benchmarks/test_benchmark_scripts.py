@@ -87,6 +87,7 @@ def test_gpu_check_torchrun_section_with_gloo():
 def test_embed_speed_small():
     report = run_script("embed_speed.py", "--n", "24", "--rounds", "1", "model.backbone=small_cnn", "data.image_size=32", "eval.batch_size=8")
     assert report["benchmark"] == "embed_speed" and report["x_forward"]["forward"] == 1.0
+    assert {"paths/run_test_phase", "paths/evaluate_embed", "paths/index", "paths/serve_pytorch", "paths/serve_onnx"} <= set(report["images_per_s"])
     assert {"files/plain", "files/prefetch_thread", "memory/workers_2"} <= set(report["images_per_s"])
 
 
