@@ -110,5 +110,5 @@ def test_eight_huge_images_in_one_request_hold_about_one_image_at_a_time(tmp_pat
     result = json.loads(found.stdout.strip().splitlines()[-1])
     one_image = side * side * 3
     assert result["shape"] == [8, 3, 64, 64]
-    assert result["growth"] < 3 * one_image, result  # all 8 at once: >= 8 images, before any float copy
+    assert result["growth"] < 2 * one_image, result  # measured 1.2 images; all 8 at once (before): 20 images
     assert result["kept"] < one_image, result  # handed back after the request

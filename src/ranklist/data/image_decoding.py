@@ -35,6 +35,7 @@ def to_rgb(image):
     return Image.fromarray(np.rint(gray).astype(np.uint8), mode="L").convert("RGB")
 
 
+SHRINK_FIRST = ("RGB", "RGBA", "L", "LA")  # modes whose box reduction equals reducing their RGB conversion
 ORIENTATION = "orientation"  # the key of a decoded image's info holding its EXIF orientation (1..8)
 EXIF_ORIENTATION_TAG = 0x0112
 
@@ -46,10 +47,12 @@ def decoded_rgb(image, shrink_to: int | None = None):
     record's choice (`exif_orientation`), applied by the transform (`upright`). `shrink_to`: a box
     reduction by the largest integer factor that keeps the shorter side >= shrink_to (a server's
     bound on the memory of one huge upload; results then differ slightly from the full-size image)."""
-    rgb = to_rgb(image)
-    factor = min(rgb.size) // shrink_to if shrink_to else 0
-    if factor > 1:
-        rgb = rgb.reduce(factor)
+    factor = min(image.size) // shrink_to if shrink_to else 0
+    if factor > 1 and image.mode in SHRINK_FIRST:  # no full-size RGB copy beside the decoded image
+        rgb = to_rgb(image.reduce(factor))
+    else:
+        rgb = to_rgb(image)
+        rgb = rgb.reduce(factor) if factor > 1 else rgb
     try:
         orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1))
     except (*_DECODE_ERRORS, TypeError):  # a damaged EXIF block: the pixels are still good
