@@ -53,10 +53,10 @@ ERRORS = [
     ("inf_temperature", lambda: ranked_list_loss(X, Y, neg_temperature=float("inf")), r"neg_temperature must be a finite number >= 0.0, got inf"),
     ("imbalance_above_1", lambda: ranked_list_loss(X, Y, imbalance=1.5), r"imbalance must be a finite number in \[0.0, 1.0\], got 1.5"),
     ("margin_above_alpha", lambda: ranked_list_loss(X, Y, alpha=0.3, margin=0.4), r"alpha - margin must be >= 0 .*alpha=0.3, margin=0.4"),
-    ("string_margin", lambda: ranked_list_loss(X, Y, margin="big"), r"could not convert string to float: 'big'"),
+    ("string_margin", lambda: ranked_list_loss(X, Y, margin="big"), r"margin must be a finite number >= 0.0, got 'big'"),
     ("unknown_reduction", lambda: ranked_list_loss(X, Y, reduction="avg"), r"reduction must be one of .* got 'avg'"),
     ("unknown_gradient", lambda: ranked_list_loss(X, Y, gradient="both"), r"gradient must be one of .* got 'both'"),
-    ("zero_block_size", lambda: ranked_list_loss(X, Y, block_size=0), r"block_size must be a positive integer, got 0"),
+    ("zero_block_size", lambda: ranked_list_loss(X, Y, block_size=0), r"block_size must be a positive integer or None, got 0"),
     ("unknown_preset", lambda: RankedListLoss.from_preset("paper"), r"unknown preset 'paper'"),
     ("module_bad_param", lambda: RankedListLoss(imbalance=-1), r"imbalance must be a finite number in \[0.0, 1.0\], got -1"),
 ]
