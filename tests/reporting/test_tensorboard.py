@@ -12,7 +12,7 @@ from ranklist.cli import main
 from ranklist.reporting import tensorboard as board_module
 from ranklist.reporting.tensorboard import final_metrics, flatten
 from ranklist.training import Trainer, load_config
-from tests.data.fixtures import make_fashion_mnist
+from tests.conftest import write_tiny_recipe
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -21,17 +21,7 @@ from tensorboard.backend.event_processing.event_multiplexer import EventMultiple
 
 @pytest.fixture
 def recipe(tmp_path):
-    root = make_fashion_mnist(tmp_path / "fm")
-    path = tmp_path / "tiny.yaml"
-    path.write_text(f"""
-name: tiny
-data: {{name: fashion_mnist, root: {root}, image_size: 16, resize: 18, classes_per_batch: 2, samples_per_class: 3, val_fraction: 0.2}}
-model: {{backbone: small_cnn, pretrained: false, embedding_dim: 8}}
-optim: {{lr: 0.05, milestones: [4]}}
-train: {{iterations: 6, val_every: 3, log_every: 1, checkpoint_every: 3, threads: 1, tensorboard: true}}
-eval: {{ks: [1, 2], batch_size: 16, grid_queries: 3, nmi: false}}
-""")
-    return path
+    return write_tiny_recipe(tmp_path, train_extra=", tensorboard: true", eval_extra=", nmi: false")
 
 
 def _events(log_dir):
