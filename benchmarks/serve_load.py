@@ -3,11 +3,14 @@
 The demo model (EfficientNet-Lite0, RLL-(L,M,H), 96 px; random weights unless --checkpoint: speed
 does not depend on them), through PyTorch and through its ONNX export, serves an index of N items
 (random unit vectors recorded as the model's, flat and IVF), each pair in its own server process
-(`python -m ranklist serve`). C concurrent clients
-post one image to /search for T seconds; reported: requests/s, p50/p99 latency, errors.
+(`python -m ranklist serve`). For each number of concurrent clients C, the clients post one image
+each to /search for T seconds; reported: requests/s, p50/p99 latency, errors. `--max-batches 1 32`
+serves each pair twice, with requests sharing forwards off (1 image per forward) and on, so the
+gain of sharing is a same-run ratio.
 
-    python benchmarks/serve_load.py                      # C=4, T=10 s, N=20,000
+    python benchmarks/serve_load.py                      # C = 1 4 8 16, T = 10 s, N = 20,000
     python benchmarks/serve_load.py --clients 8 --seconds 30 --items 100000 --kinds flat ivf ivfpq
+    python benchmarks/serve_load.py --kinds flat --items 5000 --max-batches 1 32
 """
 
 from __future__ import annotations
@@ -86,10 +89,11 @@ async def load(url: str, clients: int, seconds: float, k: int) -> dict:
             "p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1)}
 
 
-def serve(index: Path, model: list[str], args: argparse.Namespace) -> dict:
+def serve(index: Path, model: list[str], args: argparse.Namespace, max_batch: int) -> dict:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "ranklist", "serve", "--index", str(index), *model,
-                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                "--port", str(port), "--max-batch", str(max_batch)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -101,7 +105,7 @@ def serve(index: Path, model: list[str], args: argparse.Namespace) -> dict:
                     raise RuntimeError(f"the server for {index} exited with {process.returncode}") from None
                 time.sleep(0.2)
         asyncio.run(load(url, 1, 1.0, args.k))  # warm-up
-        return asyncio.run(load(url, args.clients, args.seconds, args.k))
+        return {str(clients): asyncio.run(load(url, clients, args.seconds, args.k)) for clients in args.clients}
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -110,7 +114,8 @@ def serve(index: Path, model: list[str], args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint")
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--max-batches", type=int, nargs="+", default=[32], help="the server's --max-batch (1: no sharing)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--k", type=int, default=10)
@@ -120,8 +125,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = prepare(Path(tmp), args.checkpoint, args.items, args.kinds)
         models = {"pytorch": ["--checkpoint", str(checkpoint)], "onnxruntime": ["--onnx", str(Path(tmp) / "demo.onnx")]}
-        results = {f"{kind}/{runtime}": serve(Path(tmp) / kind, models[runtime], args)
-                   for runtime in args.runtimes for kind in args.kinds}
+        results = {f"{kind}/{runtime}/max_batch_{size}": serve(Path(tmp) / kind, models[runtime], args, size)
+                   for runtime in args.runtimes for kind in args.kinds for size in args.max_batches}
     print(json.dumps({"clients": args.clients, "seconds": args.seconds, "items": args.items, "k": args.k,
                       "model": "demo (efficientnet_lite0, 3 x 128-d, 96 px)" if not args.checkpoint else args.checkpoint,
                       "results": results}, indent=2))
