@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -33,6 +34,11 @@ from ranklist.compiling import maybe_compiled
 
 # One B x M block holds at most this many pairs: ~16 MB per float32 matrix, a few of them alive.
 DEFAULT_PAIRS_PER_BLOCK = 1 << 22
+
+
+def block_rows(n: int, m: int) -> int:
+    """Queries per block by default."""
+    return max(1, min(n, DEFAULT_PAIRS_PER_BLOCK // m))
 
 
 @dataclass(frozen=True)
@@ -45,80 +51,126 @@ class RankedListParams:
     weight_gradient: bool = False  # differentiate through the normalised weights p, q
 
 
-def _masked_softmax_stats(
-    logits: torch.Tensor, mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Normalised weights of a row-wise masked softmax, shifted by the row maximum (log-sum-exp).
-
-    Returns (weights [B, M], log of the unshifted row sum [B] (-inf for empty rows), non-empty [B]).
-    """
-    masked = logits.masked_fill(~mask, float("-inf"))
-    row_max = masked.amax(dim=1, keepdim=True)
-    nonempty = torch.isfinite(row_max)
-    shift = torch.where(nonempty, row_max, torch.zeros_like(row_max))
-    unnormalised = torch.exp(masked - shift)  # exp(-inf) = 0 outside the mask
-    row_sum = unnormalised.sum(dim=1, keepdim=True)
-    weights = unnormalised / row_sum.clamp_min(torch.finfo(row_sum.dtype).tiny)
-    log_sum = (torch.log(row_sum) + shift).squeeze(1)
-    return weights, log_sum, nonempty.squeeze(1)
-
-
 # Mined pairs closer than this are recomputed from the rows' difference. Beyond it the error of
 # sqrt(2 - 2 cos) in float32 is below ~1e-6 of d's range, and in training such pairs are rare.
 NEAR_DISTANCE = 0.25
 
 
+class Extremes(NamedTuple):
+    """Per row [B]: the two masked softmaxes' largest logits (their max shifts) and the distances
+    of the near check."""
+
+    neg_shift: torch.Tensor  # max over mined negatives of Tn (nb - d_ij); -inf if none
+    pos_shift: torch.Tensor | None  # max over mined positives of Tp (d_ij - pb); -inf if none; None: Tp = 0
+    nearest_negative: torch.Tensor  # min over other classes of d_ij (+inf if none)
+    nearest_positive: torch.Tensor | None  # min over positive candidates (+inf if none); None: pb >= NEAR
+
+
+class BlockTerms(NamedTuple):
+    """The element-wise pass over one block of B queries: W and its row sums, and per row the raw
+    sums and extremes that row_terms turns into the loss (CVPR eqs. 9, 11-13)."""
+
+    weight: torch.Tensor  # [B, M] W_ij = c_ij / d_ij (0 where d_ij = 0)
+    weight_row_sum: torch.Tensor  # [B] sum_j W_ij
+    pos_sum: torch.Tensor  # [B] S+_i / exp(pos_shift_i), 0 when nothing is mined
+    neg_sum: torch.Tensor  # [B] S-_i / exp(neg_shift_i)
+    pos_violation: torch.Tensor  # [B] sum over mined positives of w_ij (d_ij - pb), unnormalised
+    neg_violation: torch.Tensor  # [B] sum over mined negatives of w_ij (nb - d_ij), unnormalised
+    extremes: Extremes
+
+
+def pair_masks(labels: torch.Tensor, ref_labels: torch.Tensor, self_col: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(same class [B, M], positive candidate = same class and not the query itself [B, M])."""
+    same = labels[:, None] == ref_labels[None, :]
+    columns = torch.arange(ref_labels.shape[0], device=ref_labels.device, dtype=self_col.dtype)
+    return same, same & (columns[None, :] != self_col[:, None])
+
+
 def block_terms(
-    sim: torch.Tensor,
-    same_class: torch.Tensor,
-    not_self: torch.Tensor,
-    pos_boundary: float,
-    neg_boundary: float,
-    pos_temperature: float,
-    neg_temperature: float,
-    imbalance: float,
-    weight_gradient: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Element-wise part of one block: (W = c / d [B, M], per-query loss [B], log S_i [B], rows
-    with a pair nearer than NEAR_DISTANCE that may be mined [B] (bool)), with d = sqrt(2 - 2 sim)."""
+    sim: torch.Tensor, labels: torch.Tensor, ref_labels: torch.Tensor, self_col: torch.Tensor,
+    pos_boundary: float, neg_boundary: float, pos_temperature: float, neg_temperature: float,
+    imbalance: float, weight_gradient: bool = False,
+) -> BlockTerms:
+    """distance_terms of a block of inner products, d = sqrt(2 - 2 sim). The masks come from the
+    label vectors inside, so a fused (compiled) version never stores a B x M mask."""
+    same, positive = pair_masks(labels, ref_labels, self_col)
     dist = torch.sqrt(torch.clamp(2.0 - 2.0 * sim, min=0.0))
-    return distance_terms(dist, same_class, not_self, pos_boundary, neg_boundary, pos_temperature,
+    return distance_terms(dist, same, positive, pos_boundary, neg_boundary, pos_temperature,
                           neg_temperature, imbalance, weight_gradient)
 
 
 def distance_terms(
-    dist: torch.Tensor,
-    same_class: torch.Tensor,
-    not_self: torch.Tensor,
-    pos_boundary: float,
-    neg_boundary: float,
-    pos_temperature: float,
-    neg_temperature: float,
-    imbalance: float,
-    weight_gradient: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """block_terms from the distances: CVPR eqs. 9, 11-13 with TPAMI's positive weighting; masks
-    decide membership (strict inequalities), so a negative at d = 0 is mined."""
-    pos = same_class & not_self & (dist > pos_boundary)
-    neg = (~same_class) & (dist < neg_boundary)
-    pos_w, pos_log_sum, _ = _masked_softmax_stats(pos_temperature * (dist - pos_boundary), pos)
-    neg_w, neg_log_sum, _ = _masked_softmax_stats(neg_temperature * (neg_boundary - dist), neg)
-    loss_pos = (pos_w * (dist - pos_boundary)).sum(dim=1)
-    loss_neg = (neg_w * (neg_boundary - dist)).sum(dim=1)
-    loss = (1.0 - imbalance) * loss_pos + imbalance * loss_neg
+    dist: torch.Tensor, same: torch.Tensor, positive: torch.Tensor,
+    pos_boundary: float, neg_boundary: float, pos_temperature: float, neg_temperature: float,
+    imbalance: float, weight_gradient: bool = False,
+) -> BlockTerms:
+    """The element-wise pass from the distances, in three sweeps along each row that a compiler
+    fuses into one loop over the rows (each row stays in cache): the extremes, the shifted weight
+    sums, then W. Masks decide membership (strict inequalities), so a negative at d = 0 is mined.
+    Only B x M results and reductions come out: per-row arithmetic after the last sweep would
+    split the fused loop (row_terms does it)."""
+    inf = float("inf")
+    pos_excess, neg_excess = dist - pos_boundary, neg_boundary - dist
+    mined_pos, mined_neg = positive & (pos_excess > 0), ~same & (neg_excess > 0)
+    neg_logit = neg_temperature * neg_excess
+    extremes = Extremes(
+        torch.where(mined_neg, neg_logit, -inf).amax(dim=1),
+        torch.where(mined_pos, pos_temperature * pos_excess, -inf).amax(dim=1) if pos_temperature > 0 else None,
+        torch.where(same, inf, dist).amin(dim=1),
+        torch.where(positive, dist, inf).amin(dim=1) if pos_boundary < NEAR_DISTANCE else None,
+    )
+    # Shifted by the rows' largest logits; a row's empty set has shift -inf, but no pair is mined there.
+    pos_logit = 0.0 if extremes.pos_shift is None else pos_temperature * pos_excess - extremes.pos_shift[:, None]
+    logit = torch.where(same, pos_logit, neg_logit - extremes.neg_shift[:, None])
+    weight = torch.where(mined_pos | mined_neg, torch.exp(logit), 0.0)  # unnormalised, 0 if not mined
+    pos_sum, neg_sum = torch.where(same, weight, 0.0).sum(dim=1), torch.where(same, 0.0, weight).sum(dim=1)
+    pos_violation = torch.where(same, weight * pos_excess, 0.0).sum(dim=1)
+    neg_violation = torch.where(same, 0.0, weight * neg_excess).sum(dim=1)
+    w = _pair_weights(weight, dist, same, (pos_sum, neg_sum, pos_violation, neg_violation), pos_excess, neg_excess,
+                      pos_temperature, neg_temperature, imbalance, weight_gradient)
+    return BlockTerms(w, w.sum(dim=1), pos_sum, neg_sum, pos_violation, neg_violation, extremes)
+
+
+def _pair_weights(
+    weight: torch.Tensor, dist: torch.Tensor, same: torch.Tensor, sums: tuple[torch.Tensor, ...],
+    pos_excess: torch.Tensor, neg_excess: torch.Tensor, pos_temperature: float, neg_temperature: float,
+    imbalance: float, weight_gradient: bool,
+) -> torch.Tensor:
+    """W = c / d from the unnormalised weights and their row sums."""
+    pos_sum, neg_sum, pos_violation, neg_violation = sums
+    pos_inverse = torch.where(pos_sum > 0, 1.0 / pos_sum, 0.0)  # empty sets: weights 0, not 0/0
+    neg_inverse = torch.where(neg_sum > 0, 1.0 / neg_sum, 0.0)
+    p_or_q = weight * torch.where(same, pos_inverse[:, None], neg_inverse[:, None])  # p_ij or q_ij
     if weight_gradient:  # d/dv of sum_j softmax(T v)_j v_j is softmax(T v)_j (1 + T (v_j - the part))
-        pos_w = pos_w * (1.0 + pos_temperature * ((dist - pos_boundary) - loss_pos[:, None]))
-        neg_w = neg_w * (1.0 + neg_temperature * ((neg_boundary - dist) - loss_neg[:, None]))
-    coef = (1.0 - imbalance) * pos_w - imbalance * neg_w
-    inv_dist = torch.where(dist > 0, 1.0 / dist, torch.zeros_like(dist))
-    log_weight_sum = torch.logaddexp(pos_log_sum, neg_log_sum)
-    # Pairs that may be mined once d is exact (a positive only when its boundary is near 0).
-    candidates = same_class & not_self if pos_boundary < NEAR_DISTANCE else torch.zeros_like(same_class)
-    near = ((candidates | ~same_class) & (dist < NEAR_DISTANCE)).any(dim=1)
-    return coef * inv_dist, loss, log_weight_sum, near
+        pos_part = 1.0 + pos_temperature * (pos_excess - (pos_violation * pos_inverse)[:, None])
+        neg_part = 1.0 + neg_temperature * (neg_excess - (neg_violation * neg_inverse)[:, None])
+        p_or_q = p_or_q * torch.where(same, pos_part, neg_part)
+    coef = p_or_q * torch.where(same, 1.0 - imbalance, -imbalance)  # c_ij
+    return torch.where(dist > 0, coef / dist, 0.0)
 
 
-BlockTermsFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+@dataclass
+class RowTerms:
+    loss: torch.Tensor  # [B] L(i) = (1 - lambda) L_P(i) + lambda L_N(i)
+    log_weight_sum: torch.Tensor  # [B] log(S+_i + S-_i); -inf when nothing is mined
+    near: torch.Tensor  # [B] bool: a pair nearer than NEAR_DISTANCE that may be mined
+
+
+def row_terms(terms: BlockTerms, params: RankedListParams) -> RowTerms:
+    """Per-row results of a block from block_terms' raw sums (a few [B] operations)."""
+    extremes = terms.extremes
+    pos_shift = 0.0 if extremes.pos_shift is None else extremes.pos_shift
+    pos_loss = terms.pos_violation / terms.pos_sum.clamp_min(torch.finfo(terms.pos_sum.dtype).tiny)
+    neg_loss = terms.neg_violation / terms.neg_sum.clamp_min(torch.finfo(terms.neg_sum.dtype).tiny)
+    loss = (1.0 - params.imbalance) * pos_loss + params.imbalance * neg_loss
+    log_weight_sum = torch.logaddexp(torch.log(terms.pos_sum) + pos_shift, torch.log(terms.neg_sum) + extremes.neg_shift)
+    near = extremes.nearest_negative < NEAR_DISTANCE
+    if extremes.nearest_positive is not None:  # given when a positive's boundary is near 0
+        near = near | (extremes.nearest_positive < NEAR_DISTANCE)
+    return RowTerms(loss, log_weight_sum, near)
+
+
+BlockTermsFn = Callable[..., BlockTerms]
 
 # Below this many pairs the element-wise work is cheap next to the Python overhead, and a compile
 # (seconds on first use) would not pay for itself.
@@ -171,61 +223,85 @@ def run_kernel(
     """
     n, dim = queries.shape
     m = refs.shape[0]
-    block = block_size or max(1, min(n, DEFAULT_PAIRS_PER_BLOCK // m))
-    loss = queries.new_empty(n)
-    log_weight_sum = queries.new_empty(n)
+    block = block_size or block_rows(n, m)
+    loss, log_weight_sum = queries.new_empty(n), queries.new_empty(n)
     grad_query = queries.new_empty(n, dim) if query_grad else None
     grad_ref = refs.new_zeros(m, dim) if ref_row_coef is not None else None
-    ref_columns = torch.arange(m, device=refs.device)
+    sim_buffer = queries.new_empty(min(block, n), m)  # one for all blocks: no fresh pages per block
+    scalars = (params.pos_boundary, params.neg_boundary, params.pos_temperature,
+               params.neg_temperature, params.imbalance, params.weight_gradient)
+    labels, ref_labels, self_index = _int32_labels(labels, ref_labels, self_index)
     for start in range(0, n, block):
-        stop = min(start + block, n)
-        q = queries[start:stop]
-        sim = q @ refs.T
-        same_class = labels[start:stop, None] == ref_labels[None, :]
-        not_self = self_index[start:stop, None] != ref_columns[None, :]
-        terms = (params.pos_boundary, params.neg_boundary, params.pos_temperature,
-                 params.neg_temperature, params.imbalance, params.weight_gradient)
-        w, block_loss, block_log_sum, near_rows = terms_fn(sim, same_class, not_self, *terms)
+        rows = slice(start, min(start + block, n))
+        q = queries[rows]
+        sim = torch.mm(q, refs.T, out=sim_buffer[: q.shape[0]])
+        terms = terms_fn(sim, labels[rows], ref_labels, self_index[rows], *scalars)
+        per_row = row_terms(terms, params)
         near = None
-        if bool(near_rows.any()):
-            rows = near_rows.nonzero()[:, 0]
-            block_sources = None if sources is None else (sources[0][start:stop], sources[1])
-            near = _refine_rows(rows, q, refs, sim, same_class, not_self, terms, block_sources,
-                                (w, block_loss, block_log_sum))
-        loss[start:stop] = block_loss
-        log_weight_sum[start:stop] = block_log_sum
+        if bool(per_row.near.any()):
+            block_sources = None if sources is None else (sources[0][rows], sources[1])
+            near = _refine_rows(per_row.near.nonzero()[:, 0], q, refs, sim, (labels[rows], ref_labels, self_index[rows]),
+                                params, block_sources, terms, per_row)
+        loss[rows], log_weight_sum[rows] = per_row.loss, per_row.log_weight_sum
         if grad_query is not None:
-            grad_query[start:stop] = q * w.sum(dim=1, keepdim=True) - w @ refs
-            if near is not None:
-                grad_query[start:stop].index_add_(0, near.rows, near.weight[:, None] * near.diff)
+            _query_gradient(grad_query[rows], q, refs, terms, near)
         if grad_ref is not None:
             assert ref_row_coef is not None
-            coef = ref_row_coef[start:stop]
-            w = w * coef[:, None]
-            grad_ref += refs * w.sum(dim=0)[:, None] - w.T @ q
-            if near is not None:
-                grad_ref.index_add_(0, near.cols, -(near.weight * coef[near.rows])[:, None] * near.diff)
+            _add_ref_gradient(grad_ref, q, refs, terms, near, ref_row_coef[rows])
     return KernelResult(loss, log_weight_sum, grad_query, grad_ref)
+
+
+def _int32_labels(labels: torch.Tensor, ref_labels: torch.Tensor, self_index: torch.Tensor) -> tuple:
+    """Labels and self index as int32, which a fused pass compares per pair at half the cost of
+    int64; labels beyond int32 are renumbered first (same classes, dense ids)."""
+    both = torch.cat([labels, ref_labels])
+    limits = torch.iinfo(torch.int32)
+    if bool((both < limits.min).any() or (both > limits.max).any()):
+        both = torch.unique(both, return_inverse=True)[1]
+    both = both.to(torch.int32)
+    return both[: labels.shape[0]], both[labels.shape[0]:], self_index.to(torch.int32)
+
+
+def _query_gradient(out: torch.Tensor, q: torch.Tensor, refs: torch.Tensor, terms: BlockTerms,
+                    near: NearPairs | None) -> None:
+    """out = f_i sum_j W_ij - (W r)_i, plus the near pairs' W_ij (f_i - r_j)."""
+    torch.mul(q, terms.weight_row_sum[:, None], out=out)
+    out.addmm_(terms.weight, refs, alpha=-1.0)
+    if near is not None:
+        out.index_add_(0, near.rows, near.weight[:, None] * near.diff)
+
+
+def _add_ref_gradient(grad_ref: torch.Tensor, q: torch.Tensor, refs: torch.Tensor, terms: BlockTerms,
+                      near: NearPairs | None, coef: torch.Tensor) -> None:
+    """grad_ref += r_j sum_i a_i W_ij - (W^T diag(a) f)_j, plus the near pairs' -a_i W_ij (f_i - r_j)."""
+    grad_ref.addcmul_(refs, (coef @ terms.weight)[:, None])
+    grad_ref.addmm_(terms.weight.T, q * coef[:, None], alpha=-1.0)
+    if near is not None:
+        grad_ref.index_add_(0, near.cols, -(near.weight * coef[near.rows])[:, None] * near.diff)
 
 
 def _refine_rows(
     rows: torch.Tensor, q: torch.Tensor, refs: torch.Tensor, sim: torch.Tensor,
-    same_class: torch.Tensor, not_self: torch.Tensor, terms: tuple,
-    sources: tuple[torch.Tensor, torch.Tensor] | None,
-    out: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    block_labels: tuple[torch.Tensor, torch.Tensor, torch.Tensor], params: RankedListParams,
+    sources: tuple[torch.Tensor, torch.Tensor] | None, terms: BlockTerms, per_row: RowTerms,
 ) -> NearPairs:
-    """Recompute `rows` of a block in place of `out` (W, loss, log S) with every pair nearer than
-    NEAR_DISTANCE measured from its difference; W of those pairs is zeroed in `out` and returned
-    with the differences, so the gradient takes their direction from the difference too."""
+    """Recompute `rows` of a block in place of `terms` (W, its row sums) and `per_row` (loss, log S)
+    with every pair nearer than NEAR_DISTANCE measured from its difference; W of those pairs is
+    zeroed and returned with the differences, so the gradient takes their direction from the
+    difference too."""
     dist = torch.sqrt(torch.clamp(2.0 - 2.0 * sim[rows], min=0.0))
     pair_rows, cols = (dist < NEAR_DISTANCE).nonzero(as_tuple=True)
     diff = _differences(q, refs, rows[pair_rows], cols, sources)
     dist[pair_rows, cols] = torch.linalg.vector_norm(diff, dim=1)
-    w_rows, loss_rows, log_rows, _ = distance_terms(dist, same_class[rows], not_self[rows], *terms)
-    weight = w_rows[pair_rows, cols]
-    w_rows[pair_rows, cols] = 0.0
-    w, loss, log_sum = out
-    w[rows], loss[rows], log_sum[rows] = w_rows.to(w.dtype), loss_rows.to(loss.dtype), log_rows.to(log_sum.dtype)
+    labels, ref_labels, self_col = block_labels
+    same, positive = pair_masks(labels[rows], ref_labels, self_col[rows])
+    fixed = distance_terms(dist, same, positive, params.pos_boundary, params.neg_boundary, params.pos_temperature,
+                           params.neg_temperature, params.imbalance, params.weight_gradient)
+    fixed_rows = row_terms(fixed, params)
+    weight = fixed.weight[pair_rows, cols]
+    fixed.weight[pair_rows, cols] = 0.0
+    terms.weight[rows], terms.weight_row_sum[rows] = fixed.weight, fixed.weight.sum(dim=1)
+    per_row.loss[rows], per_row.log_weight_sum[rows] = fixed_rows.loss, fixed_rows.log_weight_sum
     return NearPairs(rows[pair_rows], cols, weight, diff)
 
 
