@@ -153,21 +153,17 @@ def _pair_weights(
 class RowTerms:
     loss: torch.Tensor  # [B] L(i) = (1 - lambda) L_P(i) + lambda L_N(i)
     log_weight_sum: torch.Tensor  # [B] log(S+_i + S-_i); -inf when nothing is mined
-    near: torch.Tensor  # [B] bool: a pair nearer than NEAR_DISTANCE that may be mined
 
 
 def row_terms(terms: BlockTerms, params: RankedListParams) -> RowTerms:
-    """Per-row results of a block from block_terms' raw sums (a few [B] operations)."""
+    """Per-row results from block_terms' raw sums (a few [B] operations)."""
     extremes = terms.extremes
     pos_shift = 0.0 if extremes.pos_shift is None else extremes.pos_shift
     pos_loss = terms.pos_violation / terms.pos_sum.clamp_min(torch.finfo(terms.pos_sum.dtype).tiny)
     neg_loss = terms.neg_violation / terms.neg_sum.clamp_min(torch.finfo(terms.neg_sum.dtype).tiny)
     loss = (1.0 - params.imbalance) * pos_loss + params.imbalance * neg_loss
     log_weight_sum = torch.logaddexp(torch.log(terms.pos_sum) + pos_shift, torch.log(terms.neg_sum) + extremes.neg_shift)
-    near = extremes.nearest_negative < NEAR_DISTANCE
-    if extremes.nearest_positive is not None:  # given when a positive's boundary is near 0
-        near = near | (extremes.nearest_positive < NEAR_DISTANCE)
-    return RowTerms(loss, log_weight_sum, near)
+    return RowTerms(loss, log_weight_sum)
 
 
 BlockTermsFn = Callable[..., BlockTerms]
@@ -192,9 +188,9 @@ class KernelResult:
 
 @dataclass
 class NearPairs:
-    """Pairs of a block whose gradient is taken from the rows' difference instead of from W."""
+    """Pairs whose gradient is taken from the rows' difference instead of from W."""
 
-    rows: torch.Tensor  # [P] row within the block
+    rows: torch.Tensor  # [P] query row
     cols: torch.Tensor  # [P] reference column
     weight: torch.Tensor  # [P] W_ij = c_ij / d_ij
     diff: torch.Tensor  # [P, D] f_i - r_j
@@ -220,35 +216,79 @@ def run_kernel(
     ref_row_coef [N]: if given, also compute the reference-side gradient sum_i coef_i dL_i/dr_j
     ("full" gradient), where coef_i is what the reduction gives query i.
     sources: the raw (un-normalised) queries and references, for near-duplicates' differences.
+
+    A block costs its two products and the fused pass; everything per row or per [N, D] is done
+    once at the end (few operations: on a busy machine each multi-threaded one waits for a core).
     """
     n, dim = queries.shape
     m = refs.shape[0]
     block = block_size or block_rows(n, m)
-    loss, log_weight_sum = queries.new_empty(n), queries.new_empty(n)
-    grad_query = queries.new_empty(n, dim) if query_grad else None
+    grad_query = queries.new_empty(n, dim) if query_grad else None  # (W r)_i until the end
     grad_ref = refs.new_zeros(m, dim) if ref_row_coef is not None else None
+    column_sums = refs.new_zeros(m) if ref_row_coef is not None else None  # sum_i a_i W_ij
     sim_buffer = queries.new_empty(min(block, n), m)  # one for all blocks: no fresh pages per block
     scalars = (params.pos_boundary, params.neg_boundary, params.pos_temperature,
                params.neg_temperature, params.imbalance, params.weight_gradient)
     labels, ref_labels, self_index = _int32_labels(labels, ref_labels, self_index)
+    blocks, near_pairs = [], []
     for start in range(0, n, block):
         rows = slice(start, min(start + block, n))
         q = queries[rows]
         sim = torch.mm(q, refs.T, out=sim_buffer[: q.shape[0]])
         terms = terms_fn(sim, labels[rows], ref_labels, self_index[rows], *scalars)
-        per_row = row_terms(terms, params)
-        near = None
-        if bool(per_row.near.any()):
+        near_rows = _near_rows(terms.extremes)
+        if near_rows is not None:
             block_sources = None if sources is None else (sources[0][rows], sources[1])
-            near = _refine_rows(per_row.near.nonzero()[:, 0], q, refs, sim, (labels[rows], ref_labels, self_index[rows]),
-                                params, block_sources, terms, per_row)
-        loss[rows], log_weight_sum[rows] = per_row.loss, per_row.log_weight_sum
+            near = _refine_rows(near_rows, q, refs, sim, (labels[rows], ref_labels, self_index[rows]),
+                                params, block_sources, terms)
+            near_pairs.append(NearPairs(near.rows + start, near.cols, near.weight, near.diff))
         if grad_query is not None:
-            _query_gradient(grad_query[rows], q, refs, terms, near)
-        if grad_ref is not None:
-            assert ref_row_coef is not None
-            _add_ref_gradient(grad_ref, q, refs, terms, near, ref_row_coef[rows])
-    return KernelResult(loss, log_weight_sum, grad_query, grad_ref)
+            torch.mm(terms.weight, refs, out=grad_query[rows])
+        if grad_ref is not None and column_sums is not None and ref_row_coef is not None:
+            coef = ref_row_coef[rows]
+            column_sums.addmv_(terms.weight.T, coef)
+            grad_ref.addmm_(terms.weight.T, q * coef[:, None], alpha=-1.0)
+        blocks.append(terms._replace(weight=None))
+    per_row = _concatenated(blocks)
+    _finish_gradients(grad_query, grad_ref, queries, refs, per_row.weight_row_sum, column_sums, near_pairs, ref_row_coef)
+    finished = row_terms(per_row, params)
+    return KernelResult(finished.loss, finished.log_weight_sum, grad_query, grad_ref)
+
+
+def _near_rows(extremes: Extremes) -> torch.Tensor | None:
+    """Rows of a block with a pair nearer than NEAR_DISTANCE that may be mined, or None."""
+    near = extremes.nearest_negative < NEAR_DISTANCE
+    if extremes.nearest_positive is not None:  # given when a positive's boundary is near 0
+        near = near | (extremes.nearest_positive < NEAR_DISTANCE)
+    return near.nonzero()[:, 0] if bool(near.any()) else None
+
+
+def _concatenated(blocks: list[BlockTerms]) -> BlockTerms:
+    """The blocks' per-row results end to end (W left out)."""
+    def cat(tensors: list) -> torch.Tensor | None:
+        return None if tensors[0] is None else torch.cat(tensors)
+
+    extremes = Extremes(*(cat([b.extremes[i] for b in blocks]) for i in range(len(Extremes._fields))))
+    fields = [cat([b[i] for b in blocks]) for i in range(len(BlockTerms._fields) - 1)]
+    return BlockTerms(*fields, extremes)  # type: ignore[arg-type]
+
+
+def _finish_gradients(
+    grad_query: torch.Tensor | None, grad_ref: torch.Tensor | None, queries: torch.Tensor, refs: torch.Tensor,
+    row_sums: torch.Tensor, column_sums: torch.Tensor | None, near_pairs: list[NearPairs],
+    coef: torch.Tensor | None,
+) -> None:
+    """dL_i/df_i = f_i sum_j W_ij - (W r)_i and grad_ref += r_j sum_i a_i W_ij, in place, plus the
+    near pairs' W_ij (f_i - r_j) and -a_i W_ij (f_i - r_j)."""
+    if grad_query is not None:
+        grad_query.neg_().addcmul_(queries, row_sums[:, None])
+    if grad_ref is not None and column_sums is not None:
+        grad_ref.addcmul_(refs, column_sums[:, None])
+    for near in near_pairs:
+        if grad_query is not None:
+            grad_query.index_add_(0, near.rows, near.weight[:, None] * near.diff)
+        if grad_ref is not None and coef is not None:
+            grad_ref.index_add_(0, near.cols, -(near.weight * coef[near.rows])[:, None] * near.diff)
 
 
 def _int32_labels(labels: torch.Tensor, ref_labels: torch.Tensor, self_index: torch.Tensor) -> tuple:
@@ -262,33 +302,14 @@ def _int32_labels(labels: torch.Tensor, ref_labels: torch.Tensor, self_index: to
     return both[: labels.shape[0]], both[labels.shape[0]:], self_index.to(torch.int32)
 
 
-def _query_gradient(out: torch.Tensor, q: torch.Tensor, refs: torch.Tensor, terms: BlockTerms,
-                    near: NearPairs | None) -> None:
-    """out = f_i sum_j W_ij - (W r)_i, plus the near pairs' W_ij (f_i - r_j)."""
-    torch.mul(q, terms.weight_row_sum[:, None], out=out)
-    out.addmm_(terms.weight, refs, alpha=-1.0)
-    if near is not None:
-        out.index_add_(0, near.rows, near.weight[:, None] * near.diff)
-
-
-def _add_ref_gradient(grad_ref: torch.Tensor, q: torch.Tensor, refs: torch.Tensor, terms: BlockTerms,
-                      near: NearPairs | None, coef: torch.Tensor) -> None:
-    """grad_ref += r_j sum_i a_i W_ij - (W^T diag(a) f)_j, plus the near pairs' -a_i W_ij (f_i - r_j)."""
-    grad_ref.addcmul_(refs, (coef @ terms.weight)[:, None])
-    grad_ref.addmm_(terms.weight.T, q * coef[:, None], alpha=-1.0)
-    if near is not None:
-        grad_ref.index_add_(0, near.cols, -(near.weight * coef[near.rows])[:, None] * near.diff)
-
-
 def _refine_rows(
     rows: torch.Tensor, q: torch.Tensor, refs: torch.Tensor, sim: torch.Tensor,
     block_labels: tuple[torch.Tensor, torch.Tensor, torch.Tensor], params: RankedListParams,
-    sources: tuple[torch.Tensor, torch.Tensor] | None, terms: BlockTerms, per_row: RowTerms,
+    sources: tuple[torch.Tensor, torch.Tensor] | None, terms: BlockTerms,
 ) -> NearPairs:
-    """Recompute `rows` of a block in place of `terms` (W, its row sums) and `per_row` (loss, log S)
-    with every pair nearer than NEAR_DISTANCE measured from its difference; W of those pairs is
-    zeroed and returned with the differences, so the gradient takes their direction from the
-    difference too."""
+    """Recompute `rows` of a block in place of `terms` with every pair nearer than NEAR_DISTANCE
+    measured from its difference; W of those pairs is zeroed and returned with the differences
+    (rows within the block), so the gradient takes their direction from the difference too."""
     dist = torch.sqrt(torch.clamp(2.0 - 2.0 * sim[rows], min=0.0))
     pair_rows, cols = (dist < NEAR_DISTANCE).nonzero(as_tuple=True)
     diff = _differences(q, refs, rows[pair_rows], cols, sources)
@@ -297,11 +318,14 @@ def _refine_rows(
     same, positive = pair_masks(labels[rows], ref_labels, self_col[rows])
     fixed = distance_terms(dist, same, positive, params.pos_boundary, params.neg_boundary, params.pos_temperature,
                            params.neg_temperature, params.imbalance, params.weight_gradient)
-    fixed_rows = row_terms(fixed, params)
     weight = fixed.weight[pair_rows, cols]
     fixed.weight[pair_rows, cols] = 0.0
-    terms.weight[rows], terms.weight_row_sum[rows] = fixed.weight, fixed.weight.sum(dim=1)
-    per_row.loss[rows], per_row.log_weight_sum[rows] = fixed_rows.loss, fixed_rows.log_weight_sum
+    fixed = fixed._replace(weight_row_sum=fixed.weight.sum(dim=1))
+    for name in ("weight", "weight_row_sum", "pos_sum", "neg_sum", "pos_violation", "neg_violation"):
+        getattr(terms, name)[rows] = getattr(fixed, name)
+    for mine, theirs in zip(terms.extremes[:2], fixed.extremes[:2]):  # the shifts
+        if mine is not None:
+            mine[rows] = theirs
     return NearPairs(rows[pair_rows], cols, weight, diff)
 
 
