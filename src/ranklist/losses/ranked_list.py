@@ -15,7 +15,6 @@ import numbers
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ranklist.losses.full_precision import autocast_off, outside_autocast
 from ranklist.losses.ranked_list_kernel import (
@@ -120,19 +119,31 @@ def _check_embeddings(name: str, emb: torch.Tensor) -> None:
         raise ValueError(f"{name} has non-finite values (rows {bad}...)")
 
 
-def _unit_rows(emb: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """L2-normalised rows in `dtype`, scaled by each row's largest entry first so that the squared
-    norm neither overflows (entries ~1e20 in float32) nor underflows (~1e-20); the scale is a
-    constant, so the gradient is exactly that of F.normalize.
+def _unit_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L2-normalised rows u = x / ||x||, 1 / ||x|| [N]) of float32 or float64 rows, with no
+    autograd: _RankedListFunction differentiates through the normalisation in closed form. Norms
+    neither overflow (entries ~1e20 in float32) nor underflow (~1e-20): float32 rows are summed in
+    float64, float64 rows are scaled by their largest entry first.
 
     An all-zero row (a network can output one: ReLU features all off) has no direction: it stays
     the zero vector, as F.normalize leaves it, and receives no gradient (F.normalize would give it
     a 1/eps = 1e12 one). Training goes on; the row simply teaches nothing this step.
     """
-    x = emb.to(dtype)
-    largest = x.detach().abs().amax(dim=1, keepdim=True)
-    has_direction = largest > 0
-    return F.normalize(x / torch.where(has_direction, largest, 1.0), dim=1) * has_direction
+    x = x.detach()
+    if x.dtype == torch.float64:
+        largest = x.abs().amax(dim=1)
+        norms = torch.linalg.vector_norm(x / torch.where(largest > 0, largest, 1.0)[:, None], dim=1) * largest
+    else:
+        norms = torch.linalg.vector_norm(x, dim=1, dtype=torch.float64)
+    inverse = torch.where(norms > 0, 1.0 / norms, 0.0).to(x.dtype)
+    return x * inverse[:, None], inverse
+
+
+def _through_normalisation(grad_unit: torch.Tensor, unit: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """The gradient w.r.t. raw rows x from the one w.r.t. u = x / ||x||: (g - u (u . g)) / ||x||
+    (`inverse` may carry a per-row upstream factor too). Zero rows (inverse 0) get zero."""
+    along = (unit * grad_unit).sum(dim=1, keepdim=True)
+    return torch.addcmul(grad_unit, unit, along, value=-1.0).mul_(inverse[:, None])
 
 
 def _check_labels(name: str, labels: torch.Tensor, rows: int, emb_name: str) -> None:
@@ -150,19 +161,22 @@ def _compute_dtype(emb: torch.Tensor) -> torch.dtype:
 
 
 class _RankedListFunction(torch.autograd.Function):
-    """Per-query losses L(i) [N] with the closed-form gradient (see ranked_list_kernel).
+    """Per-query losses L(i) [N] of raw (un-normalised) rows, with the closed-form gradient (see
+    ranked_list_kernel) taken through the normalisation in closed form too.
 
     Outputs (loss [N], log weight sums [N], non-differentiable). The query-side gradient is computed
     in the forward pass and rescaled per row in backward. With "full" gradients the reference side
     is precomputed for a uniform upstream gradient (reductions "mean"/"sum"); any other upstream
     gradient ("official", "none") recomputes it in backward with the upstream coefficients.
+    refs_are_queries: the reference rows are the query rows (no ref_emb): normalised once, and the
+    two sides' gradients go back through one normalisation.
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any,
-        queries: torch.Tensor,
-        refs: torch.Tensor,
+        embeddings: torch.Tensor,
+        ref_embeddings: torch.Tensor,
         labels: torch.Tensor,
         ref_labels: torch.Tensor,
         self_index: torch.Tensor,
@@ -171,8 +185,11 @@ class _RankedListFunction(torch.autograd.Function):
         expect_uniform: bool,
         block_size: int | None,
         terms_fn: BlockTermsFn,
-        sources: tuple[torch.Tensor, torch.Tensor],
+        refs_are_queries: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        queries, query_inverse = _unit_rows(embeddings)
+        refs, ref_inverse = (queries, query_inverse) if refs_are_queries else _unit_rows(ref_embeddings)
+        sources = (embeddings.detach(), ref_embeddings.detach())
         query_grad = ctx.needs_input_grad[0]
         ref_grad = full_gradient and ctx.needs_input_grad[1]
         uniform = queries.new_ones(queries.shape[0]) if ref_grad and expect_uniform else None
@@ -185,28 +202,39 @@ class _RankedListFunction(torch.autograd.Function):
         ctx.query_grad = result.grad_query
         ctx.ref_grad_uniform = result.grad_ref
         ctx.ref_grad = ref_grad
+        ctx.refs_are_queries = refs_are_queries
         ctx.kernel_args = (params, block_size, terms_fn, sources)
-        ctx.save_for_backward(queries, refs, labels, ref_labels, self_index)
+        ctx.save_for_backward(queries, refs, labels, ref_labels, self_index, query_inverse, ref_inverse)
         return result.loss, result.log_weight_sum
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, _grad_log_sum: torch.Tensor) -> tuple:
+        queries, refs, labels, ref_labels, self_index, query_inverse, ref_inverse = ctx.saved_tensors
+        grad_unit_refs = _unit_ref_gradient(ctx, grad_loss) if ctx.ref_grad else None
         grad_queries = grad_refs = None
         if ctx.query_grad is not None:
-            grad_queries = ctx.query_grad * grad_loss[:, None]
-        if ctx.ref_grad:
-            if ctx.ref_grad_uniform is not None and bool((grad_loss == grad_loss[0]).all()):
-                grad_refs = ctx.ref_grad_uniform * grad_loss[0]
-            else:
-                queries, refs, labels, ref_labels, self_index = ctx.saved_tensors
-                params, block_size, terms_fn, sources = ctx.kernel_args
-                with autocast_off(queries.device):  # backward may run inside the caller's autocast
-                    grad_refs = run_kernel(
-                        queries, refs, labels, ref_labels, self_index, params, query_grad=False,
-                        ref_row_coef=grad_loss.to(queries.dtype), block_size=block_size, terms_fn=terms_fn,
-                        sources=sources,
-                    ).grad_ref
+            if ctx.refs_are_queries and grad_unit_refs is not None:  # one normalisation, both sides
+                both = torch.addcmul(grad_unit_refs, ctx.query_grad, grad_loss[:, None])
+                return (_through_normalisation(both, queries, query_inverse),) + (None,) * 10
+            grad_queries = _through_normalisation(ctx.query_grad, queries, query_inverse * grad_loss)
+        if grad_unit_refs is not None:
+            grad_refs = _through_normalisation(grad_unit_refs, refs, ref_inverse)
         return grad_queries, grad_refs, None, None, None, None, None, None, None, None, None
+
+
+def _unit_ref_gradient(ctx: Any, grad_loss: torch.Tensor) -> torch.Tensor:
+    """sum_i a_i dL_i/dr_j w.r.t. the unit reference rows, a = grad_loss: the forward pass's for a
+    uniform a, else one more kernel pass with these coefficients."""
+    if ctx.ref_grad_uniform is not None and bool((grad_loss == grad_loss[0]).all()):
+        return ctx.ref_grad_uniform * grad_loss[0]
+    queries, refs, labels, ref_labels, self_index, _, _ = ctx.saved_tensors
+    params, block_size, terms_fn, sources = ctx.kernel_args
+    with autocast_off(queries.device):  # backward may run inside the caller's autocast
+        return run_kernel(
+            queries, refs, labels, ref_labels, self_index, params, query_grad=False,
+            ref_row_coef=grad_loss.to(queries.dtype), block_size=block_size, terms_fn=terms_fn,
+            sources=sources,
+        ).grad_ref
 
 
 @outside_autocast  # float32 whatever autocast the caller has on (docs/loss.md#precision)
@@ -265,13 +293,13 @@ def ranked_list_loss(
     device = embeddings.device
     n = embeddings.shape[0]
     compute = _compute_dtype(embeddings)
-    queries = _unit_rows(embeddings, compute)
+    raw = embeddings.to(compute)  # half rows are computed in float32; the gradient comes back in their dtype
     labels = labels.to(device=device, dtype=torch.long)
 
     if ref_emb is None:
         if ref_labels is not None or self_index is not None:
             raise ValueError("ref_labels and self_index need ref_emb")
-        refs, ref_labels_long = queries, labels
+        raw_refs, ref_labels_long = raw, labels
         self_rows = torch.arange(n, device=device)
     else:
         _check_embeddings("ref_emb", ref_emb)
@@ -282,18 +310,17 @@ def ranked_list_loss(
             raise ValueError(
                 f"ref_emb has dimension {ref_emb.shape[1]} but embeddings has {embeddings.shape[1]}"
             )
-        refs = _unit_rows(ref_emb.to(device), compute)
+        raw_refs = ref_emb.to(device=device, dtype=compute)
         ref_labels_long = ref_labels.to(device=device, dtype=torch.long)
         self_rows = _check_self_index(self_index, labels, ref_labels_long)
     if gradient == "query":
         # The gallery side of every pair is a constant (docs/loss.md#the-two-gradient-readings).
-        refs = refs.detach()
+        raw_refs = raw_refs.detach()
 
-    terms_fn = select_block_terms(compile, device, n * refs.shape[0])
+    terms_fn = select_block_terms(compile, device, n * raw_refs.shape[0])
     per_query, log_weight_sum = _RankedListFunction.apply(
-        queries, refs, labels, ref_labels_long, self_rows, params, gradient == "full",
-        reduction in ("mean", "sum"), block_size, terms_fn,
-        (embeddings.detach(), embeddings.detach() if ref_emb is None else ref_emb.detach().to(device)),
+        raw, raw_refs, labels, ref_labels_long, self_rows, params, gradient == "full",
+        reduction in ("mean", "sum"), block_size, terms_fn, ref_emb is None,
     )
     if reduction == "mean":
         loss = per_query.mean()
