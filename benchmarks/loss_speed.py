@@ -10,6 +10,11 @@ also compiles the fused kernel); peak extra memory = the process's peak resident
 the timed calls (reset after the warm-up) minus its resident size before them. It includes the
 allocator's slack, so it is an upper bound on what the computation itself holds.
 
+--versus-floor ROUNDS times the floor and the methods in turn in one process per N, ROUNDS rounds,
+and reports medians and the median of the per-round ratios (a load that comes and goes hits all
+alike; no memory). kernel_products / kernel_products_terms are parts of the `query` step for a
+breakdown: the kernel's two products over its own blocks, then with the fused element-wise pass.
+
     python benchmarks/loss_speed.py                  # N in 180, 1024, 4096, 16384, and 32768 (ranklist)
     python benchmarks/loss_speed.py --sizes 180 1024 --big 0
     python benchmarks/loss_speed.py --sizes 4096 --big 0 --methods ranklist_query ranklist_full
