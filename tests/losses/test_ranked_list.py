@@ -438,3 +438,35 @@ def test_near_duplicates_of_tiny_rows_keep_their_direction():
         lambda e: reference_ranked_list_loss(e * 1e30, labels, gradient="full"), tiny.double())
     assert relative_error(got, want) <= 1e-5
     assert relative_error(got_grad, want_grad) <= 1e-5
+
+
+@pytest.mark.parametrize("gradient", GRADIENTS)
+def test_labels_beyond_int32_are_the_same_classes(gradient):
+    # The fused pass compares int32 labels; larger ones (hashed ids) are renumbered first.
+    emb, labels = batch(n=20, classes=4, seed=23)
+    big = labels * (1 << 40) - (1 << 41)  # classes far outside int32, some negative
+    want = value_and_grad(lambda e: ranked_list_loss(e, labels, gradient=gradient, reduction="none"), emb)
+    got = value_and_grad(lambda e: ranked_list_loss(e, big, gradient=gradient, reduction="none"), emb)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert_matches_reference(emb, big, gradient=gradient)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_float64_rows_of_extreme_scale_give_the_unscaled_loss_and_gradient(scale):
+    # The normalisation's closed-form backward with float64 rows scaled by their largest entry.
+    emb, labels = batch(n=16, d=8, seed=22)
+    want, want_grad = value_and_grad(lambda e: ranked_list_loss(e, labels, gradient="full"), emb)
+    got, got_grad = value_and_grad(lambda e: ranked_list_loss(e, labels, gradient="full"), emb * scale)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    torch.testing.assert_close(got_grad * scale, want_grad, rtol=1e-10, atol=1e-14)
+
+
+def test_default_blocks_of_a_large_reference_set_give_the_single_block_result():
+    # At large M the default block keeps at least 1,024 rows; it must agree with one block.
+    g = torch.Generator().manual_seed(24)
+    emb, labels = torch.randn(1100, 8, generator=g), torch.randint(0, 300, (1100,), generator=g)
+    refs, ref_labels = torch.randn(8192, 8, generator=g), torch.randint(0, 300, (8192,), generator=g)
+    kwargs = dict(ref_emb=refs, ref_labels=ref_labels, gradient="full", reduction="official", compile=False)
+    whole = value_and_grad(lambda e: ranked_list_loss(e, labels, block_size=1100, **kwargs), emb)
+    blocked = value_and_grad(lambda e: ranked_list_loss(e, labels, **kwargs), emb)
+    torch.testing.assert_close(blocked, whole, rtol=1e-5, atol=1e-7)
