@@ -2,10 +2,11 @@
 
 Inputs are already L2-normalised (the caller differentiates through the normalisation). For a
 block of B queries against M references the kernel makes one B x M matrix product for the
-distances, one element-wise pass (mining, max-shifted softmax weights, per-query loss; fused by
-torch.compile when enabled), and one B x M product for the gradient, which it computes during the
-forward pass: backward only rescales saved [N, D] / [M, D] gradients. Peak extra memory is a few
-B x M matrices, never N x M.
+distances, one element-wise pass (block_terms: mining, max-shifted softmax sums, W; three sweeps
+per row that torch.compile fuses into one loop over the rows), and one B x M product for the
+gradient, which it computes during the forward pass: backward only rescales saved [N, D] / [M, D]
+gradients. Per-row and [N, D] work is done once per call, not per block. Peak extra memory is a
+few B x M matrices, never N x M.
 
 Notation (docs/loss.md): d_ij = ||f_i - r_j||; positive boundary pb = alpha - m, negative
 boundary nb = alpha; c_ij = dL_i/dd_ij = (1 - lambda) p_ij on mined positives and -lambda q_ij on
