@@ -98,7 +98,7 @@ def _kernel_part(method: str, x, labels) -> Callable[[], None]:
     q = torch.nn.functional.normalize(x, dim=1)
     self_index = torch.arange(n)
     block = kernel.block_rows(n, n)
-    buffer = q.new_empty(block, n)
+    buffer, weight_buffer = q.new_empty(block, n), q.new_empty(block, n)
     terms_fn = kernel.select_block_terms(None, q.device, n * n)
     scalars = (0.8, 1.2, 0.0, 10.0, 0.5, False)  # the default preset's boundaries and temperatures
     with_terms = method == "kernel_products_terms"
@@ -109,7 +109,8 @@ def _kernel_part(method: str, x, labels) -> Callable[[], None]:
         for start in range(0, n, block):
             rows = slice(start, min(start + block, n))
             sim = torch.mm(q[rows], q.T, out=buffer[: rows.stop - start])
-            weight = terms_fn(sim, labels[rows], labels, self_index[rows], *scalars)[0] if with_terms else sim
+            out = weight_buffer[: rows.stop - start]
+            weight = terms_fn(sim, out, labels[rows], labels, self_index[rows], *scalars)[0] if with_terms else sim
             torch.mm(weight, q)
 
     return step

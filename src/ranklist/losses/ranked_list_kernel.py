@@ -94,16 +94,20 @@ def pair_masks(labels: torch.Tensor, ref_labels: torch.Tensor, self_col: torch.T
 
 
 def block_terms(
-    sim: torch.Tensor, labels: torch.Tensor, ref_labels: torch.Tensor, self_col: torch.Tensor,
+    sim: torch.Tensor, out: torch.Tensor, labels: torch.Tensor, ref_labels: torch.Tensor, self_col: torch.Tensor,
     pos_boundary: float, neg_boundary: float, pos_temperature: float, neg_temperature: float,
     imbalance: float, weight_gradient: bool = False,
 ) -> BlockTerms:
-    """distance_terms of a block of inner products, d = sqrt(2 - 2 sim). The masks come from the
-    label vectors inside, so a fused (compiled) version never stores a B x M mask."""
+    """distance_terms of a block of inner products, d = sqrt(2 - 2 sim), with W written into `out`
+    [B, M] (a buffer reused by every block: a fresh 64 MB matrix per block costs its page faults).
+    The masks come from the label vectors inside, so a fused (compiled) version never stores a
+    B x M mask."""
     same, positive = pair_masks(labels, ref_labels, self_col)
     dist = torch.sqrt(torch.clamp(2.0 - 2.0 * sim, min=0.0))
-    return distance_terms(dist, same, positive, pos_boundary, neg_boundary, pos_temperature,
-                          neg_temperature, imbalance, weight_gradient)
+    terms = distance_terms(dist, same, positive, pos_boundary, neg_boundary, pos_temperature,
+                           neg_temperature, imbalance, weight_gradient)
+    out.copy_(terms.weight)  # compiled, W is stored there directly
+    return terms._replace(weight=out)
 
 
 def distance_terms(
@@ -234,6 +238,7 @@ def run_kernel(
     grad_ref = refs.new_zeros(m, dim) if ref_row_coef is not None else None
     column_sums = refs.new_zeros(m) if ref_row_coef is not None else None  # sum_i a_i W_ij
     sim_buffer = queries.new_empty(min(block, n), m)  # one for all blocks: no fresh pages per block
+    weight_buffer = torch.empty_like(sim_buffer)
     scalars = (params.pos_boundary, params.neg_boundary, params.pos_temperature,
                params.neg_temperature, params.imbalance, params.weight_gradient)
     labels, ref_labels, self_index = _int32_labels(labels, ref_labels, self_index)
@@ -242,7 +247,7 @@ def run_kernel(
         rows = slice(start, min(start + block, n))
         q = queries[rows]
         sim = torch.mm(q, refs.T, out=sim_buffer[: q.shape[0]])
-        terms = terms_fn(sim, labels[rows], ref_labels, self_index[rows], *scalars)
+        terms = terms_fn(sim, weight_buffer[: q.shape[0]], labels[rows], ref_labels, self_index[rows], *scalars)
         near_rows = _near_rows(terms.extremes)
         if near_rows is not None:
             block_sources = None if sources is None else (sources[0][rows], sources[1])
