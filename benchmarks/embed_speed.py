@@ -33,6 +33,7 @@ from ranklist.data import ArrayDataset, ImageFileDataset, build_transform
 from ranklist.evaluation import embed_dataset
 from ranklist.models import build_model
 from ranklist.training.config import load_config
+from ranklist.training.precision import evaluation_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,10 +56,10 @@ def _checkpoint_paths(model, config, dataset, paths: list[Path], folder: Path, b
     from ranklist.retrieval.from_model import embed_items
     from ranklist.serving.embedders import OnnxEmbedder, TorchEmbedder
     from ranklist.serving.uploads import ServeLimits, Upload, decode_batch
-    from ranklist.training.precision import evaluation_precision
-
-    model.inference = Inference(evaluation_precision(config.eval.precision, torch.device("cpu")), True)
+    recorded = Inference(evaluation_precision(config.eval.precision, torch.device("cpu")), True)
+    model.inference = recorded
     save_model(model, folder / "model.pt")
+    model.inference = Inference()  # the other runs time the fp32 forward, as before
     uploads = [Upload(path.read_bytes(), path.name, "image/png") for path in paths]
     limits = ServeLimits(max_files=batch, max_request_pixels=10**9)
 
@@ -67,7 +68,7 @@ def _checkpoint_paths(model, config, dataset, paths: list[Path], folder: Path, b
             embedder.embed(decode_batch(uploads[start : start + batch], limits, embedder.preprocessing))
 
     runs = {
-        "paths/run_test_phase": lambda: Evaluator(batch_size=batch, progress=False, precision=model.inference.precision).embed(model, dataset),
+        "paths/run_test_phase": lambda: Evaluator(batch_size=batch, progress=False, precision=recorded.precision).embed(model, dataset),
         "paths/evaluate_embed": lambda: Evaluator(batch_size=batch, progress=False).embed(load_model(folder / "model.pt"), dataset),
         "paths/index": lambda: embed_items(load_model(folder / "model.pt"), dataset, np.arange(len(dataset)), batch_size=batch),
         "paths/serve_pytorch": lambda: serve(TorchEmbedder(load_model(folder / "model.pt"))),
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     median = {name: float(np.median(t)) for name, t in times.items()}
     print(json.dumps({
         "benchmark": "embed_speed", "n": args.n, "image_size": d.image_size, "backbone": config.model.backbone,
-        "checkpoint_precision": model.inference.precision,
+        "checkpoint_precision": evaluation_precision(config.eval.precision, torch.device("cpu")),
         "batch": batch, "threads": args.threads, "rounds": args.rounds,
         "images_per_s": {name: round(args.n / s, 1) for name, s in median.items()},
         "x_forward": {name: round(s / median["forward"], 2) for name, s in median.items()},
