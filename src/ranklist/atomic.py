@@ -84,6 +84,15 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
 CHECKSUM_RECORD = "ranklist_sha256"
 
 
+def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes, read in 1 MiB blocks (caches, index files, downloads)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def load_torch_checked(path: str | os.PathLike[str], map_location: Any = "cpu", *, weights_only: bool = False) -> Any:
     """torch.load of a file written by atomic_torch_save, its checksum verified first.
 

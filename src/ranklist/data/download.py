@@ -8,7 +8,6 @@ FILE only after its checksum matched (data/fetch.py): a name without `.part` is 
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -17,6 +16,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from ranklist.atomic import file_digest
 from ranklist.data.sources import Archive, Digest
 from ranklist.errors import UserError
 
@@ -85,14 +85,6 @@ def download(url: str, part: Path, *, retries: int = 3, log: Callable[[str], Non
             log(f"{url}: transfer broke after {held:,} bytes ({type(error).__name__}: {error}); attempt {attempt} of {retries}")
     raise DownloadError(f"{url}: could not complete the download after {retries} attempts; {held:,} bytes are kept in {part} "
                         f"and the same command resumes from there")
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_digest(path: Path, digest: Digest, name: str | None = None) -> None:

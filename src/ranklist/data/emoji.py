@@ -13,7 +13,6 @@ rebuilt or fetched again, never used.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ranklist.atomic import atomic_path, atomic_write_text
+from ranklist.atomic import atomic_path, atomic_write_text, file_digest
 from ranklist.data.datasets import ArrayDataset, Transform
 from ranklist.data.splits import (
     SPLITS,
@@ -210,14 +209,6 @@ def join_classes(drawings: dict[str, dict[str, bytes]], catalogue: dict[str, dic
 
 # --- the cache ------------------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def build_emoji(cache_dir: Path | str | None = None, *, packages_dir: Path | str | None = None) -> Path:
     """Fetch (unless packages_dir already holds the four tarballs), join, render and cache the
     benchmark in cache_dir (images.npy, then manifest.json written last); returns cache_dir."""
@@ -237,7 +228,7 @@ def build_emoji(cache_dir: Path | str | None = None, *, packages_dir: Path | str
         "layout": "image i = class i // len(styles), drawn in style i % len(styles)",
         "num_classes": len(keys), "num_images": len(images), "shape": list(images.shape),
         "left_out": left_out, "build_seconds": round(time.perf_counter() - start, 1),
-        "images_sha256": _sha256(cache_dir / "images.npy"), "attribution": ATTRIBUTION,
+        "images_sha256": file_digest(cache_dir / "images.npy"), "attribution": ATTRIBUTION,
         "class_codes": [catalogue[k]["codes"] for k in keys], "class_names": [catalogue[k]["name"] for k in keys],
     }
     atomic_write_text(cache_dir / "manifest.json", json.dumps(manifest, indent=1))
@@ -255,7 +246,7 @@ def cache_problem(cache_dir: Path) -> str | None:
     if manifest.get("format") != FORMAT_VERSION or manifest.get("packages") != PACKAGES:
         return "built by another version (format or packages differ)"
     try:
-        if _sha256(cache_dir / "images.npy") != manifest.get("images_sha256"):
+        if file_digest(cache_dir / "images.npy") != manifest.get("images_sha256"):
             return "images.npy does not match its checksum"
     except OSError as error:
         return f"unreadable images.npy ({error})"

@@ -22,8 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ranklist.atomic import atomic_write_text
-from ranklist.data.download import ChecksumError, archive_url, check_digest, download, file_digest
+from ranklist.atomic import atomic_write_text, file_digest
+from ranklist.data.download import ChecksumError, archive_url, check_digest, download
 from ranklist.data.extract import extract
 from ranklist.data.sources import SOURCES, Archive, Digest, Source
 from ranklist.errors import UserError

@@ -14,7 +14,6 @@ folder, a file, a folder holding other files beside an index), and replaces an i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,18 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from ranklist.atomic import file_digest
 from ranklist.retrieval.fingerprint import ModelFingerprint
 from ranklist.retrieval.index import FORMAT, EmbeddingIndex, Items
 
 INDEX_FILES = ("index.faiss", "meta.json", "items.npz", "thumbnails.npy")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(2**22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_index(path: str | Path) -> bool:
@@ -80,7 +72,7 @@ def _write_folder(index: EmbeddingIndex, folder: Path) -> None:
     if index.items.thumbnails is not None:
         np.save(folder / "thumbnails.npy", index.items.thumbnails)
     model = index.model.to_dict() if index.model is not None else None
-    files = {name: file_sha256(folder / name) for name in sorted(os.listdir(folder))}
+    files = {name: file_digest(folder / name) for name in sorted(os.listdir(folder))}
     (folder / "meta.json").write_text(json.dumps({**index.meta, "format": FORMAT, "model": model, "files": files}))
     for name in os.listdir(folder):
         with open(folder / name, "rb") as handle:
@@ -128,7 +120,7 @@ def _check_files(path: Path, meta: dict[str, Any]) -> None:
     for name in sorted(set(files) | {n for n in INDEX_FILES if n != "meta.json" and (path / n).exists()}):
         if name not in files or not (path / name).is_file():
             raise ValueError(f"{name} is {'not recorded in meta.json' if name not in files else 'missing'}")
-        found = file_sha256(path / name)
+        found = file_digest(path / name)
         if found != files[name]:
             raise ValueError(f"{name} has SHA-256 {found[:16]}..., meta.json records {str(files[name])[:16]}...")
 
