@@ -21,7 +21,8 @@ from ranklist.reporting.paper import PAPER_RESULTS, comparison, comparison_markd
 from tests.data.fetch_server import serving
 from tests.data.fixtures import make_cub
 
-PAPER_TEXT = Path("/work/shared/paper/rll_cvpr2019.txt")
+# shared/ lies beside the repository (the developers' checkout and CI's clone alike)
+PAPER_TEXT = Path(__file__).resolve().parents[3] / "shared" / "paper" / "rll_cvpr2019.txt"
 TINY = ["data.image_size=64", "data.resize=72", "data.classes_per_batch=4", "data.samples_per_class=2", "data.num_workers=0",
         "train.iterations=2", "train.val_every=2", "train.checkpoint_every=2", "train.device=cpu", "train.threads=1",
         "eval.batch_size=64", "eval.grid_queries=2", "model.embedding_dim=8"]
