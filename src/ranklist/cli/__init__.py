@@ -43,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ranklist: error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C: every file a user relies on is written atomically, so nothing is half-written
-        print(f"ranklist: interrupted ({args.command}); files already written are complete, the one in progress was not kept",
-              file=sys.stderr)
+        print(f"ranklist: interrupted ({args.command}); no file was left half-written", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
