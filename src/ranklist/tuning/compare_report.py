@@ -72,8 +72,8 @@ def plot_tuned(result: dict[str, Any], path: Path) -> None:
             left.plot([position] * len(seeds), seeds, "o", color="black", markersize=2.5, label="one seed" if position == x[0] and offset == 0 else None)
     left.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
     left.set(ylabel="% (test, unseen classes)", title="tuned losses")
-    left.set_ylim(0, 1.3 * left.get_ylim()[1])  # room for the legend above the bars
-    left.legend(loc="upper center", ncol=3, fontsize=8)
+    left.set_ylim(bottom=0)
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3, fontsize=8)  # below: it hid bars and ticks above
     _plot_differences(right, result, reference)
     save_figure(figure, path)
 
@@ -88,5 +88,6 @@ def _plot_differences(ax, result: dict[str, Any], reference: str) -> None:
         ax.errorbar(means, y, xerr=np.nan_to_num(spans.reshape(2, -1)), fmt="o", color=colour, capsize=3, label=display_name(metric))
     ax.axvline(0, color="black", linewidth=1)
     ax.set_yticks(np.arange(len(names)), names)
+    ax.set_ylim(len(names) - 0.5, -0.5)  # each loss's two intervals beside its name, the first at the top
     ax.set(xlabel=f"minus {reference}, points (seeds paired, 95 % CI)", title=f"difference to {reference}")
     ax.legend(loc="best", fontsize=8)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ranklist.atomic import atomic_write_text
 from ranklist.evaluation.metric_names import display_name
@@ -129,6 +130,7 @@ def plot_history(records: list[TrialRecord], metric: str, path: Path) -> None:
         ax.axvline(number, color="tab:red", alpha=0.3, linewidth=1)
     if failed:
         ax.plot([], [], color="tab:red", alpha=0.3, label="failed trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are numbered, not measured
     ax.set(xlabel="trial", ylabel=f"validation {display_name(metric)} (mean over folds)", title="optimisation history")
     ax.legend(loc="lower right", fontsize=8)
     save_figure(figure, path)
