@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The tuned comparison on the emoji benchmark (issue 23; docs/results.md, "Tuned comparison").
+#
+#   bash benchmarks/tuned_comparison.sh OUT ROUNDS...      e.g. OUT=runs/tuned_emoji, ROUNDS = 6 12 20
+#
+# Every loss is tuned in rounds (round-robin, so that a stopped study leaves every loss equally
+# tuned): `ranklist tune` with --trials R for each R in ROUNDS, on the same reduced budget
+# (64 px, 100 iterations, 2 class-disjoint folds of the 797 training classes), then each loss's
+# best.yaml is trained on all training classes with 5 seeds and tested once (`compare-tuned`).
+# Re-running continues: finished trials and finished seeds are not run again.
+set -euo pipefail
+out=${1:?usage: tuned_comparison.sh OUT ROUNDS...}
+shift
+rounds=("${@:-6}")
+budget=(data.image_size=64 train.iterations=100 train.tensorboard=false)
+declare -A loss_overrides=(
+  [rll]=""
+  [pml_ranked_list]="loss.name=pml_ranked_list loss.preset=null"
+  [multi_similarity]="loss.name=multi_similarity loss.preset=null"
+  [contrastive]="loss.name=contrastive loss.preset=null"
+  [triplet_semihard]="loss.name=triplet_semihard loss.preset=null"
+)
+losses=(rll pml_ranked_list multi_similarity contrastive triplet_semihard)
+for trials in "${rounds[@]}"; do
+  for loss in "${losses[@]}"; do
+    # shellcheck disable=SC2086  # the overrides are separate words on purpose
+    python -m ranklist tune configs/demo.yaml "${budget[@]}" ${loss_overrides[$loss]} \
+      --space "configs/spaces/$loss.yaml" --trials "$trials" --folds 2 --out "$out/$loss" --no-progress
+  done
+done
+folders=()
+for loss in "${losses[@]}"; do folders+=("$out/$loss"); done
+python -m ranklist compare-tuned "${folders[@]}" --seeds 0 1 2 3 4 --out "$out/compare" --no-progress
