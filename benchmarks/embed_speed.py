@@ -56,6 +56,7 @@ def _checkpoint_paths(model, config, dataset, paths: list[Path], folder: Path, b
     from ranklist.retrieval.from_model import embed_items
     from ranklist.serving.embedders import OnnxEmbedder, TorchEmbedder
     from ranklist.serving.uploads import ServeLimits, Upload, decode_batch
+
     recorded = Inference(evaluation_precision(config.eval.precision, torch.device("cpu")), True)
     model.inference = recorded
     save_model(model, folder / "model.pt")
@@ -68,9 +69,15 @@ def _checkpoint_paths(model, config, dataset, paths: list[Path], folder: Path, b
             embedder.embed(decode_batch(uploads[start : start + batch], limits, embedder.preprocessing))
 
     runs = {
-        "paths/run_test_phase": lambda: Evaluator(batch_size=batch, progress=False, precision=recorded.precision).embed(model, dataset),
-        "paths/evaluate_embed": lambda: Evaluator(batch_size=batch, progress=False).embed(load_model(folder / "model.pt"), dataset),
-        "paths/index": lambda: embed_items(load_model(folder / "model.pt"), dataset, np.arange(len(dataset)), batch_size=batch),
+        "paths/run_test_phase": lambda: Evaluator(batch_size=batch, progress=False, precision=recorded.precision).embed(
+            model, dataset
+        ),
+        "paths/evaluate_embed": lambda: Evaluator(batch_size=batch, progress=False).embed(
+            load_model(folder / "model.pt"), dataset
+        ),
+        "paths/index": lambda: embed_items(
+            load_model(folder / "model.pt"), dataset, np.arange(len(dataset)), batch_size=batch
+        ),
         "paths/serve_pytorch": lambda: serve(TorchEmbedder(load_model(folder / "model.pt"))),
     }
     try:
@@ -85,7 +92,9 @@ def _checkpoint_paths(model, config, dataset, paths: list[Path], folder: Path, b
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("overrides", nargs="*", help="dotted overrides of configs/demo.yaml (default data.image_size=64)")
+    parser.add_argument(
+        "overrides", nargs="*", help="dotted overrides of configs/demo.yaml (default data.image_size=64)"
+    )
     parser.add_argument("--n", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
@@ -94,9 +103,16 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     config = load_config(ROOT / "configs" / "demo.yaml", ["data.image_size=64", *args.overrides])
     d = config.data
-    model = build_model(config.model.backbone, embedding_dim=config.model.embedding_dim, levels=config.model.levels,
-                        pretrained=False, image_size=d.image_size).to(memory_format=torch.channels_last)
-    transform = build_transform(False, image_size=d.image_size, resize=d.resize, normalization=model.normalization, recipe=d.recipe)
+    model = build_model(
+        config.model.backbone,
+        embedding_dim=config.model.embedding_dim,
+        levels=config.model.levels,
+        pretrained=False,
+        image_size=d.image_size,
+    ).to(memory_format=torch.channels_last)
+    transform = build_transform(
+        False, image_size=d.image_size, resize=d.resize, normalization=model.normalization, recipe=d.recipe
+    )
     images, labels = _images(args.n), np.arange(args.n) % max(args.n // 4, 1)
     names = [str(c) for c in range(int(labels.max()) + 1)]
     batch = config.eval.batch_size
@@ -104,8 +120,10 @@ def main(argv: list[str] | None = None) -> None:
         paths = [Path(folder) / f"{i}.png" for i in range(args.n)]
         for path, image in zip(paths, images):
             Image.fromarray(image).save(path)
-        splits = {"files": ImageFileDataset(paths, labels, names, transform=transform),
-                  "memory": ArrayDataset(images, labels, names, transform=transform)}
+        splits = {
+            "files": ImageFileDataset(paths, labels, names, transform=transform),
+            "memory": ArrayDataset(images, labels, names, transform=transform),
+        }
         ready = torch.stack([splits["memory"][i][0] for i in range(args.n)])
 
         def forward() -> None:
@@ -116,10 +134,14 @@ def main(argv: list[str] | None = None) -> None:
 
         runs = {"forward": forward, **_checkpoint_paths(model, config, splits["files"], paths, Path(folder), batch)}
         for split, dataset in splits.items():
-            for mode, options in {"plain": dict(prefetch=False), "prefetch_thread": {},
-                                  f"workers_{args.workers}": dict(num_workers=args.workers)}.items():
+            for mode, options in {
+                "plain": dict(prefetch=False),
+                "prefetch_thread": {},
+                f"workers_{args.workers}": dict(num_workers=args.workers),
+            }.items():
                 runs[f"{split}/{mode}"] = lambda dataset=dataset, options=options: embed_dataset(
-                    model, dataset, batch_size=batch, progress=False, **options)
+                    model, dataset, batch_size=batch, progress=False, **options
+                )
         times: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(args.rounds):
             for name, run in runs.items():
@@ -128,13 +150,23 @@ def main(argv: list[str] | None = None) -> None:
                 times[name].append(time.perf_counter() - start)
                 print(name, round(times[name][-1], 2), file=sys.stderr)
     median = {name: float(np.median(t)) for name, t in times.items()}
-    print(json.dumps({
-        "benchmark": "embed_speed", "n": args.n, "image_size": d.image_size, "backbone": config.model.backbone,
-        "checkpoint_precision": evaluation_precision(config.eval.precision, torch.device("cpu")),
-        "batch": batch, "threads": args.threads, "rounds": args.rounds,
-        "images_per_s": {name: round(args.n / s, 1) for name, s in median.items()},
-        "x_forward": {name: round(s / median["forward"], 2) for name, s in median.items()},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "embed_speed",
+                "n": args.n,
+                "image_size": d.image_size,
+                "backbone": config.model.backbone,
+                "checkpoint_precision": evaluation_precision(config.eval.precision, torch.device("cpu")),
+                "batch": batch,
+                "threads": args.threads,
+                "rounds": args.rounds,
+                "images_per_s": {name: round(args.n / s, 1) for name, s in median.items()},
+                "x_forward": {name: round(s / median["forward"], 2) for name, s in median.items()},
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

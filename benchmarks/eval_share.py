@@ -4,9 +4,10 @@ split, trained briefly with the demo recipe; prints JSON.
 The run shape of issue 16: 64 px images, a held-out test split of 65,090 images (1,415 unseen
 classes x 46 images; self-retrieval, every image a query), 150 iterations of the demo recipe at
 64 px (validation every 50 on 20 % of the training classes, evaluation in fp32: the defaults a
-new user starts from; override them on the command line). The images are synthetic drawings (flat shapes on white, a pattern per
-class, each image shifted and recoloured a little) written once as PNG files under --data-dir; a
-CSV with a split column lists them. Speed only: the metrics are not the point.
+new user starts from; override them on the command line). The images are synthetic drawings
+(flat shapes on white, a pattern per class, each image shifted and recoloured a little) written
+once as PNG files under --data-dir; a CSV with a split column lists them. Speed only: the
+metrics are not the point.
 
 Reported: the run's time per phase (summary.json's time_s), the share of evaluation:
 (baseline + validation + test + report) / train_steps, and a floor to read it against: the trained
@@ -52,7 +53,9 @@ def _drawing(pattern: np.ndarray, gen: np.random.Generator, size: int) -> np.nda
     return image
 
 
-def write_dataset(folder: Path, train_classes: int, train_per_class: int, test_classes: int, per_class: int, size: int) -> Path:
+def write_dataset(
+    folder: Path, train_classes: int, train_per_class: int, test_classes: int, per_class: int, size: int
+) -> Path:
     """The PNG files and data.csv (path,label,split), once per shape (reused when data.csv exists)."""
     csv_path = folder / "data.csv"
     if csv_path.is_file():
@@ -61,7 +64,9 @@ def write_dataset(folder: Path, train_classes: int, train_per_class: int, test_c
     rows = []
     for label in range(train_classes + test_classes):
         split, count = ("train", train_per_class) if label < train_classes else ("test", per_class)
-        pattern = np.concatenate([gen.integers(0, size - 8, (4, 2)), gen.integers(4, 24, (4, 2)), gen.integers(0, 256, (4, 3))], axis=1)
+        pattern = np.concatenate(
+            [gen.integers(0, size - 8, (4, 2)), gen.integers(4, 24, (4, 2)), gen.integers(0, 256, (4, 3))], axis=1
+        )
         (folder / str(label)).mkdir(parents=True, exist_ok=True)
         for i in range(count):
             path = f"{label}/{i}.png"
@@ -76,7 +81,11 @@ def write_dataset(folder: Path, train_classes: int, train_per_class: int, test_c
 def forward_floor(config, summary: dict, repeats: int = 3) -> float:
     """Seconds the model's forward alone would take over the test split: the fastest of a few
     batches of eval.batch_size random images, at the run's evaluation precision, times the batches."""
-    model = build_run_model(config).eval().to(memory_format=torch.channels_last if config.train.channels_last else torch.contiguous_format)
+    model = (
+        build_run_model(config)
+        .eval()
+        .to(memory_format=torch.channels_last if config.train.channels_last else torch.contiguous_format)
+    )
     size, batch = config.data.image_size, config.eval.batch_size
     images = torch.randn(batch, 3, size, size)
     cast = torch.autocast("cpu", dtype=torch.bfloat16) if summary["eval_precision"] == "bf16" else nullcontext()
@@ -102,26 +111,48 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="the run folder (default: a temporary one, removed)")
     args = parser.parse_args(argv)
     shape = f"{args.train_classes}x{args.train_per_class}_{args.test_classes}x{args.per_class}_{args.size}px"
-    data = write_dataset(args.data_dir / shape, args.train_classes, args.train_per_class, args.test_classes, args.per_class, args.size)
+    data = write_dataset(
+        args.data_dir / shape, args.train_classes, args.train_per_class, args.test_classes, args.per_class, args.size
+    )
     every = max(1, args.iterations // 3)
-    overrides = ["data.name=csv", f"data.root={data}", f"data.image_size={args.size}", f"train.iterations={args.iterations}",
-                 f"train.val_every={every}", f"train.checkpoint_every={args.iterations}", "optim.milestones=[]",
-                 "data.val_fraction=0.2", "eval.precision=fp32", *args.overrides]  # a new user's defaults, not the demo's
+    overrides = [
+        "data.name=csv",
+        f"data.root={data}",
+        f"data.image_size={args.size}",
+        f"train.iterations={args.iterations}",
+        f"train.val_every={every}",
+        f"train.checkpoint_every={args.iterations}",
+        "optim.milestones=[]",
+        "data.val_fraction=0.2",
+        "eval.precision=fp32",
+        *args.overrides,
+    ]  # a new user's defaults, not the demo's
     config = load_config(ROOT / "configs" / "demo.yaml", overrides)
     with tempfile.TemporaryDirectory() as scratch:
         summary = Trainer(config, args.out or Path(scratch) / "run", progress=False, log=lambda message: None).run()
     times = summary["time_s"]
     evaluation = sum(times.get(phase, 0.0) for phase in EVALUATION)
     floor = forward_floor(config, summary)
-    print(json.dumps({
-        "benchmark": "eval_share", "shape": shape, "overrides": overrides, "hardware": summary["hardware"],
-        "dataset": summary["dataset"], "time_s": times, "wall_time_s": summary["wall_time_s"],
-        "train_images_per_s": summary["train_images_per_s"],
-        "evaluation_x_training": round(evaluation / times["train_steps"], 3),
-        "forward_floor_s": round(floor, 1), "forward_floor_x_training": round(floor / times["train_steps"], 3),
-        "test_images_per_s": round(summary["dataset"]["test_images"] / times["test"], 1),
-        "test_recall@1": summary["test"]["concat"]["recall@1"],
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "eval_share",
+                "shape": shape,
+                "overrides": overrides,
+                "hardware": summary["hardware"],
+                "dataset": summary["dataset"],
+                "time_s": times,
+                "wall_time_s": summary["wall_time_s"],
+                "train_images_per_s": summary["train_images_per_s"],
+                "evaluation_x_training": round(evaluation / times["train_steps"], 3),
+                "forward_floor_s": round(floor, 1),
+                "forward_floor_x_training": round(floor / times["train_steps"], 3),
+                "test_images_per_s": round(summary["dataset"]["test_images"] / times["test"], 1),
+                "test_recall@1": summary["test"]["concat"]["recall@1"],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -76,15 +76,16 @@ def _measure(method: str, n: int, classes: int, dim: int, threads: int) -> dict:
     elif method == "pml":
         from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
-        calc = AccuracyCalculator(
-            include=("precision_at_1", "mean_average_precision_at_r", "r_precision")
-        )
+        calc = AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r", "r_precision"))
         out = calc.get_accuracy(emb, labels, emb, labels, ref_includes_query=True)
     else:
         raise ValueError(f"unknown method {method!r}")
     seconds = time.perf_counter() - start
-    return {"seconds": round(seconds, 2), "peak_extra_mb": round((peak_rss_bytes() - before) / 2**20),
-            "values": {k: round(float(v), 4) for k, v in out.items()}}
+    return {
+        "seconds": round(seconds, 2),
+        "peak_extra_mb": round((peak_rss_bytes() - before) / 2**20),
+        "values": {k: round(float(v), 4) for k, v in out.items()},
+    }
 
 
 def main() -> None:
@@ -101,8 +102,20 @@ def main() -> None:
         return
     results = {}
     for method in args.methods:
-        cmd = [sys.executable, __file__, "--child", method, "--n", str(args.n), "--classes",
-               str(args.classes), "--dim", str(args.dim), "--threads", str(args.threads)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            method,
+            "--n",
+            str(args.n),
+            "--classes",
+            str(args.classes),
+            "--dim",
+            str(args.dim),
+            "--threads",
+            str(args.threads),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             results[method] = {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -115,8 +128,19 @@ def main() -> None:
             results[method]["x_floor"] = round(results[method]["seconds"] / floor, 2)
     if "seconds" in results.get("nmi", {}) and "seconds" in results.get("nmi_random_init", {}):
         results["nmi"]["x_random_init"] = round(results["nmi"]["seconds"] / results["nmi_random_init"]["seconds"], 3)
-    print(json.dumps({"benchmark": "eval_speed", "n": args.n, "classes": args.classes, "dim": args.dim,
-                      "threads": args.threads, "results": results}, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "eval_speed",
+                "n": args.n,
+                "classes": args.classes,
+                "dim": args.dim,
+                "threads": args.threads,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -45,11 +45,39 @@ from ranklist.training.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 512
 PEAK_LIMIT_GIB = 24.0
-SIZES = {"gpu": dict(loss_n=[4096, 16384, 32768], compile_n=16384, steps=30, train_classes=64, test_classes=200, per_class=4,
-                     score_n=60502, score_classes=11316, overrides=[]),
-         "cpu": dict(loss_n=[64, 256], compile_n=0, steps=2, train_classes=8, test_classes=10, per_class=2, score_n=600, score_classes=120,
-                     overrides=["model.backbone=small_cnn", "model.freeze_blocks=0", "data.image_size=32", "data.classes_per_batch=4",
-                                "data.samples_per_class=2", "model.embedding_dim=16", "eval.batch_size=8", "train.threads=2"])}
+SIZES = {
+    "gpu": dict(
+        loss_n=[4096, 16384, 32768],
+        compile_n=16384,
+        steps=30,
+        train_classes=64,
+        test_classes=200,
+        per_class=4,
+        score_n=60502,
+        score_classes=11316,
+        overrides=[],
+    ),
+    "cpu": dict(
+        loss_n=[64, 256],
+        compile_n=0,
+        steps=2,
+        train_classes=8,
+        test_classes=10,
+        per_class=2,
+        score_n=600,
+        score_classes=120,
+        overrides=[
+            "model.backbone=small_cnn",
+            "model.freeze_blocks=0",
+            "data.image_size=32",
+            "data.classes_per_batch=4",
+            "data.samples_per_class=2",
+            "model.embedding_dim=16",
+            "eval.batch_size=8",
+            "train.threads=2",
+        ],
+    ),
+}
 
 
 def _sync(device: torch.device) -> None:
@@ -103,6 +131,7 @@ def check_loss(sizes: list[int], device: torch.device, repeats: int) -> dict:
 
         row = {"n": n, "dtype": "float32", "floor_s": round(_best_time(floor, device, repeats), 4)}
         for gradient in ("query", "full"):
+
             def step() -> None:
                 emb = x.clone().requires_grad_(True)
                 ranked_list_loss(emb, labels, gradient=gradient, compile=False).backward()
@@ -123,14 +152,21 @@ def check_compile(n: int, device: torch.device, repeats: int) -> dict:
         def run() -> None:
             emb = x.clone().requires_grad_(True)
             ranked_list_loss(emb, labels, compile=compile).backward()
+
         return run
 
     first, _ = _timed(step(True), device)
     compiled, eager = _best_time(step(True), device, repeats), _best_time(step(False), device, repeats)
     with torch.no_grad():
         same = float((ranked_list_loss(x, labels, compile=True) - ranked_list_loss(x, labels, compile=False)).abs())
-    return {"n": n, "first_call_s": round(first, 2), "compiled_s": round(compiled, 4), "eager_s": round(eager, 4),
-            "x_eager": round(compiled / eager, 3), "abs_loss_difference": same}
+    return {
+        "n": n,
+        "first_call_s": round(first, 2),
+        "compiled_s": round(compiled, 4),
+        "eager_s": round(eager, 4),
+        "x_eager": round(compiled / eager, 3),
+        "abs_loss_difference": same,
+    }
 
 
 def write_fixture(root: Path, sizes: dict) -> Path:
@@ -151,8 +187,16 @@ def write_fixture(root: Path, sizes: dict) -> Path:
 
 def fixture_config(fixture: Path, device: torch.device, sizes: dict, extra: list[str] = ()):
     """The demo recipe on the fixture folder, on `device`, without downloads (pretrained off)."""
-    overrides = ["data.name=folder", f"data.root={fixture}", "data.val_fraction=0", "model.pretrained=false",
-                 f"train.device={device}", "train.tensorboard=false", *sizes["overrides"], *extra]
+    overrides = [
+        "data.name=folder",
+        f"data.root={fixture}",
+        "data.val_fraction=0",
+        "model.pretrained=false",
+        f"train.device={device}",
+        "train.tensorboard=false",
+        *sizes["overrides"],
+        *extra,
+    ]
     return load_config(ROOT / "configs" / "demo.yaml", overrides)
 
 
@@ -175,13 +219,25 @@ def check_train_step(fixture: Path, device: torch.device, sizes: dict) -> dict:
         run.model.train()
         batches, state = _batches(run, 4), TrainState()
         train_step(run, state, batches[0])  # warm-up (cuDNN's algorithm choice, the allocator)
-        seconds, losses = _timed(lambda: [train_step(run, state, batches[i % len(batches)]) for i in range(sizes["steps"])], device)
-        result[name] = {"images_per_s": round(run.batch_size * sizes["steps"] / seconds, 1), "step_s": round(seconds / sizes["steps"], 4),
-                        "loss_finite": bool(np.isfinite(losses).all()), "frozen_precision": run.frozen_precision,
-                        "parameters_finite": all(bool(torch.isfinite(p).all()) for p in run.model.parameters())}
+        seconds, losses = _timed(
+            lambda: [train_step(run, state, batches[i % len(batches)]) for i in range(sizes["steps"])], device
+        )
+        result[name] = {
+            "images_per_s": round(run.batch_size * sizes["steps"] / seconds, 1),
+            "step_s": round(seconds / sizes["steps"], 4),
+            "loss_finite": bool(np.isfinite(losses).all()),
+            "frozen_precision": run.frozen_precision,
+            "parameters_finite": all(bool(torch.isfinite(p).all()) for p in run.model.parameters()),
+        }
     cfg = run.config
-    result.update(backbone=cfg.model.backbone, batch=run.batch_size, image_size=cfg.data.image_size, steps=sizes["steps"],
-                  freeze_blocks=cfg.model.freeze_blocks, freeze_bn=cfg.model.freeze_bn)
+    result.update(
+        backbone=cfg.model.backbone,
+        batch=run.batch_size,
+        image_size=cfg.data.image_size,
+        steps=sizes["steps"],
+        freeze_blocks=cfg.model.freeze_blocks,
+        freeze_bn=cfg.model.freeze_bn,
+    )
     return result
 
 
@@ -196,14 +252,25 @@ def check_eval(fixture: Path, device: torch.device, sizes: dict) -> dict:
     n, classes = sizes["score_n"], sizes["score_classes"]
     gen = torch.Generator().manual_seed(0)
     labels = torch.arange(n) % classes
-    outputs = {level: torch.randn(classes, dim, generator=gen)[labels] + 2.0 * torch.randn(n, dim, generator=gen)
-               for level, dim in run.model.embedding_dims.items()}
+    outputs = {
+        level: torch.randn(classes, dim, generator=gen)[labels] + 2.0 * torch.randn(n, dim, generator=gen)
+        for level, dim in run.model.embedding_dims.items()
+    }
     retrieval_s, metrics = _timed(lambda: replace(evaluator, compute_nmi=False).score(outputs, labels), device)
     total_s, with_nmi = _timed(lambda: evaluator.score(outputs, labels), device)
-    return {"embed_images": len(run.splits.queries), "embed_images_per_s": round(len(run.splits.queries) / embed_s, 1),
-            "precision": evaluator.precision, "score_n": n, "score_classes": classes, "views": list(metrics),
-            "retrieval_s": round(retrieval_s, 2), "with_nmi_s": round(total_s, 2), "nmi_s": round(total_s - retrieval_s, 2),
-            "concat_recall@1": round(with_nmi["concat"]["recall@1"], 4), "concat_nmi": round(with_nmi["concat"]["nmi"], 4)}
+    return {
+        "embed_images": len(run.splits.queries),
+        "embed_images_per_s": round(len(run.splits.queries) / embed_s, 1),
+        "precision": evaluator.precision,
+        "score_n": n,
+        "score_classes": classes,
+        "views": list(metrics),
+        "retrieval_s": round(retrieval_s, 2),
+        "with_nmi_s": round(total_s, 2),
+        "nmi_s": round(total_s - retrieval_s, 2),
+        "concat_recall@1": round(with_nmi["concat"]["recall@1"], 4),
+        "concat_nmi": round(with_nmi["concat"]["nmi"], 4),
+    }
 
 
 def _free_port() -> int:
@@ -215,10 +282,19 @@ def _free_port() -> int:
 
 
 def _torchrun(args: list[str], timeout: int = 480) -> tuple[float, subprocess.CompletedProcess]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        *args,
+    ]
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     return round(time.perf_counter() - start, 1), done
 
 
@@ -233,20 +309,44 @@ def check_torchrun(fixture: Path, device: torch.device, sizes: dict, gpus: int, 
     if device.type != "cuda" and not on_cpu:
         return {"skipped": "CPU fallback: needs 2 GPUs (--torchrun-cpu runs it with gloo)"}
     seconds, done = _torchrun([__file__, "--ddp-worker", str(fixture), "--device", device.type])
-    result = {"two_vs_one": {"seconds": seconds, **json.loads(done.stdout.strip().splitlines()[-1])} if done.returncode == 0 else _failure(done)}
-    config = fixture_config(fixture, device, sizes, ["train.iterations=4", "train.log_every=1", "train.val_every=4", "train.checkpoint_every=4",
-                                                     "eval.nmi=false", "eval.baseline=false", "eval.grid_queries=2"])
+    result = {
+        "two_vs_one": {"seconds": seconds, **json.loads(done.stdout.strip().splitlines()[-1])}
+        if done.returncode == 0
+        else _failure(done)
+    }
+    config = fixture_config(
+        fixture,
+        device,
+        sizes,
+        [
+            "train.iterations=4",
+            "train.log_every=1",
+            "train.val_every=4",
+            "train.checkpoint_every=4",
+            "eval.nmi=false",
+            "eval.baseline=false",
+            "eval.grid_queries=2",
+        ],
+    )
     from ranklist.training.config import config_to_yaml
 
     (fixture / "ddp.yaml").write_text(config_to_yaml(config))
     out = fixture / "ddp-run"
-    seconds, done = _torchrun(["-m", "ranklist", "train", str(fixture / "ddp.yaml"), "--out", str(out), "--no-progress"])
+    seconds, done = _torchrun(
+        ["-m", "ranklist", "train", str(fixture / "ddp.yaml"), "--out", str(out), "--no-progress"]
+    )
     if done.returncode:
         result["ranklist_train"] = _failure(done)
         return result
     summary = json.loads((out / "summary.json").read_text())
-    result["ranklist_train"] = {"ok": True, "seconds": seconds, "iterations": summary["iterations"], "device": summary["hardware"]["device"],
-                                "train_images_per_s": summary["train_images_per_s"], "test_recall@1": summary["test"]["concat"]["recall@1"]}
+    result["ranklist_train"] = {
+        "ok": True,
+        "seconds": seconds,
+        "iterations": summary["iterations"],
+        "device": summary["hardware"]["device"],
+        "train_images_per_s": summary["train_images_per_s"],
+        "test_recall@1": summary["test"]["concat"]["recall@1"],
+    }
     return result
 
 
@@ -264,15 +364,22 @@ def ddp_worker(fixture: Path, device_type: str) -> None:
     shared = build_run(config, rank, world)
     single = build_run(config, 0, 1) if rank == 0 else None
     d = config.data
-    samplers = [ClassBalancedBatchSampler(shared.splits.train.labels, d.classes_per_batch, d.samples_per_class, seed=1, rank=r,
-                                          world_size=world) for r in range(world)]
+    samplers = [
+        ClassBalancedBatchSampler(
+            shared.splits.train.labels, d.classes_per_batch, d.samples_per_class, seed=1, rank=r, world_size=world
+        )
+        for r in range(world)
+    ]
     states = TrainState(), TrainState()
     for step in range(3):
         torch.manual_seed(100 + step)  # the same augmentation draws for the global batch in every process
         items = [shared.splits.train[i] for sampler in samplers for i in sampler.batch(step, 0)]
         images, labels = torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
         mine = slice(rank * len(items) // world, (rank + 1) * len(items) // world)
-        for run, state, batch in ((shared, states[0], (images[mine], labels[mine])), (single, states[1], (images, labels))):
+        for run, state, batch in (
+            (shared, states[0], (images[mine], labels[mine])),
+            (single, states[1], (images, labels)),
+        ):
             if run is not None:
                 run.model.eval()
                 train_step(run, state, batch)
@@ -283,16 +390,30 @@ def ddp_worker(fixture: Path, device_type: str) -> None:
         diff = max(float((a - b).abs().max()) for a, b in zip(mine, want))
         scale = max(float(b.abs().max()) for b in want)
         agree = all(torch.equal(a, b) for other in everyone for a, b in zip(other, mine))
-        print(json.dumps({"ok": diff <= 1e-3 * scale and agree, "processes": world, "steps": 3, "batch": len(items),
-                          "max_abs_difference": diff, "max_relative_difference": diff / scale, "processes_agree": agree}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "ok": diff <= 1e-3 * scale and agree,
+                    "processes": world,
+                    "steps": 3,
+                    "batch": len(items),
+                    "max_abs_difference": diff,
+                    "max_relative_difference": diff / scale,
+                    "processes_agree": agree,
+                }
+            ),
+            flush=True,
+        )
     shutdown(clean=True)
 
 
 def _device(name: str | None) -> torch.device:
     """The device to check: CUDA when present by default; --device cuda without a usable GPU is an error."""
     if name and name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"gpu_check: --device {name} but no CUDA device is usable here (torch {torch.__version__}, "
-                         f"CUDA build {torch.version.cuda}); run without --device for the CPU fallback")
+        raise SystemExit(
+            f"gpu_check: --device {name} but no CUDA device is usable here (torch {torch.__version__}, "
+            f"CUDA build {torch.version.cuda}); run without --device for the CPU fallback"
+        )
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
@@ -300,7 +421,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--torchrun-cpu", action="store_true", help="run the torchrun section on the CPU too (gloo, 2 processes)")
+    parser.add_argument(
+        "--torchrun-cpu", action="store_true", help="run the torchrun section on the CPU too (gloo, 2 processes)"
+    )
     parser.add_argument("--ddp-worker", metavar="FIXTURE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ddp_worker:
@@ -312,22 +435,39 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(min(2, torch.get_num_threads()))
     start = time.perf_counter()
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    report = {"benchmark": "gpu_check", "device": str(device), "fallback": fallback, "torch": torch.__version__,
-              "card": None if fallback else torch.cuda.get_device_name(device), "gpus": gpus}
+    report = {
+        "benchmark": "gpu_check",
+        "device": str(device),
+        "fallback": fallback,
+        "torch": torch.__version__,
+        "card": None if fallback else torch.cuda.get_device_name(device),
+        "gpus": gpus,
+    }
     repeats = 1 if fallback else args.repeats
     with tempfile.TemporaryDirectory() as folder:
         fixture = write_fixture(Path(folder), sizes)
         report["loss"] = _section("loss", device, lambda: check_loss(sizes["loss_n"], device, repeats))
-        report["loss_compile"] = _section("loss_compile", device, lambda: check_compile(sizes["compile_n"], device, repeats))
+        report["loss_compile"] = _section(
+            "loss_compile", device, lambda: check_compile(sizes["compile_n"], device, repeats)
+        )
         report["train_step"] = _section("train_step", device, lambda: check_train_step(fixture, device, sizes))
         report["eval"] = _section("eval", device, lambda: check_eval(fixture, device, sizes))
-        report["torchrun"] = _section("torchrun", device, lambda: check_torchrun(fixture, device, sizes, gpus, args.torchrun_cpu))
+        report["torchrun"] = _section(
+            "torchrun", device, lambda: check_torchrun(fixture, device, sizes, gpus, args.torchrun_cpu)
+        )
     peaks = [section["peak_gib"] for section in report.values() if isinstance(section, dict) and "peak_gib" in section]
-    report.update(peak_gib_max=max(peaks, default=None), peak_under_limit=all(p < PEAK_LIMIT_GIB for p in peaks),
-                  seconds=round(time.perf_counter() - start, 1))
+    report.update(
+        peak_gib_max=max(peaks, default=None),
+        peak_under_limit=all(p < PEAK_LIMIT_GIB for p in peaks),
+        seconds=round(time.perf_counter() - start, 1),
+    )
     print(json.dumps(report), flush=True)
     failed = [name for name in ("two_vs_one", "ranklist_train") if report["torchrun"].get(name, {}).get("ok") is False]
-    failed += [name for name, r in report["train_step"].items() if isinstance(r, dict) and not (r["loss_finite"] and r["parameters_finite"])]
+    failed += [
+        name
+        for name, r in report["train_step"].items()
+        if isinstance(r, dict) and not (r["loss_finite"] and r["parameters_finite"])
+    ]
     if failed or not report["peak_under_limit"]:
         raise SystemExit(f"gpu_check: failed: {failed or ['peak memory over ' + str(PEAK_LIMIT_GIB) + ' GiB']}")
 

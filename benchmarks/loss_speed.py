@@ -18,7 +18,7 @@ breakdown: the kernel's two products over its own blocks, then with the fused el
     python benchmarks/loss_speed.py                  # N in 180, 1024, 4096, 16384, and 32768 (ranklist)
     python benchmarks/loss_speed.py --sizes 180 1024 --big 0
     python benchmarks/loss_speed.py --sizes 4096 --big 0 --methods ranklist_query ranklist_full
-    python benchmarks/loss_speed.py --sizes 1024 --big 0 --methods ranklist_full ranklist_full_weights  # weight_gradient
+    python benchmarks/loss_speed.py --sizes 1024 --big 0 --methods ranklist_full ranklist_full_weights # weight_gradient
     python benchmarks/loss_speed.py --sizes 4096 16384 --versus-floor 7 \
         --methods kernel_products kernel_products_terms ranklist_query   # the floor, the kernel and its parts in turn
 """
@@ -153,9 +153,12 @@ def _interleaved(methods: list[str], n: int, rounds: int, threads: int) -> dict:
     row: dict = {"n": n, "dim": DIM, "rounds": rounds}
     for method, seconds in times.items():
         ratios = [t / f for t, f in zip(seconds, times["floor"])]
-        row[method] = {"median_s": round(statistics.median(seconds), 4), "min_s": round(min(seconds), 4),
-                       "x_floor": round(statistics.median(ratios), 3),
-                       "x_floor_range": [round(min(ratios), 3), round(max(ratios), 3)]}
+        row[method] = {
+            "median_s": round(statistics.median(seconds), 4),
+            "min_s": round(min(seconds), 4),
+            "x_floor": round(statistics.median(ratios), 3),
+            "x_floor_range": [round(min(ratios), 3), round(max(ratios), 3)],
+        }
     return row
 
 
@@ -180,12 +183,20 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[180, 1024, 4096, 16384])
     parser.add_argument("--big", type=int, default=32768, help="one ranklist-only run at this N (0: none)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--methods", nargs="+", default=["ranklist_query", "ranklist_full", "pml"],
-                        choices=METHODS + PARTS, help="besides the floor (_weights: weight_gradient=True; "
-                        "kernel_*: parts of the query step, with --versus-floor)")
-    parser.add_argument("--versus-floor", type=int, metavar="ROUNDS",
-                        help="time the floor and the methods in turn, ROUNDS rounds in one process per N; "
-                             "medians (no memory)")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["ranklist_query", "ranklist_full", "pml"],
+        choices=METHODS + PARTS,
+        help="besides the floor (_weights: weight_gradient=True; "
+        "kernel_*: parts of the query step, with --versus-floor)",
+    )
+    parser.add_argument(
+        "--versus-floor",
+        type=int,
+        metavar="ROUNDS",
+        help="time the floor and the methods in turn, ROUNDS rounds in one process per N; medians (no memory)",
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--interleaved", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -204,16 +215,28 @@ def main() -> None:
 def _header(args: argparse.Namespace) -> dict:
     import torch
 
-    return {"benchmark": "loss_speed", "threads": args.threads, "torch": torch.__version__,
-            "cpu": platform.processor() or platform.machine(), "load_before": os.getloadavg()}
+    return {
+        "benchmark": "loss_speed",
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "load_before": os.getloadavg(),
+    }
 
 
 def _versus_floor(args: argparse.Namespace) -> None:
     header = _header(args)
     results = []
     for n in args.sizes:
-        cmd = [sys.executable, __file__, "--interleaved", str(n), str(args.versus_floor), str(args.threads),
-               *args.methods]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--interleaved",
+            str(n),
+            str(args.versus_floor),
+            str(args.threads),
+            *args.methods,
+        ]
         results.append(_child(cmd))
         print(json.dumps(results[-1]), file=sys.stderr)
     print(json.dumps({**header, "mode": "versus_floor", "load_after": os.getloadavg(), "results": results}, indent=2))
@@ -240,12 +263,14 @@ def _separate(args: argparse.Namespace) -> None:
         print(json.dumps(row), file=sys.stderr)
     big = None
     if args.big:
-        big = {"n": args.big, "dim": DIM, "floor": run_child("floor", args.big, 1, args.threads),
-               "ranklist_query": run_child("ranklist_query", args.big, 1, args.threads)}
+        big = {
+            "n": args.big,
+            "dim": DIM,
+            "floor": run_child("floor", args.big, 1, args.threads),
+            "ranklist_query": run_child("ranklist_query", args.big, 1, args.threads),
+        }
         if "seconds" in big["floor"] and "seconds" in big["ranklist_query"]:
-            big["ranklist_query"]["x_floor"] = round(
-                big["ranklist_query"]["seconds"] / big["floor"]["seconds"], 3
-            )
+            big["ranklist_query"]["x_floor"] = round(big["ranklist_query"]["seconds"] / big["floor"]["seconds"], 3)
     print(json.dumps({**_header(args), "results": results, "big": big}, indent=2))
 
 

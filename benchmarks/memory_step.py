@@ -75,17 +75,28 @@ def main() -> None:
                 times[name].append(result)
 
     def summary(name: str) -> dict[str, float]:
-        return {"step_s": round(statistics.median(t for t, _ in times[name]), 4),
-                "loss_s": round(statistics.median(t for _, t in times[name]), 5)}
+        return {
+            "step_s": round(statistics.median(t for t, _ in times[name]), 4),
+            "loss_s": round(statistics.median(t for _, t in times[name]), 5),
+        }
 
     plain_s, memory_s = summary("plain"), summary("memory")
-    print(json.dumps({
-        "recipe": f"configs/demo.yaml {' '.join(OVERRIDES)}", "batch": config.data.classes_per_batch * config.data.samples_per_class,
-        "memory_size": args.memory_size, "timed_steps_each": args.steps, "plain": plain_s, "memory": memory_s,
-        "step_ratio_memory_vs_plain": round(memory_s["step_s"] / plain_s["step_s"], 3),
-        "loss_ratio_memory_vs_plain": round(memory_s["loss_s"] / plain_s["loss_s"], 3),
-        "hardware": hardware(),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "recipe": f"configs/demo.yaml {' '.join(OVERRIDES)}",
+                "batch": config.data.classes_per_batch * config.data.samples_per_class,
+                "memory_size": args.memory_size,
+                "timed_steps_each": args.steps,
+                "plain": plain_s,
+                "memory": memory_s,
+                "step_ratio_memory_vs_plain": round(memory_s["step_s"] / plain_s["step_s"], 3),
+                "loss_ratio_memory_vs_plain": round(memory_s["loss_s"] / plain_s["loss_s"], 3),
+                "hardware": hardware(),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

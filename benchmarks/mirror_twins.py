@@ -37,8 +37,13 @@ def recall_at_1_by_group(embedding: torch.Tensor, labels: np.ndarray, class_name
     def recall(mask: np.ndarray) -> float | None:
         return round(float(hit[mask].mean()) * 100, 2) if mask.any() else None
 
-    return {"all": recall(np.ones_like(twin)), "twin_classes": recall(twin), "other_classes": recall(~twin),
-            "twin_queries": int(twin.sum()), "other_queries": int((~twin).sum())}
+    return {
+        "all": recall(np.ones_like(twin)),
+        "twin_classes": recall(twin),
+        "other_classes": recall(~twin),
+        "twin_queries": int(twin.sum()),
+        "other_queries": int((~twin).sum()),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,11 +58,15 @@ def main(argv: list[str] | None = None) -> None:
     report = {"benchmark": "mirror_twins", "dataset": args.dataset, "split": args.split, "checkpoints": {}}
     for path in args.checkpoints:
         model = load_model(path)
-        dataset = build_dataset(args.dataset, args.split, root=args.root, transform=model.preprocessing.transform(train=False))
+        dataset = build_dataset(
+            args.dataset, args.split, root=args.root, transform=model.preprocessing.transform(train=False)
+        )
         outputs, labels, _, _ = evaluator.embed(model, dataset)
         names = list(dataset.class_names)
         report["checkpoints"][path] = recall_at_1_by_group(evaluation_embedding(outputs), np.asarray(labels), names)
-        report.setdefault("twin_classes", sorted({names[label] for label in np.unique(np.asarray(labels))} & mirror_twins(names)))
+        report.setdefault(
+            "twin_classes", sorted({names[label] for label in np.unique(np.asarray(labels))} & mirror_twins(names))
+        )
     print(json.dumps(report, indent=2))
 
 

@@ -25,8 +25,13 @@ def demo_model(checkpoint: str | None):
     if checkpoint:
         return load_model(checkpoint)
     config = demo_config()
-    model = build_model(config.model.backbone, embedding_dim=config.model.embedding_dim, levels=list(config.model.levels),
-                        pretrained=False, image_size=config.data.image_size)
+    model = build_model(
+        config.model.backbone,
+        embedding_dim=config.model.embedding_dim,
+        levels=list(config.model.levels),
+        pretrained=False,
+        image_size=config.data.image_size,
+    )
     return model.eval()
 
 
@@ -81,13 +86,28 @@ def main() -> None:
                 totals[name][0] += images
                 totals[name][1] += seconds
         speed = {name: images / seconds for name, (images, seconds) in totals.items()}
-        results.append({"batch": batch_size, "pytorch_images_per_s": round(speed["pytorch"], 1),
-                        "onnxruntime_images_per_s": round(speed["onnxruntime"], 1),
-                        "onnxruntime_over_pytorch": round(speed["onnxruntime"] / speed["pytorch"], 3),
-                        "max_abs_diff": diff})
-    print(json.dumps({"model": {k: v for k, v in model.config.items() if k != "pretrained"}, "image_size": size,
-                      "threads": args.threads, "torch": torch.__version__, "onnxruntime": ort.__version__,
-                      "results": results}, indent=2))
+        results.append(
+            {
+                "batch": batch_size,
+                "pytorch_images_per_s": round(speed["pytorch"], 1),
+                "onnxruntime_images_per_s": round(speed["onnxruntime"], 1),
+                "onnxruntime_over_pytorch": round(speed["onnxruntime"] / speed["pytorch"], 3),
+                "max_abs_diff": diff,
+            }
+        )
+    print(
+        json.dumps(
+            {
+                "model": {k: v for k, v in model.config.items() if k != "pretrained"},
+                "image_size": size,
+                "threads": args.threads,
+                "torch": torch.__version__,
+                "onnxruntime": ort.__version__,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

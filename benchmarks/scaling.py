@@ -38,11 +38,19 @@ def loss_times(local: int = 180, worlds=(1, 2, 4, 8), repeats: int = 5) -> list[
         for _ in range(repeats + 1):
             emb = x.clone().requires_grad_(True)
             start = time.perf_counter()
-            ranked_list_loss(emb, labels, ref_emb=refs, ref_labels=ref_labels, self_index=torch.arange(local)).backward()
+            ranked_list_loss(
+                emb, labels, ref_emb=refs, ref_labels=ref_labels, self_index=torch.arange(local)
+            ).backward()
             times.append(time.perf_counter() - start)
-        rows.append({"processes": world, "local_queries": local, "global_refs": n_global,
-                     "loss_fwd_bwd_ms": round(1000 * min(times[1:]), 2),
-                     "extra_memory_mb_bound": round(4 * local * n_global * 6 / 2**20, 1)})
+        rows.append(
+            {
+                "processes": world,
+                "local_queries": local,
+                "global_refs": n_global,
+                "loss_fwd_bwd_ms": round(1000 * min(times[1:]), 2),
+                "extra_memory_mb_bound": round(4 * local * n_global * 6 / 2**20, 1),
+            }
+        )
     return rows
 
 
@@ -61,8 +69,13 @@ def _gather_worker(rank: int, port: int, sizes: list[int], queue) -> None:
             start = time.perf_counter()
             dist.all_gather(parts, block)
             times.append(time.perf_counter() - start)
-        out.append({"local_rows": n, "megabytes_per_process": round(n * DIM * 4 / 2**20, 2),
-                    "all_gather_ms": round(1000 * min(times[1:]), 3)})
+        out.append(
+            {
+                "local_rows": n,
+                "megabytes_per_process": round(n * DIM * 4 / 2**20, 2),
+                "all_gather_ms": round(1000 * min(times[1:]), 3),
+            }
+        )
     if rank == 0:
         queue.put(out)
     dist.destroy_process_group()
@@ -100,11 +113,29 @@ def index_times(n: int = 200_000, dim: int = 128, queries: int = 1000, k: int = 
         truth = ids if truth is None else truth
         recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids, truth)]))
         code_bytes = {"flat": 4 * dim, "ivf": 4 * dim, "ivfpq": 16}[kind]
-        rows.append({"kind": kind, "items": n, "dim": dim, "build_s": round(built, 2), "search_ms_per_query": round(1000 * searched / queries, 3),
-                     f"recall@{k}_vs_flat": round(recall, 3), "bytes_per_vector": code_bytes})
+        rows.append(
+            {
+                "kind": kind,
+                "items": n,
+                "dim": dim,
+                "build_s": round(built, 2),
+                "search_ms_per_query": round(1000 * searched / queries, 3),
+                f"recall@{k}_vs_flat": round(recall, 3),
+                "bytes_per_vector": code_bytes,
+            }
+        )
     return rows
 
 
 if __name__ == "__main__":
-    print(json.dumps({"benchmark": "scaling", "loss_per_process": loss_times(), "gloo_all_gather_2_processes": gather_times(),
-                      "index": index_times()}, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "scaling",
+                "loss_per_process": loss_times(),
+                "gloo_all_gather_2_processes": gather_times(),
+                "index": index_times(),
+            },
+            indent=2,
+        )
+    )

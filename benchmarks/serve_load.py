@@ -85,15 +85,34 @@ async def load(url: str, clients: int, seconds: float, k: int) -> dict:
         await asyncio.gather(*(client(api) for _ in range(clients)))
     wall = time.perf_counter() - started
     ms = np.array(latencies) * 1000
-    return {"requests": len(latencies), "errors": errors, "requests_per_s": round(len(latencies) / wall, 2),
-            "p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1)}
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "requests_per_s": round(len(latencies) / wall, 2),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+    }
 
 
 def serve(index: Path, model: list[str], args: argparse.Namespace, max_batch: int) -> dict:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "ranklist", "serve", "--index", str(index), *model,
-                                "--port", str(port), "--max-batch", str(max_batch)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ranklist",
+            "serve",
+            "--index",
+            str(index),
+            *model,
+            "--port",
+            str(port),
+            "--max-batch",
+            str(max_batch),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -115,7 +134,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8, 16])
-    parser.add_argument("--max-batches", type=int, nargs="+", default=[32], help="the server's --max-batch (1: no sharing)")
+    parser.add_argument(
+        "--max-batches", type=int, nargs="+", default=[32], help="the server's --max-batch (1: no sharing)"
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--k", type=int, default=10)
@@ -125,11 +146,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = prepare(Path(tmp), args.checkpoint, args.items, args.kinds)
         models = {"pytorch": ["--checkpoint", str(checkpoint)], "onnxruntime": ["--onnx", str(Path(tmp) / "demo.onnx")]}
-        results = {f"{kind}/{runtime}/max_batch_{size}": serve(Path(tmp) / kind, models[runtime], args, size)
-                   for runtime in args.runtimes for kind in args.kinds for size in args.max_batches}
-    print(json.dumps({"clients": args.clients, "seconds": args.seconds, "items": args.items, "k": args.k,
-                      "model": "demo (efficientnet_lite0, 3 x 128-d, 96 px)" if not args.checkpoint else args.checkpoint,
-                      "results": results}, indent=2))
+        results = {
+            f"{kind}/{runtime}/max_batch_{size}": serve(Path(tmp) / kind, models[runtime], args, size)
+            for runtime in args.runtimes
+            for kind in args.kinds
+            for size in args.max_batches
+        }
+    print(
+        json.dumps(
+            {
+                "clients": args.clients,
+                "seconds": args.seconds,
+                "items": args.items,
+                "k": args.k,
+                "model": "demo (efficientnet_lite0, 3 x 128-d, 96 px)" if not args.checkpoint else args.checkpoint,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -120,10 +120,22 @@ def _zero_pad(conv: torch.nn.Conv2d) -> torch.nn.ZeroPad2d:
     return torch.nn.ZeroPad2d((right - across, right, bottom - down, bottom))
 
 
-def _make_variant(name: str, config: RunConfig, base: torch.nn.Module, device: torch.device, num_classes: int,
-                  *, amp: bool = False, channels_last: bool | None = None, compile: bool = False,
-                  freeze: int = 0, loader: str = "main", frozen: str | None = None, package: str | None = None,
-                  freeze_bn: bool | None = None) -> Variant:
+def _make_variant(
+    name: str,
+    config: RunConfig,
+    base: torch.nn.Module,
+    device: torch.device,
+    num_classes: int,
+    *,
+    amp: bool = False,
+    channels_last: bool | None = None,
+    compile: bool = False,
+    freeze: int = 0,
+    loader: str = "main",
+    frozen: str | None = None,
+    package: str | None = None,
+    freeze_bn: bool | None = None,
+) -> Variant:
     model = package_layers(copy.deepcopy(base), which=package) if package else copy.deepcopy(base)
     if freeze_bn is not None:
         model.freeze_bn = freeze_bn  # applied by model.train() below
@@ -137,7 +149,9 @@ def _make_variant(name: str, config: RunConfig, base: torch.nn.Module, device: t
     o = config.optim
     groups = parameter_groups(model, lr=o.lr, new_layer_lr_mult=o.new_layer_lr_mult, weight_decay=o.weight_decay)
     if list(losses.parameters()):  # proxies are new layers too
-        groups.append({"name": "loss", "params": list(losses.parameters()), "lr": o.lr * o.new_layer_lr_mult, "weight_decay": 0.0})
+        groups.append(
+            {"name": "loss", "params": list(losses.parameters()), "lr": o.lr * o.new_layer_lr_mult, "weight_decay": 0.0}
+        )
     optimizer, _ = build_optimizer(groups, o)
     step_model = torch.compile(model) if compile else model
     return Variant(name, model, step_model, optimizer, losses, amp, channels_last, loader)
@@ -163,7 +177,9 @@ def _train_step(v: Variant, images: torch.Tensor, labels: torch.Tensor, device: 
     v.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     mark()
-    torch.autograd.backward([outputs[level] for level in detached], [detached[level].grad.to(outputs[level].dtype) for level in detached])
+    torch.autograd.backward(
+        [outputs[level] for level in detached], [detached[level].grad.to(outputs[level].dtype) for level in detached]
+    )
     mark()
     v.optimizer.step()
     mark()
@@ -186,7 +202,9 @@ def _loaders(config: RunConfig, normalization: str, n_classes: int, workers: int
     gen = np.random.default_rng(0)
     images = gen.integers(0, 256, size=(n_classes * d.samples_per_class, SOURCE_SIZE, SOURCE_SIZE, 3), dtype=np.uint8)
     labels = np.repeat(np.arange(n_classes), d.samples_per_class)
-    transform = build_transform(True, image_size=d.image_size, resize=d.resize, normalization=normalization, recipe=d.recipe, hflip=d.hflip)
+    transform = build_transform(
+        True, image_size=d.image_size, resize=d.resize, normalization=normalization, recipe=d.recipe, hflip=d.hflip
+    )
     dataset = ArrayDataset(images, labels, [str(c) for c in range(n_classes)], transform=transform)
 
     def loader(num_workers: int) -> DataLoader:
@@ -196,29 +214,56 @@ def _loaders(config: RunConfig, normalization: str, n_classes: int, workers: int
 
     loaders = {"main": loader(0), **({"workers": loader(workers)} if workers else {})}
     if cached_by is not None:  # the trunk's maps of the same images (the variants share the frozen blocks)
-        cached = cache_trunk(cached_by, dataset, Preprocessing.from_config(d, normalization), flips=d.hflip, batch_size=config.eval.batch_size,
-                             memory_format=model_memory_format(config))
-        loaders["cached"] = DataLoader(cached, batch_sampler=ClassBalancedBatchSampler(labels, d.classes_per_batch, d.samples_per_class, seed=0))
+        cached = cache_trunk(
+            cached_by,
+            dataset,
+            Preprocessing.from_config(d, normalization),
+            flips=d.hflip,
+            batch_size=config.eval.batch_size,
+            memory_format=model_memory_format(config),
+        )
+        loaders["cached"] = DataLoader(
+            cached, batch_sampler=ClassBalancedBatchSampler(labels, d.classes_per_batch, d.samples_per_class, seed=0)
+        )
     return loaders
 
 
-def _variants(config: RunConfig, base, device, num_classes: int, wanted: list[str], workers: int,
-              freeze: list[int]) -> list[Variant]:
+def _variants(
+    config: RunConfig, base, device, num_classes: int, wanted: list[str], workers: int, freeze: list[int]
+) -> list[Variant]:
     recipe_freeze = config.model.freeze_blocks if hasattr(base.backbone, "freeze") else 0
     candidates: dict[str, Callable[[], Variant]] = {
         "contiguous": lambda: _make_variant("contiguous", config, base, device, num_classes, channels_last=False),
         "bf16_autocast": lambda: _make_variant("bf16_autocast", config, base, device, num_classes, amp=True),
         "compile": lambda: _make_variant("compile", config, base, device, num_classes, compile=True),
-        "package_layers": lambda: _make_variant("package_layers", config, base, device, num_classes, package="all",
-                                                freeze=recipe_freeze),
-        **{name: (lambda name=name: _make_variant(name, config, base, device, num_classes, package=name,
-                                                  freeze=recipe_freeze))
-           for name in ("stride2_zero_pad", "unfolded_norms")},
-        **{f"frozen_{p}": (lambda p=p: _make_variant(f"frozen_{p}", config, base, device, num_classes,
-                                                     freeze=config.model.freeze_blocks, frozen=p)) for p in ("fp32", "bf16")},
-        **{f"freeze_stem_{n}_blocks": (lambda n=n: _make_variant(f"freeze_stem_{n}_blocks", config, base, device, num_classes, freeze=n))
-           for n in freeze},
-        f"workers_{workers}": lambda: _make_variant(f"workers_{workers}", config, base, device, num_classes, loader="workers"),
+        "package_layers": lambda: _make_variant(
+            "package_layers", config, base, device, num_classes, package="all", freeze=recipe_freeze
+        ),
+        **{
+            name: (
+                lambda name=name: _make_variant(
+                    name, config, base, device, num_classes, package=name, freeze=recipe_freeze
+                )
+            )
+            for name in ("stride2_zero_pad", "unfolded_norms")
+        },
+        **{
+            f"frozen_{p}": (
+                lambda p=p: _make_variant(
+                    f"frozen_{p}", config, base, device, num_classes, freeze=config.model.freeze_blocks, frozen=p
+                )
+            )
+            for p in ("fp32", "bf16")
+        },
+        **{
+            f"freeze_stem_{n}_blocks": (
+                lambda n=n: _make_variant(f"freeze_stem_{n}_blocks", config, base, device, num_classes, freeze=n)
+            )
+            for n in freeze
+        },
+        f"workers_{workers}": lambda: _make_variant(
+            f"workers_{workers}", config, base, device, num_classes, loader="workers"
+        ),
     }
     usable = {
         "bf16_autocast": native_bf16(device),
@@ -226,27 +271,48 @@ def _variants(config: RunConfig, base, device, num_classes: int, wanted: list[st
         "package_layers": hasattr(base.backbone, "set_frozen_precision"),  # EfficientNet-Lite
         "stride2_zero_pad": hasattr(base.backbone, "set_frozen_precision"),
         "unfolded_norms": hasattr(base.backbone, "set_frozen_precision"),
-        **{f"frozen_{p}": config.model.freeze_blocks > 0 and hasattr(base.backbone, "set_frozen_precision") for p in ("fp32", "bf16")},
+        **{
+            f"frozen_{p}": config.model.freeze_blocks > 0 and hasattr(base.backbone, "set_frozen_precision")
+            for p in ("fp32", "bf16")
+        },
         **{f"freeze_stem_{n}_blocks": hasattr(base.backbone, "freeze") for n in freeze},
         f"workers_{workers}": workers > 0,
     }
     cached, frozen_bn = config.train.cache_frozen, config.model.freeze_bn
-    candidates["freeze_bn"] = lambda: _make_variant(f"freeze_bn_{'off' if frozen_bn else 'on'}", config, base, device, num_classes,
-                                                    freeze=recipe_freeze,
-                                                    freeze_bn=not frozen_bn)
-    candidates["recipe"] = lambda: _make_variant("recipe", config, base, device, num_classes, loader="cached" if cached else "main",
-                                                 freeze=recipe_freeze)
-    candidates["cache_frozen"] = lambda: _make_variant(f"cache_frozen_{'off' if cached else 'on'}", config, base, device, num_classes,
-                                                       loader="main" if cached else "cached", freeze=config.model.freeze_blocks)
+    candidates["freeze_bn"] = lambda: _make_variant(
+        f"freeze_bn_{'off' if frozen_bn else 'on'}",
+        config,
+        base,
+        device,
+        num_classes,
+        freeze=recipe_freeze,
+        freeze_bn=not frozen_bn,
+    )
+    candidates["recipe"] = lambda: _make_variant(
+        "recipe", config, base, device, num_classes, loader="cached" if cached else "main", freeze=recipe_freeze
+    )
+    candidates["cache_frozen"] = lambda: _make_variant(
+        f"cache_frozen_{'off' if cached else 'on'}",
+        config,
+        base,
+        device,
+        num_classes,
+        loader="main" if cached else "cached",
+        freeze=config.model.freeze_blocks,
+    )
     usable["cache_frozen"] = config.model.freeze_blocks > 0 and hasattr(base.backbone, "frozen_trunk")
-    return [make() for name, make in candidates.items() if name == "recipe" or (name in wanted and usable.get(name, True))]
+    return [
+        make() for name, make in candidates.items() if name == "recipe" or (name in wanted and usable.get(name, True))
+    ]
 
 
 def _eval_forward(base, config: RunConfig, device: torch.device, steps: int) -> dict:
     """Eval-mode forward of one evaluation batch: no_grad, inference_mode, inference_mode + bf16."""
     model = copy.deepcopy(base).to(device, memory_format=torch.channels_last).eval()
     size, batch = config.data.image_size, config.eval.batch_size
-    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device, memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(
+        device, memory_format=torch.channels_last
+    )
     bf16 = native_bf16(device)
     modes = {"no_grad": (torch.no_grad, False), "inference_mode": (torch.inference_mode, False)}
     if bf16:
@@ -262,8 +328,11 @@ def _eval_forward(base, config: RunConfig, device: torch.device, steps: int) -> 
             _sync(device)
             times[name].append(time.perf_counter() - start)
     median = {name: float(np.median(t[1:])) for name, t in times.items()}
-    result = {"batch": batch, "images_per_s": {name: round(batch / s, 1) for name, s in median.items()},
-              "x_no_grad": {name: round(s / median["no_grad"], 3) for name, s in median.items()}}
+    result = {
+        "batch": batch,
+        "images_per_s": {name: round(batch / s, 1) for name, s in median.items()},
+        "x_no_grad": {name: round(s / median["no_grad"], 3) for name, s in median.items()},
+    }
     if bf16:
         cos = torch.nn.functional.cosine_similarity(outputs["inference_mode_bf16"], outputs["no_grad"], dim=1)
         result["bf16_min_cosine_to_fp32"] = round(float(cos.min()), 5)
@@ -273,12 +342,21 @@ def _eval_forward(base, config: RunConfig, device: torch.device, steps: int) -> 
 def measure_backbone(name: str, config: RunConfig, args) -> dict:
     device = torch.device(args.device)
     torch.manual_seed(0)
-    base = build_model(name, embedding_dim=config.model.embedding_dim, levels=config.model.levels,
-                       pretrained=False, image_size=config.data.image_size, freeze_bn=config.model.freeze_bn)
+    base = build_model(
+        name,
+        embedding_dim=config.model.embedding_dim,
+        levels=config.model.levels,
+        pretrained=False,
+        image_size=config.data.image_size,
+        freeze_bn=config.model.freeze_bn,
+    )
     n_classes = max(config.data.classes_per_batch * 4, 16)
     variants = _variants(config, base, device, n_classes, args.variants, args.workers, args.freeze_blocks)
     cached_by = next((v.model for v in variants if v.loader == "cached"), None)
-    loaders = {key: _batches(loader, device) for key, loader in _loaders(config, base.normalization, n_classes, args.workers, cached_by).items()}
+    loaders = {
+        key: _batches(loader, device)
+        for key, loader in _loaders(config, base.normalization, n_classes, args.workers, cached_by).items()
+    }
     compile_s = None
     for step in range(args.warmup + args.steps):
         main = next(loaders["main"])
@@ -351,24 +429,45 @@ def measure_data_path(args) -> dict:
     image_size, resize, size = (64, 72, (125, 94)) if args.quick else (227, 256, (500, 375))
     with tempfile.TemporaryDirectory() as folder:
         paths, labels = _cub_shaped_files(Path(folder), classes, 4, size)
-        dataset = ImageFileDataset(paths, labels, [str(i) for i in range(classes)],
-                                   transform=build_transform(True, image_size=image_size, resize=resize, normalization="imagenet"))
+        dataset = ImageFileDataset(
+            paths,
+            labels,
+            [str(i) for i in range(classes)],
+            transform=build_transform(True, image_size=image_size, resize=resize, normalization="imagenet"),
+        )
         sampler = ClassBalancedBatchSampler(labels, c, k, seed=0)
 
         def per_epoch():  # the trainer's loop before: a DataLoader, and its workers, per epoch
             for epoch in itertools.count():
                 sampler.set_epoch(epoch)
-                yield from DataLoader(dataset, batch_sampler=sampler, num_workers=args.workers,
-                                      generator=torch.Generator().manual_seed(epoch))
+                yield from DataLoader(
+                    dataset,
+                    batch_sampler=sampler,
+                    num_workers=args.workers,
+                    generator=torch.Generator().manual_seed(epoch),
+                )
 
-        run = SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(num_workers=args.workers), train=SimpleNamespace(seed=0)),
-                              splits=SimpleNamespace(train=dataset), sampler=sampler, device=torch.device("cpu"))
-        paths_s = {"loader_per_epoch": _steps_per_s(per_epoch(), args),
-                   "one_loader": _steps_per_s(iter(training_loader(run, SimpleNamespace(epoch=0, batch=0))), args)}
-    return {"benchmark": "train_step/data_path", "fixture": f"{classes} classes x 4 JPEG files of {size[0]} x {size[1]}, "
-            f"C x K = {c} x {k}, {image_size} px crops of {resize}", "batches_per_epoch": len(sampler), "workers": args.workers,
-            "steps": args.steps, "step_s": args.step_s, "steps_per_s": {name: round(v, 3) for name, v in paths_s.items()},
-            "one_loader_x_per_epoch": round(paths_s["one_loader"] / paths_s["loader_per_epoch"], 2)}
+        run = SimpleNamespace(
+            config=SimpleNamespace(data=SimpleNamespace(num_workers=args.workers), train=SimpleNamespace(seed=0)),
+            splits=SimpleNamespace(train=dataset),
+            sampler=sampler,
+            device=torch.device("cpu"),
+        )
+        paths_s = {
+            "loader_per_epoch": _steps_per_s(per_epoch(), args),
+            "one_loader": _steps_per_s(iter(training_loader(run, SimpleNamespace(epoch=0, batch=0))), args),
+        }
+    return {
+        "benchmark": "train_step/data_path",
+        "fixture": f"{classes} classes x 4 JPEG files of {size[0]} x {size[1]}, "
+        f"C x K = {c} x {k}, {image_size} px crops of {resize}",
+        "batches_per_epoch": len(sampler),
+        "workers": args.workers,
+        "steps": args.steps,
+        "step_s": args.step_s,
+        "steps_per_s": {name: round(v, 3) for name, v in paths_s.items()},
+        "one_loader_x_per_epoch": round(paths_s["one_loader"] / paths_s["loader_per_epoch"], 2),
+    }
 
 
 def _steps_per_s(batches, args) -> float:
@@ -390,25 +489,61 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--eval-steps", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="loader workers of the workers variant (0: skip it)")
-    parser.add_argument("--variants", nargs="*", default=["contiguous", "bf16_autocast", "compile", "freeze", "frozen", "package_layers", "stride2_zero_pad", "unfolded_norms", "freeze_bn", "cache_frozen", "workers"])
-    parser.add_argument("--freeze-blocks", nargs="+", type=int, default=[FREEZE_BLOCKS], help="variants freezing the stem and this many blocks")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=[
+            "contiguous",
+            "bf16_autocast",
+            "compile",
+            "freeze",
+            "frozen",
+            "package_layers",
+            "stride2_zero_pad",
+            "unfolded_norms",
+            "freeze_bn",
+            "cache_frozen",
+            "workers",
+        ],
+    )
+    parser.add_argument(
+        "--freeze-blocks",
+        nargs="+",
+        type=int,
+        default=[FREEZE_BLOCKS],
+        help="variants freezing the stem and this many blocks",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the recipe's train.threads)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true", help="a smoke run in seconds: 32 px, batch 4 x 2, 1 step, no compile")
-    parser.add_argument("--data-path", action="store_true", help="the training data path alone on a CUB-shaped fixture (see above)")
-    parser.add_argument("--step-s", type=float, default=0.0, help="--data-path: seconds of an idle-CPU (GPU) step after each batch")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run in seconds: 32 px, batch 4 x 2, 1 step, no compile"
+    )
+    parser.add_argument(
+        "--data-path", action="store_true", help="the training data path alone on a CUB-shaped fixture (see above)"
+    )
+    parser.add_argument(
+        "--step-s", type=float, default=0.0, help="--data-path: seconds of an idle-CPU (GPU) step after each batch"
+    )
     args = parser.parse_args(argv)
     if args.data_path:
         if args.quick:
             args.steps, args.warmup = 1, 1
-        print(json.dumps({**measure_data_path(args), "threads": torch.get_num_threads(), "torch": torch.__version__}, indent=2))
+        print(
+            json.dumps(
+                {**measure_data_path(args), "threads": torch.get_num_threads(), "torch": torch.__version__}, indent=2
+            )
+        )
         return
     overrides = list(args.overrides)
     if args.quick:
         overrides += ["data.image_size=32", "data.classes_per_batch=4", "data.samples_per_class=2", "eval.batch_size=8"]
         args.steps, args.warmup, args.eval_steps = 1, 1, 1
         args.variants = [v for v in args.variants if v != "compile"]
-    named = {"workers": [f"workers_{args.workers}"], "frozen": ["frozen_fp32", "frozen_bf16"], "freeze": [f"freeze_stem_{n}_blocks" for n in args.freeze_blocks]}
+    named = {
+        "workers": [f"workers_{args.workers}"],
+        "frozen": ["frozen_fp32", "frozen_bf16"],
+        "freeze": [f"freeze_stem_{n}_blocks" for n in args.freeze_blocks],
+    }
     args.variants = [name for v in args.variants for name in named.get(v, [v])]
     config = load_config(args.config, overrides)
     backbones = args.backbones or sorted(BACKBONES)
@@ -420,12 +555,24 @@ def main(argv: list[str] | None = None) -> None:
     for name in backbones:
         results[name] = measure_backbone(name, config, args)
         print(name, json.dumps(results[name]), file=sys.stderr)
-    print(json.dumps({
-        "benchmark": "train_step", "config": os.path.relpath(args.config, ROOT) if args.config.startswith(str(ROOT)) else args.config,
-        "overrides": overrides, "batch": f"{config.data.classes_per_batch} x {config.data.samples_per_class}",
-        "image_size": config.data.image_size, "device": args.device, "threads": torch.get_num_threads(),
-        "cpu_bf16_units": native_bf16(torch.device("cpu")), "torch": torch.__version__, "steps": args.steps, "backbones": results,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_step",
+                "config": os.path.relpath(args.config, ROOT) if args.config.startswith(str(ROOT)) else args.config,
+                "overrides": overrides,
+                "batch": f"{config.data.classes_per_batch} x {config.data.samples_per_class}",
+                "image_size": config.data.image_size,
+                "device": args.device,
+                "threads": torch.get_num_threads(),
+                "cpu_bf16_units": native_bf16(torch.device("cpu")),
+                "torch": torch.__version__,
+                "steps": args.steps,
+                "backbones": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ def write_tiny_recipe(folder, train_extra: str = "", eval_extra: str = ""):
     path = folder / "tiny.yaml"
     path.write_text(f"""
 name: tiny
-data: {{name: fashion_mnist, root: {root}, image_size: 16, resize: 18, classes_per_batch: 2, samples_per_class: 3, val_fraction: 0.2}}
+data: {{name: fashion_mnist, root: {root}, image_size: 16, resize: 18, classes_per_batch: 2, samples_per_class: 3, \
+val_fraction: 0.2}}
 model: {{backbone: small_cnn, pretrained: false, embedding_dim: 8}}
 optim: {{lr: 0.05, milestones: [4]}}
 train: {{iterations: 6, val_every: 3, log_every: 1, checkpoint_every: 3, threads: 1{train_extra}}}

@@ -44,8 +44,10 @@ def _flip_byte_in_record(path, suffix, at=5):
     with zipfile.ZipFile(path) as archive:
         info = next(i for i in archive.infolist() if i.filename.endswith(suffix))
     raw = bytearray(path.read_bytes())
-    name_len, extra_len = int.from_bytes(raw[info.header_offset + 26: info.header_offset + 28], "little"), \
-        int.from_bytes(raw[info.header_offset + 28: info.header_offset + 30], "little")
+    name_len, extra_len = (
+        int.from_bytes(raw[info.header_offset + 26 : info.header_offset + 28], "little"),
+        int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little"),
+    )
     raw[info.header_offset + 30 + name_len + extra_len + at] ^= 0x10
     path.write_bytes(bytes(raw))
 
@@ -91,8 +93,12 @@ def test_empty_truncated_missing_and_foreign_files_name_the_file(tmp_path):
     path = tmp_path / "c.pt"
     atomic_torch_save({"x": torch.arange(1000.0)}, path)
     whole = path.read_bytes()
-    cases = {"empty.pt": b"", "truncated.pt": whole[: len(whole) // 2], "text.pt": b"hello\n",
-             "pickle.pt": pickle.dumps({"x": 1})}
+    cases = {
+        "empty.pt": b"",
+        "truncated.pt": whole[: len(whole) // 2],
+        "text.pt": b"hello\n",
+        "pickle.pt": pickle.dumps({"x": 1}),
+    }
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
         with pytest.raises(ValueError, match=rf"cannot read checkpoint {tmp_path / name}: "):
@@ -109,8 +115,13 @@ def full_disk(tmp_path):
 
     mount = tmp_path / "small"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("needs root to mount a small tmpfs")
     try:
         yield mount

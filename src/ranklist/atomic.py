@@ -70,7 +70,9 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
         with open(tmp, "wb") as handle:
             try:
                 torch.save(obj, handle)
-            except RuntimeError as error:  # torch's writer, closing after a failed write, hides the OSError (a full disk)
+            except (
+                RuntimeError
+            ) as error:  # torch's writer, closing after a failed write, hides the OSError (a full disk)
                 if isinstance(error.__context__, OSError):
                     raise error.__context__ from None
                 raise
@@ -119,8 +121,10 @@ def load_torch_checked(path: str | os.PathLike[str], map_location: Any = "cpu", 
         detail = foreign or " ".join(str(error).split())[:300] or type(error).__name__
         if not foreign and weights_only and str(error).startswith("Weights only load failed"):
             found = [line.strip() for line in str(error).splitlines() if "Unsupported" in line]
-            detail = ("not a ranklist checkpoint: it holds objects other than tensors and plain data, which are not "
-                      f"unpickled (loading them could run code){'; ' + found[0][:160] if found else ''}")
+            detail = (
+                "not a ranklist checkpoint: it holds objects other than tensors and plain data, which are not "
+                f"unpickled (loading them could run code){'; ' + found[0][:160] if found else ''}"
+            )
         raise ValueError(f"cannot read checkpoint {target}: {detail}") from error
 
 
@@ -139,7 +143,11 @@ def _foreign_file(target: Path) -> str | None:
         with zipfile.ZipFile(target) as archive:
             names = archive.namelist()
         if not any(name.endswith("data.pkl") for name in names):
-            kind = " (a numpy .npz, e.g. from `ranklist embed`?)" if names and all(n.endswith(".npy") for n in names) else ""
+            kind = (
+                " (a numpy .npz, e.g. from `ranklist embed`?)"
+                if names and all(n.endswith(".npy") for n in names)
+                else ""
+            )
             return f"not a PyTorch checkpoint: a zip archive of {', '.join(names[:4]) or 'nothing'}{kind}"
         return None
     if not head.startswith(TORCH_LEGACY_MAGIC):
@@ -164,8 +172,10 @@ def verify_torch_checksum(path: str | os.PathLike[str]) -> bool:
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:  # BadZipFile: CRC-32 mismatches too
         raise ValueError(f"checkpoint {path} is damaged: {error}") from error
     if recorded != actual:
-        raise ValueError(f"checkpoint {path} is damaged: its contents hash to SHA-256 {actual[:16]}..., "
-                         f"but {recorded[:16]}... was recorded when it was saved")
+        raise ValueError(
+            f"checkpoint {path} is damaged: its contents hash to SHA-256 {actual[:16]}..., "
+            f"but {recorded[:16]}... was recorded when it was saved"
+        )
     return True
 
 

@@ -50,7 +50,9 @@ def maybe_compiled(fn: F, *, compile: bool | None, device: torch.device, size: i
 
 def _warn_eager(fn: Callable, error: Exception) -> None:
     reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
-    warnings.warn(f"torch.compile of {fn.__name__} failed, using the eager version ({reason})", RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        f"torch.compile of {fn.__name__} failed, using the eager version ({reason})", RuntimeWarning, stacklevel=3
+    )
 
 
 def _with_eager_fallback(fn: Callable, compiled: Callable) -> Callable:

@@ -16,7 +16,9 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 def run_script(name: str, *args: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    done = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True, timeout=600, env=env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
@@ -35,8 +37,20 @@ def test_train_step_quick_on_small_cnn():
 def test_train_step_quick_layer_options_on_efficientnet_lite0():
     """The options that need EfficientNet-Lite: the package's layers, the stride-2 copy, unfolded
     norms, BN statistics frozen and the cached trunk (the demo recipe freezes 3 blocks and BN)."""
-    report = run_script("train_step.py", "--quick", "--backbones", "efficientnet_lite0", "--eval-steps", "0", "--variants",
-                        "package_layers", "stride2_zero_pad", "unfolded_norms", "freeze_bn", "cache_frozen")
+    report = run_script(
+        "train_step.py",
+        "--quick",
+        "--backbones",
+        "efficientnet_lite0",
+        "--eval-steps",
+        "0",
+        "--variants",
+        "package_layers",
+        "stride2_zero_pad",
+        "unfolded_norms",
+        "freeze_bn",
+        "cache_frozen",
+    )
     options = report["backbones"]["efficientnet_lite0"]["options_x_recipe"]
     assert set(options) == {"package_layers", "stride2_zero_pad", "unfolded_norms", "freeze_bn_off", "cache_frozen_on"}
     assert all(ratio > 0 for ratio in options.values())
@@ -45,13 +59,17 @@ def test_train_step_quick_layer_options_on_efficientnet_lite0():
 def test_train_step_data_path_quick():
     report = run_script("train_step.py", "--data-path", "--quick")
     assert report["benchmark"] == "train_step/data_path" and report["batches_per_epoch"] == 1 and report["workers"] == 2
-    assert set(report["steps_per_s"]) == {"loader_per_epoch", "one_loader"} and all(v > 0 for v in report["steps_per_s"].values())
+    assert set(report["steps_per_s"]) == {"loader_per_epoch", "one_loader"} and all(
+        v > 0 for v in report["steps_per_s"].values()
+    )
 
 
 def _gpu_check(*args: str) -> tuple[list[dict], dict]:
     """(each section's line, the whole report: the last line)."""
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    done = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), *args], capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_check.py"), *args], capture_output=True, text=True, timeout=600, env=env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     return lines[:-1], lines[-1]
@@ -61,18 +79,36 @@ def test_gpu_check_cpu_fallback():
     sections, report = _gpu_check("--device", "cpu")
     assert [s["section"] for s in sections] == ["loss", "loss_compile", "train_step", "eval", "torchrun"]
     assert report["fallback"] is True and report["device"] == "cpu" and report["peak_under_limit"]
-    assert [(row["n"], row["dtype"]) for row in report["loss"]["rows"]] == [(64, "float32"), (256, "float32")]  # what train_step feeds the loss
+    assert [(row["n"], row["dtype"]) for row in report["loss"]["rows"]] == [
+        (64, "float32"),
+        (256, "float32"),
+    ]  # what train_step feeds the loss
     assert all(row[g]["seconds"] > 0 for row in report["loss"]["rows"] for g in ("query", "full"))
     step = report["train_step"]
-    assert {"recipe", "amp_bf16"} <= set(step) and all(step[v]["loss_finite"] and step[v]["parameters_finite"] for v in ("recipe", "amp_bf16"))
-    assert report["eval"]["views"] == ["L", "M", "H", "concat"] and report["eval"]["nmi_s"] >= 0 and report["eval"]["embed_images"] == 20
+    assert {"recipe", "amp_bf16"} <= set(step) and all(
+        step[v]["loss_finite"] and step[v]["parameters_finite"] for v in ("recipe", "amp_bf16")
+    )
+    assert (
+        report["eval"]["views"] == ["L", "M", "H", "concat"]
+        and report["eval"]["nmi_s"] >= 0
+        and report["eval"]["embed_images"] == 20
+    )
     assert "skipped" in report["torchrun"] and sections[-1]["skipped"] == report["torchrun"]["skipped"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
 def test_gpu_check_refuses_cuda_without_a_gpu():
-    done = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), "--device", "cuda"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1 and "gpu_check: --device cuda but no CUDA device is usable here" in done.stderr and not done.stdout
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--device", "cuda"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        done.returncode == 1
+        and "gpu_check: --device cuda but no CUDA device is usable here" in done.stderr
+        and not done.stdout
+    )
 
 
 @pytest.mark.slow
@@ -85,15 +121,41 @@ def test_gpu_check_torchrun_section_with_gloo():
 
 
 def test_embed_speed_small():
-    report = run_script("embed_speed.py", "--n", "24", "--rounds", "1", "model.backbone=small_cnn", "data.image_size=32", "eval.batch_size=8")
+    report = run_script(
+        "embed_speed.py",
+        "--n",
+        "24",
+        "--rounds",
+        "1",
+        "model.backbone=small_cnn",
+        "data.image_size=32",
+        "eval.batch_size=8",
+    )
     assert report["benchmark"] == "embed_speed" and report["x_forward"]["forward"] == 1.0
-    assert {"paths/run_test_phase", "paths/evaluate_embed", "paths/index", "paths/serve_pytorch", "paths/serve_onnx"} <= set(report["images_per_s"])
+    assert {
+        "paths/run_test_phase",
+        "paths/evaluate_embed",
+        "paths/index",
+        "paths/serve_pytorch",
+        "paths/serve_onnx",
+    } <= set(report["images_per_s"])
     assert {"files/plain", "files/prefetch_thread", "memory/workers_2"} <= set(report["images_per_s"])
 
 
 def test_eval_share_small_form(tmp_path):
-    report = run_script("eval_share.py", "--test-classes", "40", "--per-class", "3", "--train-classes", "40",
-                        "--iterations", "1", "--data-dir", str(tmp_path))
+    report = run_script(
+        "eval_share.py",
+        "--test-classes",
+        "40",
+        "--per-class",
+        "3",
+        "--train-classes",
+        "40",
+        "--iterations",
+        "1",
+        "--data-dir",
+        str(tmp_path),
+    )
     assert report["benchmark"] == "eval_share" and report["dataset"]["test_images"] == 120
     assert {"setup", "baseline", "train_steps", "validation", "test", "report"} <= set(report["time_s"])
     assert report["evaluation_x_training"] > 0 and report["forward_floor_s"] > 0

@@ -37,8 +37,15 @@ def make_cub(root: Path, per_class: int = 2) -> Path:
 def make_cars(root: Path, per_class: int = 2) -> Path:
     from scipy.io import savemat
 
-    dtype = [("relative_im_path", "O"), ("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"),
-             ("bbox_y2", "O"), ("class", "O"), ("test", "O")]
+    dtype = [
+        ("relative_im_path", "O"),
+        ("bbox_x1", "O"),
+        ("bbox_y1", "O"),
+        ("bbox_x2", "O"),
+        ("bbox_y2", "O"),
+        ("class", "O"),
+        ("test", "O"),
+    ]
     rows = []
     for c in range(1, 197):
         for k in range(per_class):
@@ -70,7 +77,9 @@ def make_inshop(root: Path) -> Path:
             rel = f"img/WOMEN/Dresses/id_{item:08d}/{k:02d}_1_front.jpg"
             write_image(root / rel, item)
             rows.append(f"{rel} id_{item:08d} {status}")
-    (root / "list_eval_partition.txt").write_text(f"{len(rows)}\nimage_name item_id evaluation_status\n" + "\n".join(rows) + "\n")
+    (root / "list_eval_partition.txt").write_text(
+        f"{len(rows)}\nimage_name item_id evaluation_status\n" + "\n".join(rows) + "\n"
+    )
     return root
 
 
@@ -111,17 +120,33 @@ def make_emoji_packages(folder: Path) -> list[str]:
     be left out). Returns the codes expected in the benchmark, in join-key order."""
     folder.mkdir(parents=True, exist_ok=True)
     codes = EMOJI_CODES + ["1F44D-1F3FB", "1F602"]
-    entries = [{"unified": c, "name": f"EMOJI {c}", "short_name": c.lower(), "image": f"{c.lower()}.png",
-                "has_img_google": True, "has_img_twitter": True} for c in codes]
+    entries = [
+        {
+            "unified": c,
+            "name": f"EMOJI {c}",
+            "short_name": c.lower(),
+            "image": f"{c.lower()}.png",
+            "has_img_google": True,
+            "has_img_twitter": True,
+        }
+        for c in codes
+    ]
     google = {"package/emoji.json": json.dumps(entries).encode()}
     twitter = {}
     for i, c in enumerate(codes):
         google[f"package/img/google/64/{c.lower()}.png"] = _png((200, i * 30, 0, 255))
         twitter[f"package/img/twitter/64/{c.lower()}.png"] = _png((0, i * 30, 200, 128))
-    svg = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 72 72"><circle cx="36" cy="36" r="30" fill="#fc0"/></svg>'
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 72 72"><circle cx="36" cy="36" r="30" fill="#fc0"/></svg>'
+    )
     openmoji = {f"package/color/svg/{c}.svg": svg.encode() for c in codes if c != "1F602"}
-    icons = {"prefix": "fluent-emoji-flat", "width": 32, "height": 32, "aliases": {"alias-smile": {"parent": "smile"}},
-             "icons": {f"icon-{i}": {"body": '<rect width="32" height="16" fill="#36c"/>'} for i in range(len(codes))}}
+    icons = {
+        "prefix": "fluent-emoji-flat",
+        "width": 32,
+        "height": 32,
+        "aliases": {"alias-smile": {"parent": "smile"}},
+        "icons": {f"icon-{i}": {"body": '<rect width="32" height="16" fill="#36c"/>'} for i in range(len(codes))},
+    }
     icons["icons"]["smile"] = icons["icons"].pop("icon-0")
     chars = {c.lower(): f"icon-{i}" for i, c in enumerate(codes)}
     chars[codes[0].lower()] = "alias-smile"

@@ -49,8 +49,14 @@ def test_build_joins_styles_renders_and_caches(tmp_path, packages, no_npm):
     assert tuple(fluent[5, 5]) == (51, 102, 204) and tuple(fluent[60, 5]) == (255, 255, 255)  # top-half rect
     manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
     assert manifest["num_classes"] == len(expected) and manifest["num_images"] == 4 * len(expected)
-    assert manifest["left_out"] == {"catalogue_entries": 10, "skin_tone_entries": 1, "not_drawn_by_google": 0,
-                                    "not_drawn_by_twitter": 0, "not_drawn_by_openmoji": 1, "not_drawn_by_fluent": 0}
+    assert manifest["left_out"] == {
+        "catalogue_entries": 10,
+        "skin_tone_entries": 1,
+        "not_drawn_by_google": 0,
+        "not_drawn_by_twitter": 0,
+        "not_drawn_by_openmoji": 1,
+        "not_drawn_by_fluent": 0,
+    }
     assert "CC-BY-4.0" in manifest["attribution"]
 
 
@@ -111,7 +117,10 @@ def test_failed_npm_leaves_no_tarball(tmp_path, packages, monkeypatch):
 
 def test_emoji_dataset_splits_are_class_disjoint(tmp_path, packages, no_npm):
     ensure_emoji(tmp_path / "cache", packages_dir=packages[0])
-    parts = {s: build_dataset("emoji", s, root=tmp_path / "cache", val_fraction=0.5) for s in ("train", "val", "trainval", "test")}
+    parts = {
+        s: build_dataset("emoji", s, root=tmp_path / "cache", val_fraction=0.5)
+        for s in ("train", "val", "trainval", "test")
+    }
     codes = {s: set(d.class_ids) for s, d in parts.items()}
     assert not codes["trainval"] & codes["test"] and not codes["train"] & codes["val"]
     assert codes["train"] | codes["val"] == codes["trainval"] and len(codes["test"]) == 4

@@ -25,8 +25,10 @@ def test_orientation_is_read_and_applied_by_the_record(tmp_path, suffix):
     assert image.size == (40, 20) and image.info[ORIENTATION] == 6
     assert upright(image).size == (20, 40)
     record = Preprocessing.create(16, "none", recipe="resize")
-    turned, stored = record.transform(train=False)(image), Preprocessing.from_dict(
-        {**record.to_dict(), "exif_orientation": False}).transform(train=False)(image)
+    turned, stored = (
+        record.transform(train=False)(image),
+        Preprocessing.from_dict({**record.to_dict(), "exif_orientation": False}).transform(train=False)(image),
+    )
     # orientation 6 (turn 90 degrees clockwise): the stored top half is the right half once upright
     assert turned[0, :, 12:].mean() > 0.9 and turned[0, :, :4].mean() < 0.1
     assert stored[0, :4, :].mean() > 0.9 and stored[0, 12:, :].mean() < 0.1

@@ -49,14 +49,20 @@ def _zip(folder: Path, prefix: str = "") -> bytes:
 
 @pytest.fixture
 def cub_tgz(tmp_path):
-    return _tgz(make_cub(tmp_path / "src" / "CUB_200_2011", per_class=1), {"attributes.txt": b"1 has_bill_shape::curved\n"})
+    return _tgz(
+        make_cub(tmp_path / "src" / "CUB_200_2011", per_class=1), {"attributes.txt": b"1 has_bill_shape::curved\n"}
+    )
 
 
 @pytest.fixture
 def fixture_counts(monkeypatch):
     """The readers' published counts, for the fixture datasets (the count check itself is the real one)."""
-    counts = {"cub200": {"trainval": (100, 100), "test": (100, 100)}, "cars196": {"trainval": (98, 98), "test": (98, 98)},
-              "sop": {"trainval": (12, 6), "test": (10, 5)}, "inshop": {"trainval": (8, 4), "query": (4, None), "gallery": (8, None)}}
+    counts = {
+        "cub200": {"trainval": (100, 100), "test": (100, 100)},
+        "cars196": {"trainval": (98, 98), "test": (98, 98)},
+        "sop": {"trainval": (12, 6), "test": (10, 5)},
+        "inshop": {"trainval": (8, 4), "query": (4, None), "gallery": (8, None)},
+    }
     for name, value in counts.items():
         monkeypatch.setitem(benchmarks.PUBLISHED, name, value)
 
@@ -73,11 +79,14 @@ def test_cub_resumes_a_broken_transfer_and_lands_checked(tmp_path, cub_tgz, fixt
         said = []
         target = fetch("cub200", tmp_path / "data", sources=sources, log=said.append)
     assert target == tmp_path / "data" / "CUB_200_2011" and (target / "images.txt").is_file()
-    half = (len(cub_tgz) - len(cub_tgz) // 2)  # what the broken transfer left undone
+    half = len(cub_tgz) - len(cub_tgz) // 2  # what the broken transfer left undone
     assert server.requests == [("CUB_200_2011.tgz", None), ("CUB_200_2011.tgz", f"bytes={len(cub_tgz) - half}-")]
     assert any("transfer broke" in line for line in said)
     assert (tmp_path / "data" / "downloads" / "CUB_200_2011.tgz").read_bytes() == cub_tgz
-    assert not list((tmp_path / "data" / "downloads").glob("*.part")) and _leftovers(tmp_path / "data") == ["CUB_200_2011", "CUB_200_2011.fetched.json"]
+    assert not list((tmp_path / "data" / "downloads").glob("*.part")) and _leftovers(tmp_path / "data") == [
+        "CUB_200_2011",
+        "CUB_200_2011.fetched.json",
+    ]
     record = json.loads((tmp_path / "data" / "CUB_200_2011.fetched.json").read_text())
     assert record["counts"] == {"trainval": 100, "test": 100} and record["archives"][0]["verified"] is True
     assert record["archives"][0]["url"] == f"{server.url}/CUB_200_2011.tgz"
@@ -111,12 +120,19 @@ def test_a_tampered_archive_is_refused_naming_its_checksum(tmp_path, cub_tgz, fi
         # the real registry: the official MD5 is named and the file refused
         assert main(["data", "fetch", "cub200", "--root", str(tmp_path / "data")]) == 2
         error = capsys.readouterr().err
-        assert "97eceeb196236b17998738112f37df78" in error and "CUB_200_2011.tgz: md5 is" in error and "removed" in error
+        assert (
+            "97eceeb196236b17998738112f37df78" in error and "CUB_200_2011.tgz: md5 is" in error and "removed" in error
+        )
         assert _leftovers(tmp_path / "data") == [] and list((tmp_path / "data" / "downloads").iterdir()) == []
         # a truncated copy (complete transfer of a short file) likewise, with a fixture checksum
         server.files["CUB_200_2011.tgz"] = cub_tgz[: len(cub_tgz) // 3]
         with pytest.raises(ChecksumError, match=_sha(cub_tgz).value):
-            fetch("cub200", tmp_path / "data", sources=with_digest(SOURCES, "cub200", {"CUB_200_2011.tgz": _sha(cub_tgz)}), log=lambda m: None)
+            fetch(
+                "cub200",
+                tmp_path / "data",
+                sources=with_digest(SOURCES, "cub200", {"CUB_200_2011.tgz": _sha(cub_tgz)}),
+                log=lambda m: None,
+            )
     assert _leftovers(tmp_path / "data") == []
 
 
@@ -126,8 +142,15 @@ def _evil_tar(kind: str) -> bytes:
         good = tarfile.TarInfo("CUB_200_2011/images.txt")
         good.size = 3
         archive.addfile(good, io.BytesIO(b"1 a"))
-        info = tarfile.TarInfo({"dotdot": "CUB_200_2011/../../evil", "absolute": "/tmp/evil", "symlink": "CUB_200_2011/link",
-                                "hardlink": "CUB_200_2011/hard", "device": "CUB_200_2011/dev"}[kind])
+        info = tarfile.TarInfo(
+            {
+                "dotdot": "CUB_200_2011/../../evil",
+                "absolute": "/tmp/evil",
+                "symlink": "CUB_200_2011/link",
+                "hardlink": "CUB_200_2011/hard",
+                "device": "CUB_200_2011/dev",
+            }[kind]
+        )
         if kind == "symlink":
             info.type, info.linkname = tarfile.SYMTYPE, "../../outside"
         elif kind == "hardlink":
@@ -146,7 +169,12 @@ def test_a_malicious_tar_member_is_refused_and_nothing_extracted(tmp_path, kind,
     with serving({"CUB_200_2011.tgz": archive}) as server:
         monkeypatch.setenv(MIRROR_ENV, server.url)
         with pytest.raises(UnsafeArchiveError, match="refused, nothing extracted"):
-            fetch("cub200", tmp_path / "data", sources=with_digest(SOURCES, "cub200", {"CUB_200_2011.tgz": _sha(archive)}), log=lambda m: None)
+            fetch(
+                "cub200",
+                tmp_path / "data",
+                sources=with_digest(SOURCES, "cub200", {"CUB_200_2011.tgz": _sha(archive)}),
+                log=lambda m: None,
+            )
     assert _leftovers(tmp_path / "data") == [] and not (tmp_path / "evil").exists() and not Path("/tmp/evil").exists()
 
 
@@ -165,7 +193,7 @@ def test_malicious_zip_members_are_refused(tmp_path):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         link = zipfile.ZipInfo("link")
-        link.external_attr = (0o120777 << 16)
+        link.external_attr = 0o120777 << 16
         archive.writestr(link, "../../outside")
     path.write_bytes(buffer.getvalue())
     with pytest.raises(UnsafeArchiveError, match="symbolic link"):
@@ -176,7 +204,12 @@ def test_counts_below_the_published_ones_leave_nothing(tmp_path, cub_tgz, monkey
     with serving({"CUB_200_2011.tgz": cub_tgz}) as server:
         monkeypatch.setenv(MIRROR_ENV, server.url)
         with pytest.raises(ValueError, match="published copy has 5864"):
-            fetch("cub200", tmp_path / "data", sources=with_digest(SOURCES, "cub200", {"CUB_200_2011.tgz": _sha(cub_tgz)}), log=lambda m: None)
+            fetch(
+                "cub200",
+                tmp_path / "data",
+                sources=with_digest(SOURCES, "cub200", {"CUB_200_2011.tgz": _sha(cub_tgz)}),
+                log=lambda m: None,
+            )
     assert _leftovers(tmp_path / "data") == []  # no target, no temporary folder
     assert (tmp_path / "data" / "downloads" / "CUB_200_2011.tgz").is_file()  # the checked archive is kept
 
@@ -202,8 +235,12 @@ def test_cars_without_a_checksum_needs_one_then_converts(tmp_path, fixture_count
     with serving({"stanford-car-dataset-by-classes-folder.zip": archive}) as server:
         monkeypatch.setenv(MIRROR_ENV, server.url)
         root = tmp_path / "data"
-        assert main(["data", "fetch", "cars196", "--root", str(root)]) == 2  # no published checksum: its SHA-256 printed
-        with pytest.raises(ChecksumError, match=f"--sha256 stanford-car-dataset-by-classes-folder.zip={_sha(archive).value}"):
+        assert (
+            main(["data", "fetch", "cars196", "--root", str(root)]) == 2
+        )  # no published checksum: its SHA-256 printed
+        with pytest.raises(
+            ChecksumError, match=f"--sha256 stanford-car-dataset-by-classes-folder.zip={_sha(archive).value}"
+        ):
             fetch("cars196", root, log=lambda m: None)
         assert _leftovers(root) == []
         assert main(["data", "fetch", "cars196", "--root", str(root), "--sha256", _sha(archive).value]) == 0
@@ -217,12 +254,17 @@ def test_cars_without_a_checksum_needs_one_then_converts(tmp_path, fixture_count
 
 def test_sop_zip_and_the_mirror(tmp_path, fixture_counts, monkeypatch):
     archive = _zip(make_sop(tmp_path / "src" / "Stanford_Online_Products"), "Stanford_Online_Products/")
-    sources = with_digest(SOURCES, "sop", {"Stanford_Online_Products.zip": Digest("md5", hashlib.md5(archive).hexdigest(), "fixture")})
+    sources = with_digest(
+        SOURCES, "sop", {"Stanford_Online_Products.zip": Digest("md5", hashlib.md5(archive).hexdigest(), "fixture")}
+    )
     with serving({"Stanford_Online_Products.zip": archive}) as server:
         monkeypatch.setenv(MIRROR_ENV, server.url + "/")
         assert archive_url(sources["sop"].archives[0]) == f"{server.url}/Stanford_Online_Products.zip"
         target = fetch("sop", tmp_path / "data", sources=sources, log=lambda m: None)
-    assert json.loads((tmp_path / "data" / "Stanford_Online_Products.fetched.json").read_text())["counts"] == {"trainval": 12, "test": 10}
+    assert json.loads((tmp_path / "data" / "Stanford_Online_Products.fetched.json").read_text())["counts"] == {
+        "trainval": 12,
+        "test": 10,
+    }
     assert len(benchmarks.read_benchmark("sop", target, "trainval")) == 12
     monkeypatch.delenv(MIRROR_ENV)
     assert archive_url(SOURCES["sop"].archives[0]) == SOURCES["sop"].archives[0].url
@@ -230,7 +272,11 @@ def test_sop_zip_and_the_mirror(tmp_path, fixture_counts, monkeypatch):
 
 def test_inshop_is_dropped_in_by_hand_and_verified(tmp_path, fixture_counts):
     root = tmp_path / "data"
-    with pytest.raises(FileNotFoundError, match=f"{root}/downloads/img.zip is missing.*Img/img.zip and Eval/list_eval_partition.txt into {root}/downloads/"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=f"{root}/downloads/img.zip is missing.*"
+        f"Img/img.zip and Eval/list_eval_partition.txt into {root}/downloads/",
+    ):
         fetch("inshop", root, log=lambda m: None)
     source = make_inshop(tmp_path / "src")
     (root / "downloads").mkdir(parents=True)
@@ -260,10 +306,17 @@ def test_bn_inception_weights_are_checked_by_loading(tmp_path, monkeypatch):
     prefix = Digest("sha256-prefix", hashlib.sha256(weights).hexdigest()[:8], "fixture")
     with serving({"bn_inception-239d2248.pth": weights, "other.pth": b"x"}) as server:
         monkeypatch.setenv(MIRROR_ENV, server.url)
-        target = fetch("bn_inception", tmp_path / "weights", sources=with_digest(SOURCES, "bn_inception", {"bn_inception-239d2248.pth": prefix}),
-                       log=lambda m: None)
+        target = fetch(
+            "bn_inception",
+            tmp_path / "weights",
+            sources=with_digest(SOURCES, "bn_inception", {"bn_inception-239d2248.pth": prefix}),
+            log=lambda m: None,
+        )
     assert target == tmp_path / "weights" / "bn_inception-239d2248.pth" and target.read_bytes() == weights
-    assert json.loads((tmp_path / "weights" / "bn_inception-239d2248.pth.fetched.json").read_text())["counts"]["tensors"] > 100
+    assert (
+        json.loads((tmp_path / "weights" / "bn_inception-239d2248.pth.fetched.json").read_text())["counts"]["tensors"]
+        > 100
+    )
 
 
 def test_sha256_arguments_are_checked(capsys):

@@ -19,8 +19,15 @@ def test_mirror_names_swap_sides_and_drop_facing_right():
 
 
 def test_twins_are_both_members_of_pairs_present():
-    names = ["man walking", "man walking facing right", "left arrow", "right arrow", "up arrow",
-             "leftwards hand", "woman running facing right"]  # no "rightwards hand", no "woman running"
+    names = [
+        "man walking",
+        "man walking facing right",
+        "left arrow",
+        "right arrow",
+        "up arrow",
+        "leftwards hand",
+        "woman running facing right",
+    ]  # no "rightwards hand", no "woman running"
     assert mirror_twins(names) == {"man walking", "man walking facing right", "left arrow", "right arrow"}
 
 
@@ -46,4 +53,6 @@ def test_grouped_recall_matches_brute_force():
     hits = np.array(hits)
     assert report["twin_queries"] == 10 and report["other_queries"] == 10
     assert report["all"] == round(hits.mean() * 100, 2)
-    assert report["twin_classes"] == round(hits[:10].mean() * 100, 2) and report["other_classes"] == round(hits[10:].mean() * 100, 2)
+    assert report["twin_classes"] == round(hits[:10].mean() * 100, 2) and report["other_classes"] == round(
+        hits[10:].mean() * 100, 2
+    )

@@ -45,8 +45,11 @@ def test_cub_split_by_class_and_val_is_class_disjoint(tmp_path, small_counts):
 
 def test_published_counts_are_enforced(tmp_path):
     root = make_cub(tmp_path / "cub")
-    with pytest.raises(ValueError, match=r"image_class_labels.txt: cub200 split 'trainval' lists 200 images of 100 classes, "
-                                         r"the published copy has 5864 of 100"):
+    with pytest.raises(
+        ValueError,
+        match=r"image_class_labels.txt: cub200 split 'trainval' lists 200 images of 100 classes, "
+        r"the published copy has 5864 of 100",
+    ):
         build_dataset("cub200", "train", root=root)
     assert len(build_dataset("cub200", "trainval", root=root, allow_partial=True)) == 200
 
@@ -68,8 +71,11 @@ def test_cars196_from_its_mat_file(tmp_path, small_counts, monkeypatch):
     assert [p.name for p in test.paths[:2]] == ["09900.jpg", "09901.jpg"]
     assert trainval[5][0].shape == (3, 8, 8)
     monkeypatch.setitem(benchmarks.PUBLISHED, "cars196", {"trainval": (8054, 98), "test": (8131, 98)})
-    with pytest.raises(ValueError, match=r"cars_annos.mat: cars196 split 'test' lists 196 images of 98 classes, "
-                                         r"the published copy has 8131 of 98"):
+    with pytest.raises(
+        ValueError,
+        match=r"cars_annos.mat: cars196 split 'test' lists 196 images of 98 classes, "
+        r"the published copy has 8131 of 98",
+    ):
         build_dataset("cars196", "test", root=root)
 
 
@@ -96,7 +102,9 @@ def test_inshop_query_and_gallery_share_labels(tmp_path, small_counts):
 
 
 def test_missing_folder_and_files_are_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"CUB-200-2011 folder not found: .*nowhere \(expected there: images.txt"):
+    with pytest.raises(
+        FileNotFoundError, match=r"CUB-200-2011 folder not found: .*nowhere \(expected there: images.txt"
+    ):
         build_dataset("cub200", "test", root=tmp_path / "nowhere")
     (tmp_path / "sop").mkdir()
     with pytest.raises(FileNotFoundError, match="lacks Ebay_train.txt, Ebay_test.txt"):
@@ -136,7 +144,10 @@ def test_folder_reader(tmp_path):
     test = build_dataset("folder", "test", root=tmp_path / "imgs")
     trainval = build_dataset("folder", "trainval", root=tmp_path / "imgs")
     assert len(test) == 9 and len(trainval) == 9 and not set(test.class_names) & set(trainval.class_names)
-    assert all(test.class_names[lbl] == p.parts[-2 if p.parent.name != "sub" else -3] for p, lbl in zip(test.paths, test.labels))
+    assert all(
+        test.class_names[lbl] == p.parts[-2 if p.parent.name != "sub" else -3]
+        for p, lbl in zip(test.paths, test.labels)
+    )
     with pytest.raises(FileNotFoundError, match="image folder not found"):
         build_dataset("folder", "test", root=tmp_path / "none")
 
@@ -145,8 +156,11 @@ def test_csv_reader_with_split_column(tmp_path):
     for c in range(6):
         for k in range(3):
             write_image(tmp_path / "imgs" / f"{c}_{k}.png", c)
-    rows = ["path,label,split"] + [f"imgs/{c}_{k}.png,{'cat' if c == 0 else f'kind{c}'},{'train' if c < 4 else 'test'}"
-                                   for c in range(6) for k in range(3)]
+    rows = ["path,label,split"] + [
+        f"imgs/{c}_{k}.png,{'cat' if c == 0 else f'kind{c}'},{'train' if c < 4 else 'test'}"
+        for c in range(6)
+        for k in range(3)
+    ]
     (tmp_path / "list.csv").write_text("\n".join(rows))
     test = build_dataset("csv", "test", root=tmp_path / "list.csv")
     assert len(test) == 6 and test.class_names == ["kind4", "kind5"]

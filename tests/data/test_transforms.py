@@ -33,8 +33,13 @@ def test_paper_recipe_shapes_and_centre_crop():
     train = build_transform(True, image_size=227, generator=seeded(0))
     assert train(image).shape == (3, 227, 227)
     # centre crop of the 256 x 256 resize, against a float64 reference of the same resize
-    ref = torch.nn.functional.interpolate(as_tensor(gradient_image())[None].double() / 255, size=(256, 256),
-                                          mode="bilinear", antialias=True, align_corners=False)[0]
+    ref = torch.nn.functional.interpolate(
+        as_tensor(gradient_image())[None].double() / 255,
+        size=(256, 256),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )[0]
     torch.testing.assert_close(out.double(), ref[:, 14:241, 14:241], atol=1e-5, rtol=0)
 
 
@@ -106,7 +111,13 @@ def test_normalisations_against_their_formulas():
         torch.testing.assert_close(bgr[out_channel], rgb[in_channel] * 255 - mean)
     imagenet = Normalize("imagenet")(rgb)
     torch.testing.assert_close(imagenet[0], (rgb[0] - 0.485) / 0.229)
-    assert build_transform(False, image_size=8, normalization="efficientnet_lite")(torch.full((3, 8, 8), 255, dtype=torch.uint8)).eq(1).all()
+    assert (
+        build_transform(False, image_size=8, normalization="efficientnet_lite")(
+            torch.full((3, 8, 8), 255, dtype=torch.uint8)
+        )
+        .eq(1)
+        .all()
+    )
     with pytest.raises(ValueError, match="unknown normalization 'caffe'"):
         Normalize("caffe")
     with pytest.raises(ValueError, match="need 1 <= image_size <= resize, got image_size=64, resize=32"):

@@ -63,7 +63,9 @@ def sharded_evaluation(rank: int, world: int) -> None:
     from ranklist.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("small_cnn", pretrained=False, embedding_dim=5, image_size=16).to(memory_format=torch.channels_last)
+    model = build_model("small_cnn", pretrained=False, embedding_dim=5, image_size=16).to(
+        memory_format=torch.channels_last
+    )
     with torch.no_grad():  # what DDP leaves behind: batch-norm statistics that differ per process
         for name, buffer in model.named_buffers():
             if name.endswith("running_mean"):
@@ -117,8 +119,12 @@ def train_steps(rank: int, world: int) -> None:
 
 
 def main() -> None:
-    dist.init_process_group("gloo", init_method=os.environ["INIT_METHOD"], rank=int(os.environ["RANK"]),
-                            world_size=int(os.environ["WORLD_SIZE"]))
+    dist.init_process_group(
+        "gloo",
+        init_method=os.environ["INIT_METHOD"],
+        rank=int(os.environ["RANK"]),
+        world_size=int(os.environ["WORLD_SIZE"]),
+    )
     check(dist.get_rank(), dist.get_world_size())
     # Tear down only when both ranks are done, after the DDP reducer is gone: destroying the group
     # under a live reducer or a peer still communicating aborts the process at exit.

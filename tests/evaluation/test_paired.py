@@ -7,7 +7,9 @@ import scipy.stats
 from ranklist.evaluation.paired import paired_bootstrap, paired_difference, t_interval
 
 
-@pytest.mark.parametrize("values", [[0.41, 0.42, 0.40, 0.43, 0.41], [0.1, 0.9], list(np.random.default_rng(3).normal(0.5, 0.1, 12))])
+@pytest.mark.parametrize(
+    "values", [[0.41, 0.42, 0.40, 0.43, 0.41], [0.1, 0.9], list(np.random.default_rng(3).normal(0.5, 0.1, 12))]
+)
 def test_the_t_interval_is_scipys(values):
     got = t_interval(values)
     low, high = scipy.stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=scipy.stats.sem(values))
@@ -52,7 +54,11 @@ def test_the_paired_bootstrap_matches_a_slow_explicit_one(resamples):
     b = np.clip(a - 0.02 + rng.normal(0, 0.1, 137), 0, 1)
     got = paired_bootstrap(a, b, resamples=resamples, seed=7)
     (low, high), not_above = _slow_bootstrap(a, b, resamples, 7)
-    assert (got.low, got.high, got.not_above) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12), not_above)
+    assert (got.low, got.high, got.not_above) == (
+        pytest.approx(low, abs=1e-12),
+        pytest.approx(high, abs=1e-12),
+        not_above,
+    )
     assert got.difference == pytest.approx(np.mean(a - b)) and got.queries == 137 and got.resamples == resamples
 
 

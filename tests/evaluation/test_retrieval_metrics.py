@@ -38,8 +38,14 @@ def reference_metrics(emb, labels, ks, gallery=None, gallery_labels=None):
         maps.append(precision_sum / r)
         rps.append(sum(rel[:r]) / r)
     out = {f"recall@{k}": float(np.mean(v)) for k, v in recalls.items()}
-    out.update({"map@r": float(np.mean(maps)), "r_precision": float(np.mean(rps)),
-                "num_queries": len(maps), "num_excluded_queries": excluded})
+    out.update(
+        {
+            "map@r": float(np.mean(maps)),
+            "r_precision": float(np.mean(rps)),
+            "num_queries": len(maps),
+            "num_excluded_queries": excluded,
+        }
+    )
     return out
 
 
@@ -120,7 +126,9 @@ def test_errors_name_the_bad_value():
     emb, labels = torch.randn(10, 4), torch.arange(10) % 3
     with pytest.raises(ValueError, match="labels has 9 entries but emb has 10 rows"):
         retrieval_metrics(emb, labels[:9])
-    with pytest.raises(ValueError, match=r"ks must be between 1 and the gallery size 9 \(query excluded\), got \[1, 10\]"):
+    with pytest.raises(
+        ValueError, match=r"ks must be between 1 and the gallery size 9 \(query excluded\), got \[1, 10\]"
+    ):
         retrieval_metrics(emb, labels, ks=(1, 10))
     with pytest.raises(ValueError, match="gallery has dimension 3 but emb has 4"):
         retrieval_metrics(emb, labels, gallery=torch.randn(5, 3), gallery_labels=labels[:5])
@@ -144,7 +152,10 @@ def test_counting_against_each_rows_best_is_exact_either_way(wanted):
     assert list(zip(ahead.tolist(), equal.tolist())) == want
 
 
-@pytest.mark.parametrize("embeddings", [lambda: tied_embeddings(60, 3), lambda: torch.randn(60, 3, generator=torch.Generator().manual_seed(3))])
+@pytest.mark.parametrize(
+    "embeddings",
+    [lambda: tied_embeddings(60, 3), lambda: torch.randn(60, 3, generator=torch.Generator().manual_seed(3))],
+)
 def test_metrics_exact_when_most_queries_are_counted_over_the_row(embeddings):
     """Pairs among unrelated rows: most queries' pair lies outside their top-1 window, so most
     rows are counted in place over the whole block (ties included)."""
@@ -160,7 +171,11 @@ def test_first_relevant_rank_read_from_the_top_k_or_counted(monkeypatch):
     labels = torch.arange(80) // 2  # pairs: R = 1, a window of one neighbour
     counted = []
     original = retrieval_module._counted_rank
-    monkeypatch.setattr(retrieval_module, "_counted_rank", lambda sim, members, rows: counted.append(len(rows)) or original(sim, members, rows))
+    monkeypatch.setattr(
+        retrieval_module,
+        "_counted_rank",
+        lambda sim, members, rows: counted.append(len(rows)) or original(sim, members, rows),
+    )
     ks = (1, 5, 20)
     assert_same(retrieval_metrics(emb, labels, ks), reference_metrics(emb, labels, ks))
     assert 0 < sum(counted) < 80  # some queries resolved in the window, some counted

@@ -141,8 +141,10 @@ def test_export_command_and_errors(tmp_path, capsys):
     assert "outputs embedding [B, 24]" in capsys.readouterr().out
     assert read_onnx_info(tmp_path / "m.onnx").fingerprint == model_fingerprint(load_model(checkpoint))
     (tmp_path / "foreign.onnx").write_bytes(b"not a model")
-    cases = [(["export", str(checkpoint), "--out", str(tmp_path / "m.txt")], "must end in .onnx"),
-             (["export", str(tmp_path / "none.pt"), "--out", str(tmp_path / "n.onnx")], "checkpoint not found")]
+    cases = [
+        (["export", str(checkpoint), "--out", str(tmp_path / "m.txt")], "must end in .onnx"),
+        (["export", str(tmp_path / "none.pt"), "--out", str(tmp_path / "n.onnx")], "checkpoint not found"),
+    ]
     for argv, message in cases:
         assert main(argv) == 2 and message in capsys.readouterr().err
     with pytest.raises(ValueError, match="cannot read ONNX model"):
@@ -163,5 +165,7 @@ def test_a_missing_extra_is_named(monkeypatch):
 
     monkeypatch.delitem(__import__("sys").modules, "onnx", raising=False)
     monkeypatch.setattr(builtins, "__import__", no_onnx)
-    with pytest.raises(MissingExtraError, match=r"ONNX export needs the optional extra: pip install 'ranklist\[serve\]'"):
+    with pytest.raises(
+        MissingExtraError, match=r"ONNX export needs the optional extra: pip install 'ranklist\[serve\]'"
+    ):
         require("onnx", "ONNX export")

@@ -59,15 +59,23 @@ DECODES = {
     # case: (image written, check of the decoded uint8 [3, H, W])
     "grayscale_16bit_png": (Image.fromarray(GRADIENT_16), _check_16bit_gray),
     "grayscale_32bit_int_tiff": (Image.fromarray(GRADIENT_16.astype(np.int32)), _check_16bit_gray),
-    "grayscale_float_tiff_0_1": (Image.fromarray(GRADIENT_16.astype(np.float32) / 65535),
-                                 lambda t: (t[0].float() - torch.from_numpy(GRADIENT_16 / 257.0)).abs().max() <= 1),
+    "grayscale_float_tiff_0_1": (
+        Image.fromarray(GRADIENT_16.astype(np.float32) / 65535),
+        lambda t: (t[0].float() - torch.from_numpy(GRADIENT_16 / 257.0)).abs().max() <= 1,
+    ),
     "grayscale_8bit": (Image.new("L", (5, 4), 77), lambda t: t.shape == (3, 4, 5) and bool((t == 77).all())),
     "grayscale_alpha": (Image.new("LA", (3, 3), (90, 0)), lambda t: bool((t == 90).all())),
     "rgba_transparent": (Image.new("RGBA", (4, 4), (200, 10, 20, 0)), lambda t: t[:, 0, 0].tolist() == [200, 10, 20]),
     "rgba_opaque": (Image.new("RGBA", (4, 4), (1, 2, 3, 255)), lambda t: t[:, 3, 3].tolist() == [1, 2, 3]),
-    "palette": (Image.new("RGB", (4, 4), (250, 0, 0)).convert("P"), lambda t: t[:, 0, 0].tolist()[1:] == [0, 0] and t[0, 0, 0] > 200),
+    "palette": (
+        Image.new("RGB", (4, 4), (250, 0, 0)).convert("P"),
+        lambda t: t[:, 0, 0].tolist()[1:] == [0, 0] and t[0, 0, 0] > 200,
+    ),
     "one_bit": (Image.new("1", (6, 2), 1), lambda t: bool((t == 255).all())),
-    "one_pixel": (Image.new("RGB", (1, 1), (9, 8, 7)), lambda t: t.shape == (3, 1, 1) and t.flatten().tolist() == [9, 8, 7]),
+    "one_pixel": (
+        Image.new("RGB", (1, 1), (9, 8, 7)),
+        lambda t: t.shape == (3, 1, 1) and t.flatten().tolist() == [9, 8, 7],
+    ),
     "cmyk_jpeg": (Image.new("CMYK", (8, 8), (0, 255, 255, 0)), lambda t: t[0, 4, 4] > 200 and t[1, 4, 4] < 60),
     "wide_strip": (Image.new("RGB", (300, 1), (5, 5, 5)), lambda t: t.shape == (3, 1, 300)),
 }
@@ -132,18 +140,25 @@ def test_damaged_image_is_one_error_naming_the_file(tmp_path, data, name):
 
 
 def test_mixed_sizes_come_out_at_the_model_size_with_the_real_transforms(tmp_path):
-    images = {f"c/{i}.png": Image.new("RGB", size, (i * 40, 0, 0)) for i, size in
-              enumerate([(1, 1), (640, 20), (20, 640), (33, 47), (300, 300)])}
+    images = {
+        f"c/{i}.png": Image.new("RGB", size, (i * 40, 0, 0))
+        for i, size in enumerate([(1, 1), (640, 20), (20, 640), (33, 47), (300, 300)])
+    }
     root = _folder(tmp_path, images)
     for train in (True, False):
-        dataset = read_folder(root, "test", transform=build_transform(train, image_size=24,
-                                                                      generator=torch.Generator().manual_seed(0)))
+        dataset = read_folder(
+            root, "test", transform=build_transform(train, image_size=24, generator=torch.Generator().manual_seed(0))
+        )
         assert {tuple(dataset[i][0].shape) for i in range(len(dataset))} == {(3, 24, 24)}
 
 
 def test_single_image_classes_and_a_mixed_mode_split(tmp_path):
-    images = {"a/1.png": Image.new("L", (4, 4), 5), "b/1.png": Image.fromarray(GRADIENT_16),
-              "b/2.png": Image.new("RGBA", (9, 2)), "c/1.jpg": Image.new("RGB", (3, 3))}
+    images = {
+        "a/1.png": Image.new("L", (4, 4), 5),
+        "b/1.png": Image.fromarray(GRADIENT_16),
+        "b/2.png": Image.new("RGBA", (9, 2)),
+        "c/1.jpg": Image.new("RGB", (3, 3)),
+    }
     dataset = read_folder(_folder(tmp_path, images), "test")
     assert dataset.labels.tolist() == [0, 1, 1, 2] and dataset.class_names == ["a", "b", "c"]
     assert [tuple(dataset[i][0].shape) for i in range(4)] == [(3, 4, 4), (3, 8, 64), (3, 2, 9), (3, 3, 3)]

@@ -28,10 +28,18 @@ ZERO_ROW[7] = 0.0
 ERRORS = [
     ("nan_embeddings", lambda: ranked_list_loss(NAN, Y), r"embeddings has non-finite values \(rows \[3\]"),
     ("inf_embeddings", lambda: ranked_list_loss(INF, Y), r"embeddings has non-finite values \(rows \[5\]"),
-    ("1d_embeddings", lambda: ranked_list_loss(X[:, 0], Y), r"embeddings must be a 2-D float tensor \[N, D\], got \(12,\)"),
+    (
+        "1d_embeddings",
+        lambda: ranked_list_loss(X[:, 0], Y),
+        r"embeddings must be a 2-D float tensor \[N, D\], got \(12,\)",
+    ),
     ("3d_embeddings", lambda: ranked_list_loss(X[None], Y), r"got \(1, 12, 8\)"),
     ("int_embeddings", lambda: ranked_list_loss(X.long(), Y), r"embeddings must be a 2-D float tensor"),
-    ("numpy_embeddings", lambda: ranked_list_loss(X.numpy(), Y), r"embeddings must be a 2-D float tensor \[N, D\], got ndarray"),
+    (
+        "numpy_embeddings",
+        lambda: ranked_list_loss(X.numpy(), Y),
+        r"embeddings must be a 2-D float tensor \[N, D\], got ndarray",
+    ),
     ("no_rows", lambda: ranked_list_loss(X[:0], Y[:0]), r"embeddings must be non-empty, got shape \(0, 8\)"),
     ("no_columns", lambda: ranked_list_loss(X[:, :0], Y), r"embeddings must be non-empty, got shape \(12, 0\)"),
     ("labels_short", lambda: ranked_list_loss(X, Y[:5]), r"labels has 5 entries but embeddings has 12 rows"),
@@ -41,24 +49,80 @@ ERRORS = [
     ("labels_list", lambda: ranked_list_loss(X, Y.tolist()), r"labels must be a 1-D integer tensor, got list"),
     ("ref_emb_without_labels", lambda: ranked_list_loss(X, Y, ref_emb=X), r"ref_emb needs ref_labels"),
     ("ref_labels_without_emb", lambda: ranked_list_loss(X, Y, ref_labels=Y), r"ref_labels and self_index need ref_emb"),
-    ("ref_dim_mismatch", lambda: ranked_list_loss(X, Y, ref_emb=X[:, :4], ref_labels=Y), r"ref_emb has dimension 4 but embeddings has 8"),
-    ("ref_nan", lambda: ranked_list_loss(X, Y, ref_emb=NAN, ref_labels=Y), r"ref_emb has non-finite values \(rows \[3\]"),
-    ("ref_labels_short", lambda: ranked_list_loss(X, Y, ref_emb=X, ref_labels=Y[:3]), r"ref_labels has 3 entries but ref_emb has 12 rows"),
-    ("self_index_short", lambda: ranked_list_loss(X, Y, ref_emb=X, ref_labels=Y, self_index=torch.arange(4)), r"self_index has 4 entries but embeddings has 12 rows"),
-    ("self_index_float", lambda: ranked_list_loss(X, Y, ref_emb=X, ref_labels=Y, self_index=torch.arange(12.0)), r"self_index must hold integers, got dtype torch.float32"),
-    ("self_index_too_big", lambda: ranked_list_loss(X, Y, ref_emb=X, ref_labels=Y, self_index=torch.arange(12) + 1), r"self_index\[11\] = 12 is neither -1 nor a row of ref_emb in \[0, 12\)"),
-    ("self_index_other_class", lambda: ranked_list_loss(X, Y, ref_emb=X, ref_labels=Y, self_index=torch.arange(12).roll(1)), r"self_index\[0\] = 11 points at a row of class 2, but query 0 has class 0"),
-    ("negative_margin", lambda: ranked_list_loss(X, Y, margin=-0.1), r"margin must be a finite number >= 0.0, got -0.1"),
+    (
+        "ref_dim_mismatch",
+        lambda: ranked_list_loss(X, Y, ref_emb=X[:, :4], ref_labels=Y),
+        r"ref_emb has dimension 4 but embeddings has 8",
+    ),
+    (
+        "ref_nan",
+        lambda: ranked_list_loss(X, Y, ref_emb=NAN, ref_labels=Y),
+        r"ref_emb has non-finite values \(rows \[3\]",
+    ),
+    (
+        "ref_labels_short",
+        lambda: ranked_list_loss(X, Y, ref_emb=X, ref_labels=Y[:3]),
+        r"ref_labels has 3 entries but ref_emb has 12 rows",
+    ),
+    (
+        "self_index_short",
+        lambda: ranked_list_loss(X, Y, ref_emb=X, ref_labels=Y, self_index=torch.arange(4)),
+        r"self_index has 4 entries but embeddings has 12 rows",
+    ),
+    (
+        "self_index_float",
+        lambda: ranked_list_loss(X, Y, ref_emb=X, ref_labels=Y, self_index=torch.arange(12.0)),
+        r"self_index must hold integers, got dtype torch.float32",
+    ),
+    (
+        "self_index_too_big",
+        lambda: ranked_list_loss(X, Y, ref_emb=X, ref_labels=Y, self_index=torch.arange(12) + 1),
+        r"self_index\[11\] = 12 is neither -1 nor a row of ref_emb in \[0, 12\)",
+    ),
+    (
+        "self_index_other_class",
+        lambda: ranked_list_loss(X, Y, ref_emb=X, ref_labels=Y, self_index=torch.arange(12).roll(1)),
+        r"self_index\[0\] = 11 points at a row of class 2, but query 0 has class 0",
+    ),
+    (
+        "negative_margin",
+        lambda: ranked_list_loss(X, Y, margin=-0.1),
+        r"margin must be a finite number >= 0.0, got -0.1",
+    ),
     ("nan_alpha", lambda: ranked_list_loss(X, Y, alpha=float("nan")), r"alpha must be a finite number >= 0.0, got nan"),
-    ("inf_temperature", lambda: ranked_list_loss(X, Y, neg_temperature=float("inf")), r"neg_temperature must be a finite number >= 0.0, got inf"),
-    ("imbalance_above_1", lambda: ranked_list_loss(X, Y, imbalance=1.5), r"imbalance must be a finite number in \[0.0, 1.0\], got 1.5"),
-    ("margin_above_alpha", lambda: ranked_list_loss(X, Y, alpha=0.3, margin=0.4), r"alpha - margin must be >= 0 .*alpha=0.3, margin=0.4"),
-    ("string_margin", lambda: ranked_list_loss(X, Y, margin="big"), r"margin must be a finite number >= 0.0, got 'big'"),
+    (
+        "inf_temperature",
+        lambda: ranked_list_loss(X, Y, neg_temperature=float("inf")),
+        r"neg_temperature must be a finite number >= 0.0, got inf",
+    ),
+    (
+        "imbalance_above_1",
+        lambda: ranked_list_loss(X, Y, imbalance=1.5),
+        r"imbalance must be a finite number in \[0.0, 1.0\], got 1.5",
+    ),
+    (
+        "margin_above_alpha",
+        lambda: ranked_list_loss(X, Y, alpha=0.3, margin=0.4),
+        r"alpha - margin must be >= 0 .*alpha=0.3, margin=0.4",
+    ),
+    (
+        "string_margin",
+        lambda: ranked_list_loss(X, Y, margin="big"),
+        r"margin must be a finite number >= 0.0, got 'big'",
+    ),
     ("unknown_reduction", lambda: ranked_list_loss(X, Y, reduction="avg"), r"reduction must be one of .* got 'avg'"),
     ("unknown_gradient", lambda: ranked_list_loss(X, Y, gradient="both"), r"gradient must be one of .* got 'both'"),
-    ("zero_block_size", lambda: ranked_list_loss(X, Y, block_size=0), r"block_size must be a positive integer or None, got 0"),
+    (
+        "zero_block_size",
+        lambda: ranked_list_loss(X, Y, block_size=0),
+        r"block_size must be a positive integer or None, got 0",
+    ),
     ("unknown_preset", lambda: RankedListLoss.from_preset("paper"), r"unknown preset 'paper'"),
-    ("module_bad_param", lambda: RankedListLoss(imbalance=-1), r"imbalance must be a finite number in \[0.0, 1.0\], got -1"),
+    (
+        "module_bad_param",
+        lambda: RankedListLoss(imbalance=-1),
+        r"imbalance must be a finite number in \[0.0, 1.0\], got -1",
+    ),
 ]
 
 
@@ -93,9 +157,13 @@ CORRECT = {
     "duplicate_rows": lambda: _assert_matches_reference(torch.cat([X[:6], X[:6]]), Y),
     "one_dimension": lambda: _assert_matches_reference(X[:, :1], Y),
     "constant_columns": lambda: _assert_matches_reference(X + 1e3, Y, rtol=1e-3),
-    "official_reduction_nothing_mined": lambda: _assert_matches_reference(X[:2], torch.tensor([0, 0]), reduction="official"),
+    "official_reduction_nothing_mined": lambda: _assert_matches_reference(
+        X[:2], torch.tensor([0, 0]), reduction="official"
+    ),
     "zero_temperatures": lambda: _assert_matches_reference(X, Y, neg_temperature=0.0, pos_temperature=0.0),
-    "huge_temperature": lambda: _assert_finite_and_close(ranked_list_loss(X, Y, neg_temperature=1e6, reduction="official")),
+    "huge_temperature": lambda: _assert_finite_and_close(
+        ranked_list_loss(X, Y, neg_temperature=1e6, reduction="official")
+    ),
     "float16_inputs": lambda: _assert_close_to_float32(X.half()),
     "bfloat16_inputs": lambda: _assert_close_to_float32(X.bfloat16()),
     "float64_inputs": lambda: _assert_matches_reference(X.double(), Y, rtol=1e-9),

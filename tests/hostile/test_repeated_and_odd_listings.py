@@ -19,7 +19,11 @@ def _images(folder, n=8):
 
 def test_an_image_listed_twice_in_a_split_is_refused_with_its_rows(tmp_path):
     _images(tmp_path)
-    rows = [f"{k}.png,{k // 2},test" for k in range(8)] + [f"{k}.png,{k // 2},train" for k in range(4)] + ["./3.png,1,test"]
+    rows = (
+        [f"{k}.png,{k // 2},test" for k in range(8)]
+        + [f"{k}.png,{k // 2},train" for k in range(4)]
+        + ["./3.png,1,test"]
+    )
     (tmp_path / "list.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")
     with pytest.raises(ValueError, match=r"image './3.png' is listed twice in split 'test' \(data rows 4 and 13\)"):
         build_dataset("csv", "test", root=tmp_path / "list.csv")
@@ -27,8 +31,11 @@ def test_an_image_listed_twice_in_a_split_is_refused_with_its_rows(tmp_path):
 
 def test_an_image_in_two_splits_is_warned_about(tmp_path, capsys):
     _images(tmp_path)
-    rows = [f"{k}.png,{k // 2},{'query' if k % 2 else 'gallery'}" for k in range(8)] + ["1.png,0,gallery"] + \
-        [f"{k}.png,{k + 10},train" for k in range(2)]
+    rows = (
+        [f"{k}.png,{k // 2},{'query' if k % 2 else 'gallery'}" for k in range(8)]
+        + ["1.png,0,gallery"]
+        + [f"{k}.png,{k + 10},train" for k in range(2)]
+    )
     (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
     assert len(build_dataset("csv", "gallery", root=tmp_path / "list.csv")) == 5
     assert "2 images are listed in more than one split (e.g. '0.png'" in capsys.readouterr().err

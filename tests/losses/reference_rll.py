@@ -15,9 +15,22 @@ import torch.nn.functional as F
 
 
 def reference_ranked_list_loss(
-    emb, labels, *, margin=0.4, alpha=1.2, neg_temperature=10.0, pos_temperature=0.0,
-    imbalance=0.5, reduction="mean", gradient="query", ref_emb=None, ref_labels=None,
-    self_index=None, return_weight_sums=False, weight_gradient=False, column_eps=0.0,
+    emb,
+    labels,
+    *,
+    margin=0.4,
+    alpha=1.2,
+    neg_temperature=10.0,
+    pos_temperature=0.0,
+    imbalance=0.5,
+    reduction="mean",
+    gradient="query",
+    ref_emb=None,
+    ref_labels=None,
+    self_index=None,
+    return_weight_sums=False,
+    weight_gradient=False,
+    column_eps=0.0,
 ):
     """column_eps: added to each weight sum once per reference column (pytorch-metric-learning
     adds 1e-5 per column); 0 is docs/loss.md."""

@@ -40,9 +40,15 @@ def test_overrides_reach_the_pml_objects():
 def test_unknown_names_and_hyper_parameters():
     with pytest.raises(ValueError, match="unknown loss 'arcface'; choose one of"):
         build_loss("arcface", embedding_dim=8, num_classes=4)
-    with pytest.raises(ValueError, match=r"unknown parameters \['miner.k'\] for loss 'triplet_semihard'; valid: \[.*'miner.margin', 'miner.type_of_triplets'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown parameters \['miner.k'\] for loss 'triplet_semihard'; "
+        r"valid: \[.*'miner.margin', 'miner.type_of_triplets'\]",
+    ):
         build_loss("triplet_semihard", embedding_dim=8, num_classes=4, **{"miner.k": 1})
-    with pytest.raises(ValueError, match=r"unknown parameters \['bogus'\] for loss 'contrastive'; valid: \[.*'neg_margin'"):
+    with pytest.raises(
+        ValueError, match=r"unknown parameters \['bogus'\] for loss 'contrastive'; valid: \[.*'neg_margin'"
+    ):
         build_loss("contrastive", embedding_dim=8, num_classes=4, bogus=1)
     with pytest.raises(ValueError, match=r"unknown parameters \['temperature'\] for loss 'rll'; valid: \['alpha'"):
         build_loss("rll", embedding_dim=8, num_classes=4, temperature=1)
@@ -80,15 +86,21 @@ def test_rll_presets_through_the_registry():
         ("pml_ranked_list", {"imbalance": 2}, r"imbalance must be a finite number in \[0.0, 1.0\], got 2"),
         ("pml_ranked_list", {"Tn": float("nan")}, "Tn must be a finite number >= 0.0, got nan"),
         # pml mines all triplets for an unknown type, silently
-        ("triplet_semihard", {"miner.type_of_triplets": "bogus"},
-         r"miner.type_of_triplets must be one of \['all', 'hard', 'semihard', 'easy'\], got 'bogus'"),
+        (
+            "triplet_semihard",
+            {"miner.type_of_triplets": "bogus"},
+            r"miner.type_of_triplets must be one of \['all', 'hard', 'semihard', 'easy'\], got 'bogus'",
+        ),
         ("triplet_semihard", {"swap": "yes"}, r"swap must be one of \[False, True\], got 'yes'"),
         ("margin", {"learn_beta": 1}, r"learn_beta must be one of \[False, True\], got 1"),
     ],
 )
 def test_baseline_parameters_are_range_checked_by_name(name, params, message):
     # issue 28: beta=nan trained nothing for a whole run; negative margins and alphas were accepted
-    for call in (lambda: build_loss(name, embedding_dim=8, num_classes=4, **params), lambda: check_loss(name, params=params)):
+    for call in (
+        lambda: build_loss(name, embedding_dim=8, num_classes=4, **params),
+        lambda: check_loss(name, params=params),
+    ):
         with pytest.raises(ValueError, match=f"^bad parameters for loss '{name}': {message}$"):
             call()
 
@@ -96,7 +108,12 @@ def test_baseline_parameters_are_range_checked_by_name(name, params, message):
 def test_in_range_baseline_parameters_still_build():
     assert build_loss("pml_ranked_list", embedding_dim=8, num_classes=4, alpha=None).loss.alpha == 1.2
     assert build_loss("multi_similarity", embedding_dim=8, num_classes=4, base=-0.5, alpha=0).loss.base == -0.5
-    assert build_loss("triplet_semihard", embedding_dim=8, num_classes=4, **{"miner.type_of_triplets": "hard"}).miner.type_of_triplets == "hard"
+    assert (
+        build_loss(
+            "triplet_semihard", embedding_dim=8, num_classes=4, **{"miner.type_of_triplets": "hard"}
+        ).miner.type_of_triplets
+        == "hard"
+    )
     assert build_loss("margin", embedding_dim=8, num_classes=4, learn_beta=True).loss.learn_beta is True
     for name in LOSS_NAMES:
         check_loss(name)  # every default is in range

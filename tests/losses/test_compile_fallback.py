@@ -23,8 +23,11 @@ def test_failed_compile_warns_once_and_gives_the_eager_numbers(monkeypatch):
     want = ranked_list_loss(emb, labels, compile=False)
     monkeypatch.setattr(compiling, "_CACHE", {})
     monkeypatch.setattr(torch, "compile", _broken_compile)
-    with pytest.warns(RuntimeWarning, match=r"torch.compile of block_terms failed, using the eager version "
-                                            r"\(RuntimeError: InductorError: CppCompileError"):
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"torch.compile of block_terms failed, using the eager version "
+        r"\(RuntimeError: InductorError: CppCompileError",
+    ):
         got = ranked_list_loss(emb, labels, compile=True)
     torch.testing.assert_close(got, want)
     with warnings.catch_warnings():
@@ -37,7 +40,10 @@ def test_errors_of_the_function_itself_keep_their_type():
         raise ZeroDivisionError("a real bug")
 
     wrapped = compiling._with_eager_fallback(fn, fn)
-    with pytest.warns(RuntimeWarning, match="torch.compile of fn failed"), pytest.raises(ZeroDivisionError, match="a real bug"):
+    with (
+        pytest.warns(RuntimeWarning, match="torch.compile of fn failed"),
+        pytest.raises(ZeroDivisionError, match="a real bug"),
+    ):
         wrapped(1)
 
 

@@ -36,7 +36,9 @@ def test_memory_extends_each_ranked_list_and_gets_no_gradient():
     x = x.requires_grad_(True)
     got = memory(x, y)
     refs = torch.cat([x, old_x])
-    want = ranked_list_loss(x, y, ref_emb=refs, ref_labels=torch.cat([y, old_y]), self_index=torch.arange(8), gradient="full")
+    want = ranked_list_loss(
+        x, y, ref_emb=refs, ref_labels=torch.cat([y, old_y]), self_index=torch.arange(8), gradient="full"
+    )
     torch.testing.assert_close(got, want)
     assert memory.filled == 20 and not memory.embeddings.requires_grad
 

@@ -34,9 +34,7 @@ def value_and_grad(fn, emb, **kwargs):
 
 def assert_matches_reference(emb, labels, atol=1e-9, **kwargs):
     got, got_grad = value_and_grad(lambda e, **k: ranked_list_loss(e, labels, **k), emb, **kwargs)
-    want, want_grad = value_and_grad(
-        lambda e, **k: reference_ranked_list_loss(e, labels, **k), emb, **kwargs
-    )
+    want, want_grad = value_and_grad(lambda e, **k: reference_ranked_list_loss(e, labels, **k), emb, **kwargs)
     torch.testing.assert_close(got, want, atol=atol, rtol=1e-7)
     torch.testing.assert_close(got_grad, want_grad, atol=atol, rtol=1e-6)
 
@@ -53,8 +51,15 @@ def test_matches_reference_with_positive_weighting_and_simpler_boundaries(gradie
     emb, labels = batch(seed=3)
     for alpha, margin in [(None, 0.4), (1.0, 0.1), (1.4, 1.4)]:
         assert_matches_reference(
-            emb, labels, alpha=alpha, margin=margin, pos_temperature=3.0, neg_temperature=7.0,
-            imbalance=0.3, reduction="official", gradient=gradient,
+            emb,
+            labels,
+            alpha=alpha,
+            margin=margin,
+            pos_temperature=3.0,
+            neg_temperature=7.0,
+            imbalance=0.3,
+            reduction="official",
+            gradient=gradient,
         )
 
 
@@ -83,17 +88,13 @@ def test_empty_sets_and_single_query(gradient):
     for labels in (singletons, one_class):
         for reduction in REDUCTIONS:
             assert_matches_reference(emb, labels, reduction=reduction, gradient=gradient)
-    single, grad = value_and_grad(
-        lambda e: ranked_list_loss(e, torch.tensor([3]), gradient=gradient), emb[:1]
-    )
+    single, grad = value_and_grad(lambda e: ranked_list_loss(e, torch.tensor([3]), gradient=gradient), emb[:1])
     assert single.item() == 0.0 and torch.count_nonzero(grad) == 0
 
 
 def test_nothing_mined_gives_zero_loss_and_gradient_for_official():
     emb = torch.eye(4, dtype=torch.float64)  # all pairs at distance sqrt(2) > alpha = 1.2
-    value, grad = value_and_grad(
-        lambda e: ranked_list_loss(e, torch.tensor([0, 1, 2, 3]), reduction="official"), emb
-    )
+    value, grad = value_and_grad(lambda e: ranked_list_loss(e, torch.tensor([0, 1, 2, 3]), reduction="official"), emb)
     assert value.item() == 0.0 and torch.count_nonzero(grad) == 0
 
 
@@ -105,15 +106,18 @@ def test_gradcheck():
     ref, ref_labels = batch(n=7, d=4, classes=3, seed=60)
     for reduction in ["mean", "sum", "none"]:
         assert torch.autograd.gradcheck(
-            lambda e: ranked_list_loss(
-                e, labels, reduction=reduction, gradient="full", neg_temperature=0.0
-            ),
+            lambda e: ranked_list_loss(e, labels, reduction=reduction, gradient="full", neg_temperature=0.0),
             emb.clone().requires_grad_(True),
         )
         assert torch.autograd.gradcheck(
             lambda e: ranked_list_loss(
-                e, labels, ref_emb=ref, ref_labels=ref_labels, reduction=reduction,
-                gradient="query", neg_temperature=0.0,
+                e,
+                labels,
+                ref_emb=ref,
+                ref_labels=ref_labels,
+                reduction=reduction,
+                gradient="query",
+                neg_temperature=0.0,
             ),
             emb.clone().requires_grad_(True),
         )
@@ -129,13 +133,9 @@ def test_weight_sums_match_reference():
 def test_blocks_give_the_same_result():
     emb, labels = batch(n=40, seed=8)
     for gradient, reduction in itertools.product(GRADIENTS, REDUCTIONS):
-        whole = value_and_grad(
-            lambda e: ranked_list_loss(e, labels, gradient=gradient, reduction=reduction), emb
-        )
+        whole = value_and_grad(lambda e: ranked_list_loss(e, labels, gradient=gradient, reduction=reduction), emb)
         blocked = value_and_grad(
-            lambda e: ranked_list_loss(
-                e, labels, gradient=gradient, reduction=reduction, block_size=7
-            ),
+            lambda e: ranked_list_loss(e, labels, gradient=gradient, reduction=reduction, block_size=7),
             emb,
         )
         torch.testing.assert_close(whole, blocked)
@@ -144,16 +144,19 @@ def test_blocks_give_the_same_result():
 @pytest.mark.parametrize("gradient", GRADIENTS)
 def test_chunked_reference_calls_equal_the_single_batch_call(gradient):
     emb, labels = batch(n=30, seed=9)
-    whole, whole_grad = value_and_grad(
-        lambda e: ranked_list_loss(e, labels, gradient=gradient, reduction="sum"), emb
-    )
+    whole, whole_grad = value_and_grad(lambda e: ranked_list_loss(e, labels, gradient=gradient, reduction="sum"), emb)
     x = emb.detach().clone().requires_grad_(True)
     total = 0.0
     for rows in torch.arange(30).split(11):
         # Each chunk ranks its queries against the whole batch; self_index names their own rows.
         total = total + ranked_list_loss(
-            x[rows], labels[rows], ref_emb=x, ref_labels=labels, self_index=rows,
-            gradient=gradient, reduction="sum",
+            x[rows],
+            labels[rows],
+            ref_emb=x,
+            ref_labels=labels,
+            self_index=rows,
+            gradient=gradient,
+            reduction="sum",
         )
     total.backward()
     torch.testing.assert_close(total.detach(), whole)
@@ -165,9 +168,7 @@ def test_reference_set_without_self_index_excludes_nothing():
     ref, ref_labels = batch(n=20, seed=11)
     for gradient in GRADIENTS:
         got = ranked_list_loss(emb, labels, ref_emb=ref, ref_labels=ref_labels, gradient=gradient)
-        want = reference_ranked_list_loss(
-            emb, labels, ref_emb=ref, ref_labels=ref_labels, gradient=gradient
-        )
+        want = reference_ranked_list_loss(emb, labels, ref_emb=ref, ref_labels=ref_labels, gradient=gradient)
         torch.testing.assert_close(got, want)
     # "query": references never receive gradient; "full": they do, as the reference says.
     r = ref.clone().requires_grad_(True)
@@ -176,9 +177,7 @@ def test_reference_set_without_self_index_excludes_nothing():
     r_full = ref.clone().requires_grad_(True)
     r_ref = ref.clone().requires_grad_(True)
     ranked_list_loss(emb, labels, ref_emb=r_full, ref_labels=ref_labels, gradient="full").backward()
-    reference_ranked_list_loss(
-        emb, labels, ref_emb=r_ref, ref_labels=ref_labels, gradient="full"
-    ).backward()
+    reference_ranked_list_loss(emb, labels, ref_emb=r_ref, ref_labels=ref_labels, gradient="full").backward()
     torch.testing.assert_close(r_full.grad, r_ref.grad)
 
 
@@ -187,9 +186,7 @@ def test_permutation_invariance():
     perm = torch.randperm(len(emb), generator=torch.Generator().manual_seed(0))
     for gradient in GRADIENTS:
         value, grad = value_and_grad(lambda e: ranked_list_loss(e, labels, gradient=gradient), emb)
-        p_value, p_grad = value_and_grad(
-            lambda e: ranked_list_loss(e, labels[perm], gradient=gradient), emb[perm]
-        )
+        p_value, p_grad = value_and_grad(lambda e: ranked_list_loss(e, labels[perm], gradient=gradient), emb[perm])
         torch.testing.assert_close(value, p_value)
         torch.testing.assert_close(grad[perm], p_grad)
 
@@ -238,7 +235,11 @@ def test_huge_temperatures_stay_finite_in_official_reduction():
     emb, labels = batch(seed=16, dtype=torch.float32)
     x = emb.requires_grad_(True)
     loss, sums = ranked_list_loss(
-        x, labels, neg_temperature=1e6, pos_temperature=1e6, reduction="official",
+        x,
+        labels,
+        neg_temperature=1e6,
+        pos_temperature=1e6,
+        reduction="official",
         return_weight_sums=True,
     )
     loss.backward()
@@ -258,16 +259,21 @@ def test_compiled_elementwise_kernel_gives_the_same_numbers():
     emb, labels = batch(n=40, seed=18, dtype=torch.float32)
     for gradient in GRADIENTS:
         eager = value_and_grad(lambda e: ranked_list_loss(e, labels, gradient=gradient), emb)
-        fused = value_and_grad(
-            lambda e: ranked_list_loss(e, labels, gradient=gradient, compile=True), emb
-        )
+        fused = value_and_grad(lambda e: ranked_list_loss(e, labels, gradient=gradient, compile=True), emb)
         torch.testing.assert_close(eager, fused, atol=1e-5, rtol=1e-5)
 
 
 def test_module_and_presets():
     emb, labels = batch(seed=19)
-    loss_fn = RankedListLoss(margin=0.4, alpha=1.2, neg_temperature=10.0, pos_temperature=0.0,
-                             imbalance=0.5, reduction="mean", gradient="query")
+    loss_fn = RankedListLoss(
+        margin=0.4,
+        alpha=1.2,
+        neg_temperature=10.0,
+        pos_temperature=0.0,
+        imbalance=0.5,
+        reduction="mean",
+        gradient="query",
+    )
     torch.testing.assert_close(loss_fn(emb, labels), ranked_list_loss(emb, labels))
     for name, options in PRESETS.items():
         got = RankedListLoss.from_preset(name)(emb, labels)
@@ -284,11 +290,9 @@ def test_forward_agrees_with_pytorch_metric_learning(labels_kind):
 
     emb, labels = batch(n=48, d=8, classes=4 if labels_kind == "few" else 16, seed=20)
     for alpha, tn, tp in [(1.2, 10.0, 0.0), (None, 5.0, 2.0)]:
-        pml = PmlRankedListLoss(margin=0.4, Tn=tn, Tp=tp, alpha=alpha, imbalance=0.5,
-                                reducer=DoNothingReducer())
+        pml = PmlRankedListLoss(margin=0.4, Tn=tn, Tp=tp, alpha=alpha, imbalance=0.5, reducer=DoNothingReducer())
         theirs = pml(emb, labels)["loss"]["losses"]
-        ours = ranked_list_loss(emb, labels, alpha=alpha, neg_temperature=tn,
-                                pos_temperature=tp, reduction="none")
+        ours = ranked_list_loss(emb, labels, alpha=alpha, neg_temperature=tn, pos_temperature=tp, reduction="none")
         # pml adds 1e-5 per column (N columns) to each weight sum; mined weights are >= 1, so its
         # value is ours shrunk by at most a relative N * 1e-5. No pair here is at d = 0.
         bias = 1e-5 * len(emb)
@@ -378,10 +382,16 @@ def relative_error(got, want):
 
 
 @pytest.mark.parametrize("gap", [1e-2, 1e-3, 1e-4, 1e-6])
-@pytest.mark.parametrize("kwargs", [dict(gradient="query"), dict(gradient="full"),
-                                    dict(gradient="full", reduction="official"),
-                                    dict(gradient="query", alpha=0.4, reduction="none"),  # pb = 0
-                                    dict(gradient="query", block_size=5, compile=True)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(gradient="query"),
+        dict(gradient="full"),
+        dict(gradient="full", reduction="official"),
+        dict(gradient="query", alpha=0.4, reduction="none"),  # pb = 0
+        dict(gradient="query", block_size=5, compile=True),
+    ],
+)
 def test_float32_near_duplicates_match_float64_reference(gap, kwargs):
     # Issue 13: sqrt(2 - 2 cos) was off by ~3e-4 in value and up to ~0.5 in the gradient here.
     opts = {k: v for k, v in kwargs.items() if k not in ("block_size", "compile")}
@@ -397,10 +407,12 @@ def test_float32_near_duplicates_against_a_reference_set():
     x, labels = near_duplicate_batch(4, 1e-4)
     refs, ref_labels = x.flip(0).clone(), labels.flip(0).clone()
     got, got_grad = value_and_grad(
-        lambda e: ranked_list_loss(e, labels, ref_emb=refs, ref_labels=ref_labels, gradient="full"), x)
+        lambda e: ranked_list_loss(e, labels, ref_emb=refs, ref_labels=ref_labels, gradient="full"), x
+    )
     want, want_grad = value_and_grad(
-        lambda e: reference_ranked_list_loss(e, labels, ref_emb=refs.double(), ref_labels=ref_labels,
-                                             gradient="full"), x.double())
+        lambda e: reference_ranked_list_loss(e, labels, ref_emb=refs.double(), ref_labels=ref_labels, gradient="full"),
+        x.double(),
+    )
     assert relative_error(got, want) <= 1e-5 and relative_error(got_grad, want_grad) <= 1e-5
 
 
@@ -426,7 +438,9 @@ def test_all_zero_rows_get_no_gradient_and_training_goes_on(gradient):
     assert torch.isfinite(loss) and torch.isfinite(emb.grad).all()
     assert torch.equal(emb.grad[4], torch.zeros_like(emb.grad[4])) and emb.grad.abs().max() < 10
     ref = emb.detach().clone().requires_grad_(True)
-    value = ranked_list_loss(ref[:3], labels[:3], ref_emb=ref, ref_labels=labels, self_index=torch.arange(3), gradient=gradient)
+    value = ranked_list_loss(
+        ref[:3], labels[:3], ref_emb=ref, ref_labels=labels, self_index=torch.arange(3), gradient=gradient
+    )
     assert torch.isfinite(value)
 
 
@@ -435,7 +449,8 @@ def test_near_duplicates_of_tiny_rows_keep_their_direction():
     tiny = x * 1e-30  # float32; the reference rescales it in float64, where the norm does not underflow
     got, got_grad = value_and_grad(lambda e: ranked_list_loss(e, labels, gradient="full"), tiny)
     want, want_grad = value_and_grad(
-        lambda e: reference_ranked_list_loss(e * 1e30, labels, gradient="full"), tiny.double())
+        lambda e: reference_ranked_list_loss(e * 1e30, labels, gradient="full"), tiny.double()
+    )
     assert relative_error(got, want) <= 1e-5
     assert relative_error(got_grad, want_grad) <= 1e-5
 

@@ -34,8 +34,16 @@ def test_matches_reference_with_positive_weighting_simpler_boundaries_and_a_refe
     emb, labels = batch(seed=12)
     ref, ref_labels = batch(n=15, seed=13)
     for alpha, margin in [(None, 0.4), (1.0, 0.1), (1.4, 1.4)]:
-        kwargs = dict(alpha=alpha, margin=margin, pos_temperature=3.0, neg_temperature=7.0, imbalance=0.3,
-                      reduction="official", gradient=gradient, weight_gradient=True)
+        kwargs = dict(
+            alpha=alpha,
+            margin=margin,
+            pos_temperature=3.0,
+            neg_temperature=7.0,
+            imbalance=0.3,
+            reduction="official",
+            gradient=gradient,
+            weight_gradient=True,
+        )
         assert_matches_reference(emb, labels, **kwargs)
         assert_matches_reference(emb, labels, ref_emb=ref, ref_labels=ref_labels, **kwargs)
 
@@ -48,8 +56,10 @@ def test_the_weights_change_the_gradient_but_not_the_value():
     assert (fixed[1] - moving[1]).norm() > 0.1 * fixed[1].norm()
     # at zero temperatures the weights are uniform constants: both readings agree
     zero = dict(neg_temperature=0.0, pos_temperature=0.0)
-    torch.testing.assert_close(value_and_grad(lambda e: ranked_list_loss(e, labels, **zero), emb),
-                               value_and_grad(lambda e: ranked_list_loss(e, labels, weight_gradient=True, **zero), emb))
+    torch.testing.assert_close(
+        value_and_grad(lambda e: ranked_list_loss(e, labels, **zero), emb),
+        value_and_grad(lambda e: ranked_list_loss(e, labels, weight_gradient=True, **zero), emb),
+    )
 
 
 def test_gradcheck_at_nonzero_temperatures():
@@ -61,11 +71,14 @@ def test_gradcheck_at_nonzero_temperatures():
     for reduction in ["mean", "sum", "none"]:
         assert torch.autograd.gradcheck(
             lambda e: ranked_list_loss(e, labels, reduction=reduction, gradient="full", **common),
-            emb.clone().requires_grad_(True))
+            emb.clone().requires_grad_(True),
+        )
         assert torch.autograd.gradcheck(
-            lambda e: ranked_list_loss(e, labels, ref_emb=ref, ref_labels=ref_labels, reduction=reduction,
-                                       gradient="query", **common),
-            emb.clone().requires_grad_(True))
+            lambda e: ranked_list_loss(
+                e, labels, ref_emb=ref, ref_labels=ref_labels, reduction=reduction, gradient="query", **common
+            ),
+            emb.clone().requires_grad_(True),
+        )
 
 
 @pytest.mark.parametrize("gap", [1e-2, 1e-4, 1e-6])
@@ -84,7 +97,9 @@ def test_blocks_give_the_same_result():
     emb, labels = batch(seed=18)
     kwargs = dict(gradient="full", reduction="official", weight_gradient=True)
     whole = value_and_grad(lambda e: ranked_list_loss(e, labels, **kwargs), emb)
-    torch.testing.assert_close(value_and_grad(lambda e: ranked_list_loss(e, labels, block_size=5, **kwargs), emb), whole)
+    torch.testing.assert_close(
+        value_and_grad(lambda e: ranked_list_loss(e, labels, block_size=5, **kwargs), emb), whole
+    )
 
 
 def _pml(emb, labels, alpha, margin, tn, tp):
@@ -110,7 +125,9 @@ def test_pytorch_metric_learning_is_our_reading_plus_its_column_epsilon(alpha, m
     # without it (test_matches_reference).
     emb, labels = batch(n=32, d=8, classes=4, seed=19)
     theirs = _pml(emb, labels, alpha, margin, tn, tp)
-    kwargs = dict(alpha=alpha, margin=margin, neg_temperature=tn, pos_temperature=tp, gradient="full", weight_gradient=True)
+    kwargs = dict(
+        alpha=alpha, margin=margin, neg_temperature=tn, pos_temperature=tp, gradient="full", weight_gradient=True
+    )
     reference = value_and_grad(lambda e: reference_ranked_list_loss(e, labels, column_eps=1e-5, **kwargs), emb)
     torch.testing.assert_close(reference, theirs, rtol=1e-10, atol=1e-14)
 

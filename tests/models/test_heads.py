@@ -10,7 +10,7 @@ def reference_avg_pool(x: torch.Tensor, k: int = 5, s: int = 3) -> torch.Tensor:
     out = torch.empty(*x.shape[:2], n, n, dtype=torch.float64)
     for i in range(n):
         for j in range(n):
-            out[:, :, i, j] = x[:, :, i * s:i * s + k, j * s:j * s + k].double().mean(dim=(2, 3))
+            out[:, :, i, j] = x[:, :, i * s : i * s + k, j * s : j * s + k].double().mean(dim=(2, 3))
     return out
 
 

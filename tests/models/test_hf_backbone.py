@@ -53,8 +53,11 @@ def _reference_taps(hf: torch.nn.Module, family: str, x: torch.Tensor) -> dict[s
         side = x.shape[-1] // 8
         norm = hf.post_layernorm if family == "clip_vision_model" else hf.layernorm
         cls = norm(out.hidden_states[-1][:, 0])  # the CLS token after the final norm
-        return {"L": _reference_grid(out.hidden_states[low], prefix, side, side),
-                "M": _reference_grid(out.hidden_states[mid], prefix, side, side), "H": cls[:, :, None, None]}
+        return {
+            "L": _reference_grid(out.hidden_states[low], prefix, side, side),
+            "M": _reference_grid(out.hidden_states[mid], prefix, side, side),
+            "H": cls[:, :, None, None],
+        }
     maps = out.reshaped_hidden_states if family == "swin" else out.hidden_states
     by_stride = {x.shape[-1] // m.shape[-1]: m for m in maps}  # the last map at each stride
     last = maps[-1]
@@ -82,12 +85,16 @@ def test_taps_channels_heads_and_preprocessing(saved, family):
         torch.testing.assert_close(taps[level], reference[level])
     assert {k: tuple(v.shape) for k, v in out.items()} == {"L": (2, 4), "M": (2, 5), "H": (2, 6)}
     record = model.preprocessing.normalization
-    assert record.mean == pytest.approx(MEAN) and record.std == pytest.approx(STD) and record.scale == pytest.approx(1.0)
+    assert (
+        record.mean == pytest.approx(MEAN) and record.std == pytest.approx(STD) and record.scale == pytest.approx(1.0)
+    )
     assert build_model(f"hf:{saved[family]}", embedding_dim=4).default_image_size == size  # processor crop_size
 
 
 def test_whole_clip_checkpoint_loads_its_vision_tower(tmp_path):
-    vision = dict(hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32, image_size=32, patch_size=8)
+    vision = dict(
+        hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32, image_size=32, patch_size=8
+    )
     text = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=50)
     transformers.CLIPModel(transformers.CLIPConfig(vision_config=vision, text_config=text)).save_pretrained(tmp_path)
     with pytest.warns(UserWarning, match="no preprocessor_config.json"):
@@ -151,7 +158,11 @@ def test_gradient_checkpointing_gives_the_same_gradients(saved, family):
         torch.manual_seed(0)  # the same heads
         model = _build(saved[family], family, gradient_checkpointing=enabled).train()
         hf = model.backbone.model
-        active = hf.is_activation_checkpointing if hasattr(hf, "is_activation_checkpointing") else hf.is_gradient_checkpointing
+        active = (
+            hf.is_activation_checkpointing
+            if hasattr(hf, "is_activation_checkpointing")
+            else hf.is_gradient_checkpointing
+        )
         assert model.config["gradient_checkpointing"] is enabled and active is enabled
         sum(v.square().sum() for v in model(x).values()).backward()
         grads.append({n: p.grad for n, p in model.backbone.named_parameters() if p.grad is not None})

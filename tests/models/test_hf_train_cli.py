@@ -18,7 +18,8 @@ def _recipe(tmp_path, folder, size: int):
     path = tmp_path / "hf.yaml"
     path.write_text(f"""
 name: hf-tiny
-data: {{name: fashion_mnist, root: {root}, image_size: {size}, resize: {size + 4}, classes_per_batch: 2, samples_per_class: 3, val_fraction: 0.2}}
+data: {{name: fashion_mnist, root: {root}, image_size: {size}, resize: {size + 4}, classes_per_batch: 2, \
+samples_per_class: 3, val_fraction: 0.2}}
 model: {{backbone: "hf:{folder}", pretrained: true, embedding_dim: 8}}
 optim: {{name: adamw, lr: 0.0001}}
 train: {{iterations: 2, val_every: 2, log_every: 1, checkpoint_every: 2, threads: 1}}
@@ -28,8 +29,27 @@ eval: {{ks: [1, 2], batch_size: 16, nmi: false, grid_queries: 2}}
 
 
 def _evaluate(checkpoint, root, out) -> dict:
-    assert main(["evaluate", str(checkpoint), "--dataset", "fashion_mnist", "--root", str(root), "--split", "test",
-                 "--ks", "1", "2", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(checkpoint),
+                "--dataset",
+                "fashion_mnist",
+                "--root",
+                str(root),
+                "--split",
+                "test",
+                "--ks",
+                "1",
+                "2",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return json.loads(out.read_text())
 
 

@@ -98,8 +98,12 @@ def test_picture_written_with_baseline_and_cache(tmp_path):
     _, again = write_pair_picture(tmp_path / "run2", loss, {"final": embedded["final"]}, seed=0, baseline_cache=cache)
     assert again["wrong_side"]["before"] == summary["wrong_side"]["before"]
     # Without a baseline and without boundaries: the "after" histograms alone.
-    _, plain = write_pair_picture(tmp_path / "run3", SimpleNamespace(name="contrastive", preset=None, params={}),
-                                  {"final": embedded["final"]}, seed=0)
+    _, plain = write_pair_picture(
+        tmp_path / "run3",
+        SimpleNamespace(name="contrastive", preset=None, params={}),
+        {"final": embedded["final"]},
+        seed=0,
+    )
     assert "wrong_side" not in plain and set(plain["median"]) == {"after"}
 
 

@@ -42,7 +42,9 @@ def test_a_run_writes_scalars_hparams_figures_and_projector(recipe, tmp_path):
     assert [e.value for e in events.Scalars("train/loss")] == pytest.approx([r["loss"] for r in records if "loss" in r])
     assert events.Scalars("test/concat/recall@1")[0].value == pytest.approx(summary["test"]["concat"]["recall@1"])
     assert events.Scalars("test/concat/recall@1")[0].step == 6
-    assert {"report/training_curves", "report/recall_at_k", "report/pair_distances", "report/retrieval_grid"} <= set(tags["images"])
+    assert {"report/training_curves", "report/recall_at_k", "report/pair_distances", "report/retrieval_grid"} <= set(
+        tags["images"]
+    )
     # the hparams view: the flattened config against the final metrics
     from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -61,13 +63,25 @@ def test_a_run_writes_scalars_hparams_figures_and_projector(recipe, tmp_path):
     n = summary["dataset"]["test_images"]
     assert len(rows) == n and len(rows[0].split("\t")) == 3 * 8  # L, M, H of 8 dimensions, concatenated
     assert metadata[0] == "label\tclass" and len(metadata) == n + 1 and all(len(m.split("\t")) == 2 for m in metadata)
-    side = math.ceil(n ** 0.5) * 32
+    side = math.ceil(n**0.5) * 32
     assert Image.open(folder / "sprite.png").size == (side, side)
 
 
 def test_a_study_is_one_root_with_a_folder_per_run(recipe, tmp_path):
     out = tmp_path / "cmp"
-    argv = ["compare", str(recipe), "train.iterations=2", "--losses", "rll", "contrastive", "--seeds", "0", "--out", str(out), "--no-progress"]
+    argv = [
+        "compare",
+        str(recipe),
+        "train.iterations=2",
+        "--losses",
+        "rll",
+        "contrastive",
+        "--seeds",
+        "0",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     multiplexer = EventMultiplexer()
     multiplexer.AddRunsFromDirectory(str(out))
@@ -95,11 +109,20 @@ def test_a_resumed_run_drops_the_events_past_its_checkpoint(recipe, tmp_path, mo
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [e.value for e in events.Scalars("train/loss")] == pytest.approx([r["loss"] for r in records if "loss" in r])
-    assert [e.step for e in events.Scalars("val/recall@1")] == [r["step"] for r in records if "val/recall@1" in r] == [0, 3, 6]
+    assert (
+        [e.step for e in events.Scalars("val/recall@1")]
+        == [r["step"] for r in records if "val/recall@1" in r]
+        == [0, 3, 6]
+    )
 
 
 def test_off_or_missing_package_writes_no_events(recipe, tmp_path, monkeypatch):
-    Trainer(load_config(recipe, ["train.tensorboard=false", "train.iterations=1"]), tmp_path / "off", progress=False, log=lambda m: None).run()
+    Trainer(
+        load_config(recipe, ["train.tensorboard=false", "train.iterations=1"]),
+        tmp_path / "off",
+        progress=False,
+        log=lambda m: None,
+    ).run()
     assert not (tmp_path / "off" / "tensorboard").exists()
     monkeypatch.setattr(board_module, "_writer_class", lambda: None)
     said = []
@@ -109,10 +132,23 @@ def test_off_or_missing_package_writes_no_events(recipe, tmp_path, monkeypatch):
 
 
 def test_flatten_and_final_metrics():
-    assert flatten({"a": {"b": 1, "c": [1, 2], "d": None, "e": {}}, "f": "x"}) == {"a.b": 1, "a.c": "[1, 2]", "a.d": "null", "a.e": "{}", "f": "x"}
-    summary = {"test": {"H": {"recall@1": 0.5, "nmi": float("nan")}}, "baseline": {"test": {"H": {"recall@1": 0.25}}},
-               "pair_distances": {"wrong_side": {"after": {"negatives_within_alpha": 0.1}}}}
-    assert final_metrics(summary) == {"test/H/recall@1": 0.5, "baseline/H/recall@1": 0.25, "pair_distances/after/negatives_within_alpha": 0.1}
+    assert flatten({"a": {"b": 1, "c": [1, 2], "d": None, "e": {}}, "f": "x"}) == {
+        "a.b": 1,
+        "a.c": "[1, 2]",
+        "a.d": "null",
+        "a.e": "{}",
+        "f": "x",
+    }
+    summary = {
+        "test": {"H": {"recall@1": 0.5, "nmi": float("nan")}},
+        "baseline": {"test": {"H": {"recall@1": 0.25}}},
+        "pair_distances": {"wrong_side": {"after": {"negatives_within_alpha": 0.1}}},
+    }
+    assert final_metrics(summary) == {
+        "test/H/recall@1": 0.5,
+        "baseline/H/recall@1": 0.25,
+        "pair_distances/after/negatives_within_alpha": 0.1,
+    }
 
 
 def test_shipped_recipes_turn_it_on():

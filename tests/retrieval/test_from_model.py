@@ -29,7 +29,9 @@ def test_index_from_model_uses_the_checkpoints_preprocessing(data):
     # the reference: embed each image by hand with the record's evaluation transform
     transform = model.preprocessing.transform(train=False)
     with torch.no_grad():
-        expected = evaluation_embedding(model.eval()(torch.stack([transform(dataset.load_image(i)) for i in range(len(dataset))])))
+        expected = evaluation_embedding(
+            model.eval()(torch.stack([transform(dataset.load_image(i)) for i in range(len(dataset))]))
+        )
     scores, ids = search(index, expected.numpy(), 1)
     np.testing.assert_array_equal(ids[:, 0], np.arange(len(dataset)))
     np.testing.assert_allclose(scores[:, 0], 1, atol=1e-5)
@@ -40,10 +42,14 @@ def test_in_memory_images_get_thumbnails_and_additions_share_class_numbers(data)
     model = load_model(checkpoint)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (6, 28, 28, 3), dtype=np.uint8)
-    first = ArrayDataset(images[:4], np.array([0, 0, 1, 1]), ["cat", "dog"], transform=model.preprocessing.transform(train=False))
+    first = ArrayDataset(
+        images[:4], np.array([0, 0, 1, 1]), ["cat", "dog"], transform=model.preprocessing.transform(train=False)
+    )
     index = index_from_model(model, first)
     assert index.items.thumbnails.shape == (4, 64, 64, 3) and index.items.thumbnails.dtype == np.uint8
-    second = ArrayDataset(images[4:], np.array([0, 1]), ["dog", "bird"], transform=model.preprocessing.transform(train=False))
+    second = ArrayDataset(
+        images[4:], np.array([0, 1]), ["dog", "bird"], transform=model.preprocessing.transform(train=False)
+    )
     with pytest.raises(ValueError, match="the added items come from another model"):
         add_from_model(index, load_model(other), second)
     add_from_model(index, model, second)
@@ -55,7 +61,11 @@ def test_thumbnail_array_letterboxes_on_white():
     from PIL import Image
 
     thumb = thumbnail_array(Image.new("RGB", (200, 100), (255, 0, 0)), 64)
-    assert thumb.shape == (64, 64, 3) and thumb[32, 32].tolist() == [255, 0, 0] and thumb[0, 32].tolist() == [255, 255, 255]
+    assert (
+        thumb.shape == (64, 64, 3)
+        and thumb[32, 32].tolist() == [255, 0, 0]
+        and thumb[0, 32].tolist() == [255, 255, 255]
+    )
     small = thumbnail_array(torch.zeros(3, 28, 28, dtype=torch.uint8), 64)
     assert small.shape == (64, 64, 3) and small[32, 32].tolist() == [0, 0, 0]
 
@@ -71,7 +81,10 @@ def test_index_commands(data, tmp_path, capsys):
     capsys.readouterr()
     cases = [
         (["index", "add", str(out), "--checkpoint", str(other), *common], "the added items come from another model"),
-        (["index", "--checkpoint", str(checkpoint), *common, "--out", str(out)], "already holds an index; pass --replace"),
+        (
+            ["index", "--checkpoint", str(checkpoint), *common, "--out", str(out)],
+            "already holds an index; pass --replace",
+        ),
         (["index", "--checkpoint", str(checkpoint), *common, "--out", str(root)], "exists and is not an index"),
         (["index", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x")], "--checkpoint needs --dataset"),
         (["index", "--out", str(tmp_path / "y")], "nothing to index"),
@@ -81,7 +94,24 @@ def test_index_commands(data, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("ranklist: error: ") and message in err and "\n" not in err
     assert len(load_index(out)) == 24 and sorted(p.name for p in root.iterdir())[0] == "class_0"
-    assert main(["index", "--checkpoint", str(checkpoint), *common, "--out", str(out), "--replace", "--kind", "ivf", "--nlist", "2"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--checkpoint",
+                str(checkpoint),
+                *common,
+                "--out",
+                str(out),
+                "--replace",
+                "--kind",
+                "ivf",
+                "--nlist",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert load_index(out).meta["kind"] == "ivf" and len(load_index(out)) == 16
 
 
@@ -89,7 +119,24 @@ def test_embeddings_file_index_search_and_add(data, tmp_path, capsys):
     _, checkpoint, _ = data
     fm = make_fashion_mnist(tmp_path / "fm")
     emb = tmp_path / "e.npz"
-    assert main(["embed", str(checkpoint), "--dataset", "fashion_mnist", "--root", str(fm), "--split", "test", "--out", str(emb), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                str(checkpoint),
+                "--dataset",
+                "fashion_mnist",
+                "--root",
+                str(fm),
+                "--split",
+                "test",
+                "--out",
+                str(emb),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert main(["index", str(emb), "--out", str(tmp_path / "idx")]) == 0
     assert main(["index", "add", str(tmp_path / "idx"), str(emb)]) == 0
     n = len(np.load(emb)["embedding"])

@@ -74,7 +74,12 @@ def test_items_and_model_round_trip_and_add(tmp_path):
     x, labels = clustered(60, dim=16)
     items = Items(np.arange(40), labels[:40], np.array([f"/data/{i}.jpg" for i in range(40)]))
     index = build_index(x[:40], items, model=fingerprint(), meta={"class_names": ["c"] * 50})
-    add_to_index(index, x[40:], Items(next_ids(index, 20), labels[40:], np.array([f"/new/{i}.jpg" for i in range(20)])), fingerprint())
+    add_to_index(
+        index,
+        x[40:],
+        Items(next_ids(index, 20), labels[40:], np.array([f"/new/{i}.jpg" for i in range(20)])),
+        fingerprint(),
+    )
     save_index(index, tmp_path / "idx")
     again = load_index(tmp_path / "idx")
     assert len(again) == 60 and again.ids.tolist() == list(range(60)) and again.labels.tolist() == labels.tolist()
@@ -87,7 +92,9 @@ def test_another_models_queries_and_additions_are_refused():
 
     x, _ = clustered(30, dim=8)
     index = build_index(x, model=fingerprint("a"))
-    with pytest.raises(ValueError, match="the queries come from another model than the index's \\(model weights differ"):
+    with pytest.raises(
+        ValueError, match="the queries come from another model than the index's \\(model weights differ"
+    ):
         search(index, x[:2], 3, model=fingerprint("b"))
     other_prep = fingerprint("a").__class__("a" * 64, {"image_size": 64, "resize": 72, "recipe": "paper"})
     with pytest.raises(ValueError, match="preprocessing differ"):
@@ -161,8 +168,18 @@ def test_format_1_indexes_still_load(tmp_path):
     folder = tmp_path / "old"
     folder.mkdir()
     faiss.write_index(build_index(x).index, str(folder / "index.faiss"))
-    (folder / "meta.json").write_text(json.dumps({"kind": "flat", "dim": 8, "count": 10, "labels": labels.tolist(),
-                                                  "ids": [f"{i}.jpg" for i in range(10)], "format": 1}))
+    (folder / "meta.json").write_text(
+        json.dumps(
+            {
+                "kind": "flat",
+                "dim": 8,
+                "count": 10,
+                "labels": labels.tolist(),
+                "ids": [f"{i}.jpg" for i in range(10)],
+                "format": 1,
+            }
+        )
+    )
     old = load_index(folder)
     assert old.labels.tolist() == labels.tolist() and old.ids[3] == "3.jpg" and old.model is None
 
@@ -171,7 +188,10 @@ def test_embeddings_file_round_trip_with_model(tmp_path):
     from ranklist.retrieval.embeddings_file import EmbeddingsFile, read_embeddings, write_embeddings
 
     x, labels = clustered(12, dim=8)
-    write_embeddings(EmbeddingsFile(x, labels, np.array([f"{i}.png" for i in range(12)]), {"L": x[:, :4]}, fingerprint()), tmp_path / "e.npz")
+    write_embeddings(
+        EmbeddingsFile(x, labels, np.array([f"{i}.png" for i in range(12)]), {"L": x[:, :4]}, fingerprint()),
+        tmp_path / "e.npz",
+    )
     back = read_embeddings(tmp_path / "e.npz")
     assert back.model == fingerprint() and back.paths[2] == "2.png" and back.levels["L"].shape == (12, 4)
     np.savez(tmp_path / "bad.npz", embedding=x, model=np.array("{not json"))

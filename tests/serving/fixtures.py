@@ -10,7 +10,16 @@ from PIL import Image, ImageDraw
 
 from ranklist.models import build_model, save_model
 
-COLOURS = [(220, 40, 40), (40, 160, 60), (40, 80, 220), (230, 180, 30), (150, 60, 180), (30, 170, 170), (240, 120, 30), (90, 90, 90)]
+COLOURS = [
+    (220, 40, 40),
+    (40, 160, 60),
+    (40, 80, 220),
+    (230, 180, 30),
+    (150, 60, 180),
+    (30, 170, 170),
+    (240, 120, 30),
+    (90, 90, 90),
+]
 
 
 def draw(class_index: int, variant: int, size: int = 48) -> Image.Image:
@@ -20,10 +29,19 @@ def draw(class_index: int, variant: int, size: int = 48) -> Image.Image:
     side = size + 8 * (variant % 3)
     image = Image.new("RGB", (side, side + 4 * (variant % 2)), (245, 245, 240))
     pen = ImageDraw.Draw(image)
-    box = [int(rng.integers(2, 10)), int(rng.integers(2, 10)), side - int(rng.integers(2, 10)), side - int(rng.integers(2, 10))]
-    colour = tuple(int(c) for c in np.clip(np.array(COLOURS[class_index % len(COLOURS)]) + rng.integers(-20, 20, 3), 0, 255))
+    box = [
+        int(rng.integers(2, 10)),
+        int(rng.integers(2, 10)),
+        side - int(rng.integers(2, 10)),
+        side - int(rng.integers(2, 10)),
+    ]
+    colour = tuple(
+        int(c) for c in np.clip(np.array(COLOURS[class_index % len(COLOURS)]) + rng.integers(-20, 20, 3), 0, 255)
+    )
     [pen.ellipse, pen.rectangle, pen.polygon][class_index % 3](
-        box if class_index % 3 < 2 else [(box[0], box[3]), ((box[0] + box[2]) // 2, box[1]), (box[2], box[3])], fill=colour)
+        box if class_index % 3 < 2 else [(box[0], box[3]), ((box[0] + box[2]) // 2, box[1]), (box[2], box[3])],
+        fill=colour,
+    )
     noise = rng.normal(0, 8, (image.height, image.width, 3))
     return Image.fromarray(np.clip(np.asarray(image, dtype=np.float64) + noise, 0, 255).astype(np.uint8))
 

@@ -31,8 +31,12 @@ def png(image: Image.Image) -> bytes:
 
 
 def client(served, runtime="pytorch", **limits):
-    embedder = load_embedder(served["checkpoint"], None) if runtime == "pytorch" else load_embedder(None, served["onnx"])
-    return TestClient(create_app(SearchService(load_index(served["index"]), embedder, ServeLimits(**limits))), base_url=LOCAL)
+    embedder = (
+        load_embedder(served["checkpoint"], None) if runtime == "pytorch" else load_embedder(None, served["onnx"])
+    )
+    return TestClient(
+        create_app(SearchService(load_index(served["index"]), embedder, ServeLimits(**limits))), base_url=LOCAL
+    )
 
 
 @pytest.mark.parametrize("runtime", ["pytorch", "onnxruntime"])
@@ -62,7 +66,13 @@ def test_search_and_embed_match_the_model(served, runtime):
 def test_items_thumbnails_neighbours_browse_and_page(served):
     api = client(served)
     info = api.get("/info").json()
-    assert info["items"] == 24 and info["classes"] == 6 and info["labelled"] and info["runtime"] == "pytorch" and info["kind"] == "flat"
+    assert (
+        info["items"] == 24
+        and info["classes"] == 6
+        and info["labelled"]
+        and info["runtime"] == "pytorch"
+        and info["kind"] == "flat"
+    )
     assert api.get("/healthz").json() == {"status": "ok", "items": 24}
     page = api.get("/")
     assert page.status_code == 200 and "ranklist search" in page.text and "file-input" in page.text
@@ -78,7 +88,10 @@ def test_items_thumbnails_neighbours_browse_and_page(served):
     browse = api.get("/browse?k=3").json()
     precisions = [q["precision"] for q in browse["queries"]]
     assert len(precisions) == 24 and precisions == sorted(precisions)  # worst first
-    assert all(q["precision"] == pytest.approx(np.mean([h["correct"] for h in q["neighbours"]]), abs=1e-4) for q in browse["queries"])
+    assert all(
+        q["precision"] == pytest.approx(np.mean([h["correct"] for h in q["neighbours"]]), abs=1e-4)
+        for q in browse["queries"]
+    )
 
 
 def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(served):
@@ -100,14 +113,20 @@ def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(served):
         assert response.status_code == status and message in response.json()["detail"], (request.keys(), response.text)
     huge = api.post("/search", content=b"x" * 200_000, headers={"content-type": "multipart/form-data; boundary=b"})
     assert huge.status_code == 413 and "request body" in huge.json()["detail"]
-    for url, status, message in [("/search?k=0", 422, "k must be between 1 and 5, got 0"),
-                                 ("/search?k=6", 422, "k must be between 1 and 5, got 6"),
-                                 ("/search?k=two", 422, "int")]:
+    for url, status, message in [
+        ("/search?k=0", 422, "k must be between 1 and 5, got 0"),
+        ("/search?k=6", 422, "k must be between 1 and 5, got 6"),
+        ("/search?k=two", 422, "int"),
+    ]:
         response = api.post(url, files={"file": ("a.png", good, "image/png")})
         assert response.status_code == status and message in str(response.json()["detail"])
-    for url, status, message in [("/items/999", 404, "no item with id '999'"), ("/items/abc/image", 404, "no item with id 'abc'"),
-                                 ("/items/1/neighbours?k=99", 422, "k must be between 1 and 5"),
-                                 ("/items?limit=0", 422, "limit"), ("/browse?limit=0", 422, "limit must be between")]:
+    for url, status, message in [
+        ("/items/999", 404, "no item with id '999'"),
+        ("/items/abc/image", 404, "no item with id 'abc'"),
+        ("/items/1/neighbours?k=99", 422, "k must be between 1 and 5"),
+        ("/items?limit=0", 422, "limit"),
+        ("/browse?limit=0", 422, "limit must be between"),
+    ]:
         response = api.get(url)
         assert response.status_code == status and message in response.json()["detail"], url
     assert api.post("/search?k=2", files={"file": ("ok.png", good, "image/png")}).status_code == 200
@@ -118,13 +137,24 @@ def test_an_ivf_index_serves_neighbours_and_browse(served, tmp_path):
     from ranklist.retrieval import build_index, save_index, stored_vectors
 
     flat = load_index(served["index"])
-    ivf = build_index(stored_vectors(flat, np.arange(len(flat))), flat.items, kind="ivf", nlist=2, nprobe=2,
-                      model=flat.model, meta={"class_names": flat.meta["class_names"]})
+    ivf = build_index(
+        stored_vectors(flat, np.arange(len(flat))),
+        flat.items,
+        kind="ivf",
+        nlist=2,
+        nprobe=2,
+        model=flat.model,
+        meta={"class_names": flat.meta["class_names"]},
+    )
     save_index(ivf, tmp_path / "ivf")
-    api = TestClient(create_app(SearchService(load_index(tmp_path / "ivf"), load_embedder(served["checkpoint"], None))), base_url=LOCAL)
+    api = TestClient(
+        create_app(SearchService(load_index(tmp_path / "ivf"), load_embedder(served["checkpoint"], None))),
+        base_url=LOCAL,
+    )
     assert api.get("/info").json()["kind"] == "ivf"
-    assert [h["id"] for h in api.get("/items/4/neighbours?k=5").json()["neighbours"]] == \
-        [h["id"] for h in client(served).get("/items/4/neighbours?k=5").json()["neighbours"]]
+    assert [h["id"] for h in api.get("/items/4/neighbours?k=5").json()["neighbours"]] == [
+        h["id"] for h in client(served).get("/items/4/neighbours?k=5").json()["neighbours"]
+    ]
     assert len(api.get("/browse?k=3").json()["queries"]) == 24
 
 
@@ -152,7 +182,12 @@ class SlowEmbedder:
     """Sleeps in embed, as a big model would: other requests must still be answered meanwhile."""
 
     def __init__(self, inner):
-        self.inner, self.preprocessing, self.fingerprint, self.runtime = inner, inner.preprocessing, inner.fingerprint, "slow"
+        self.inner, self.preprocessing, self.fingerprint, self.runtime = (
+            inner,
+            inner.preprocessing,
+            inner.fingerprint,
+            "slow",
+        )
 
     def embed(self, batch):
         time.sleep(1.0)
@@ -162,17 +197,22 @@ class SlowEmbedder:
 def test_inference_runs_off_the_event_loop(served):
     import httpx
 
-    app = create_app(SearchService(load_index(served["index"]), SlowEmbedder(load_embedder(served["checkpoint"], None))))
+    app = create_app(
+        SearchService(load_index(served["index"]), SlowEmbedder(load_embedder(served["checkpoint"], None)))
+    )
 
     async def scenario():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=LOCAL) as api:
-            search = asyncio.create_task(api.post("/search?k=2", files={"file": ("q.png", png(draw(2, 3)), "image/png")}))
+            search = asyncio.create_task(
+                api.post("/search?k=2", files={"file": ("q.png", png(draw(2, 3)), "image/png")})
+            )
             await asyncio.sleep(0.2)
             health = await api.get("/healthz")
             return health.status_code, search.done(), (await search).status_code
 
     status, search_done, search_status = asyncio.run(scenario())
-    # health answered while the (1 s) search still ran: the event loop was free. No timing bound: a busy machine may be slow.
+    # health answered while the (1 s) search still ran: the event loop was free.
+    # No timing bound: a busy machine may be slow.
     assert status == 200 and not search_done and search_status == 200
 
 
@@ -185,4 +225,7 @@ def test_a_16_bit_grayscale_upload_is_scaled_not_white(served):
     grey.save(buffer, format="PNG")
     decoded = decode_image(buffer.getvalue(), "grey.png", "image/png", ServeLimits())
     assert decoded.mode == "RGB" and np.asarray(decoded)[0, 0].tolist() == [128, 128, 128]
-    assert client(served).post("/search?k=2", files={"file": ("grey.png", buffer.getvalue(), "image/png")}).status_code == 200
+    assert (
+        client(served).post("/search?k=2", files={"file": ("grey.png", buffer.getvalue(), "image/png")}).status_code
+        == 200
+    )

@@ -15,9 +15,22 @@ import pytest
 
 from tests.serving.fixtures import draw
 
-CHROMIUM, DRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,1000"]
+CHROMIUM, DRIVER = (
+    shutil.which("chromium") or "/usr/bin/chromium",
+    shutil.which("chromedriver") or "/usr/bin/chromedriver",
+)
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,1000",
+]
 
 
 def require_browser():
@@ -25,7 +38,10 @@ def require_browser():
     pytest.importorskip("selenium")
     missing = [p for p in (CHROMIUM, DRIVER) if not os.path.exists(p)]
     if missing:
-        reason = f"{' and '.join(missing)} not installed (apt-get install chromium chromium-driver; `make test` does it as root)"
+        reason = (
+            f"{' and '.join(missing)} not installed "
+            "(apt-get install chromium chromium-driver; `make test` does it as root)"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
@@ -42,8 +58,22 @@ def serving(index, checkpoint, log_path):
     """`ranklist serve` in a subprocess on a free loopback port, stopped (and reaped) afterwards."""
     port = free_port()
     log = open(log_path, "wb")
-    process = subprocess.Popen([sys.executable, "-m", "ranklist", "serve", "--index", str(index), "--checkpoint",
-                                str(checkpoint), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ranklist",
+            "serve",
+            "--index",
+            str(index),
+            "--checkpoint",
+            str(checkpoint),
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -111,8 +141,12 @@ def test_upload_an_image_and_see_its_neighbours(server, browser, tmp_path):
     hits = browser.find_elements(By.CSS_SELECTOR, "#results .hit")
     scores = [float(hit.find_element(By.CLASS_NAME, "score").text) for hit in hits]
     assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
-    wait.until(lambda d: all(img.get_attribute("naturalWidth") not in (None, "0")
-                             for img in d.find_elements(By.CSS_SELECTOR, "#results img, #preview")))
+    wait.until(
+        lambda d: all(
+            img.get_attribute("naturalWidth") not in (None, "0")
+            for img in d.find_elements(By.CSS_SELECTOR, "#results img, #preview")
+        )
+    )
     assert browser.find_element(By.ID, "error").text == ""
     artefact = tmp_path / "page.png"
     browser.save_screenshot(str(artefact))
@@ -147,8 +181,23 @@ def test_class_names_from_the_data_reach_the_page_as_text(served, browser, tmp_p
     root = make_folder(tmp_path / "images", classes=6, per_class=3)
     for c in range(6):
         (root / f"class_{c}").rename(root / f"{c} {HOSTILE}")
-    assert main(["index", "--checkpoint", str(served["checkpoint"]), "--dataset", "folder", "--root", str(root),
-                 "--out", str(tmp_path / "idx"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--checkpoint",
+                str(served["checkpoint"]),
+                "--dataset",
+                "folder",
+                "--root",
+                str(root),
+                "--out",
+                str(tmp_path / "idx"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     with serving(tmp_path / "idx", served["checkpoint"], tmp_path / "server.log") as url:
         wait = WebDriverWait(browser, 60)
         browser.get(url + "/")

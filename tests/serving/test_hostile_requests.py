@@ -33,11 +33,16 @@ def solid_png(side: int) -> bytes:
 
 
 def test_the_page_inserts_data_as_text_and_carries_a_script_policy(served):
-    api = TestClient(create_app(SearchService(load_index(served["index"]), load_embedder(served["checkpoint"], None))), base_url=LOCAL)
+    api = TestClient(
+        create_app(SearchService(load_index(served["index"]), load_embedder(served["checkpoint"], None))),
+        base_url=LOCAL,
+    )
     page = api.get("/")
     assert "innerHTML" not in page.text and "insertAdjacentHTML" not in page.text
     policy = page.headers["content-security-policy"]
-    assert "default-src 'none'" in policy and "'unsafe-inline'" not in policy.split(";")[1]  # script-src: the page's own script only
+    assert (
+        "default-src 'none'" in policy and "'unsafe-inline'" not in policy.split(";")[1]
+    )  # script-src: the page's own script only
     import base64
     import hashlib
 
@@ -52,9 +57,16 @@ def test_another_host_name_is_refused_and_paths_are_relative(served):
     paths = [item["path"] for item in TestClient(app, base_url=LOCAL).get("/items").json()["items"]]
     assert paths and all(not p.startswith("/") and p.startswith("class_") for p in paths)
     exposed = SearchService(load_index(served["index"]), load_embedder(served["checkpoint"], None), expose_paths=True)
-    assert TestClient(create_app(exposed), base_url=LOCAL).get("/items").json()["items"][0]["path"].startswith(str(served["root"]))
+    assert (
+        TestClient(create_app(exposed), base_url=LOCAL)
+        .get("/items")
+        .json()["items"][0]["path"]
+        .startswith(str(served["root"]))
+    )
     assert TestClient(create_app(service, ["*"]), base_url="http://any.example").get("/healthz").status_code == 200
-    assert {"0.0.0.0", "127.0.0.1", "localhost"} <= set(allowed_hosts("0.0.0.0")) and "lab.example" in allowed_hosts("127.0.0.1", ["lab.example"])
+    assert {"0.0.0.0", "127.0.0.1", "localhost"} <= set(allowed_hosts("0.0.0.0")) and "lab.example" in allowed_hosts(
+        "127.0.0.1", ["lab.example"]
+    )
 
 
 def test_the_request_pixel_budget_is_checked_from_headers_before_decoding(monkeypatch):
@@ -65,7 +77,9 @@ def test_the_request_pixel_budget_is_checked_from_headers_before_decoding(monkey
 
     uploads = [Upload(solid_png(3000), f"big{i}.png", "image/png") for i in range(3)]
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
-    with pytest.raises(InputError, match="3 images decode to 27000000 pixels, over the per-request limit of 20000000") as refused:
+    with pytest.raises(
+        InputError, match="3 images decode to 27000000 pixels, over the per-request limit of 20000000"
+    ) as refused:
         decode_batch(uploads, ServeLimits(max_request_pixels=20_000_000), Preprocessing.create(64, "none"))
     assert refused.value.status == 413
 
@@ -92,8 +106,8 @@ PEAK_PROBE = textwrap.dedent("""
     data = open(sys.argv[1], "rb").read()
     statm = lambda: int(open("/proc/self/statm").read().split()[1]) * 4096
     before, peak_before = statm(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    batch = decode_batch([Upload(data, f"f{i}.png", "image/png") for i in range(8)], ServeLimits(max_request_pixels=10**9),
-                         Preprocessing.create(64, "efficientnet_lite"))
+    batch = decode_batch([Upload(data, f"f{i}.png", "image/png") for i in range(8)],
+                         ServeLimits(max_request_pixels=10**9), Preprocessing.create(64, "efficientnet_lite"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"growth": peak - max(before, peak_before), "kept": statm() - before, "shape": list(batch.shape)}))
 """)
@@ -105,8 +119,14 @@ def test_eight_huge_images_in_one_request_hold_about_one_image_at_a_time(tmp_pat
     copies was over 2.5 GB; one at a time, shrunk before the transform, the peak stays near one image."""
     side = 5000
     (tmp_path / "big.png").write_bytes(solid_png(side))
-    found = subprocess.run([sys.executable, "-c", PEAK_PROBE, str(tmp_path / "big.png")], capture_output=True, text=True,
-                           timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": ""}, check=True)
+    found = subprocess.run(
+        [sys.executable, "-c", PEAK_PROBE, str(tmp_path / "big.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"OMP_NUM_THREADS": "1", "PATH": ""},
+        check=True,
+    )
     result = json.loads(found.stdout.strip().splitlines()[-1])
     one_image = side * side * 3
     assert result["shape"] == [8, 3, 64, 64]

@@ -17,7 +17,11 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def restored_switches(monkeypatch):
     """The process-wide switches as they were, after the test."""
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     yield
     torch.use_deterministic_algorithms(before[0])
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1:]
@@ -52,7 +56,11 @@ def test_cuda_generators_resume():
 
 def test_deterministic_sets_the_switches(tiny_recipe, restored_switches):
     build_run(load_config(tiny_recipe, ["train.deterministic=true"]))
-    assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert (
+        torch.are_deterministic_algorithms_enabled()
+        and torch.backends.cudnn.deterministic
+        and not torch.backends.cudnn.benchmark
+    )
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
 
 
@@ -63,21 +71,44 @@ def test_deterministic_refuses_a_nondeterministic_cublas_setting(monkeypatch, re
 
 
 def test_a_deterministic_cpu_run_equals_the_plain_one(tiny_recipe, tmp_path, restored_switches):
-    """Every op of a training run has a deterministic CPU kernel (none refuses), and the CPU's were deterministic already."""
+    """Every op of a training run has a deterministic CPU kernel (none refuses), and the CPU's were
+    deterministic already."""
     overrides = ["train.iterations=2", "eval.nmi=false"]
     for name, extra in (("plain", []), ("deterministic", ["train.deterministic=true"])):
-        Trainer(load_config(tiny_recipe, [*overrides, *extra]), tmp_path / name, progress=False, log=lambda m: None).run()
-    a, b = (torch.load(tmp_path / name / "checkpoints/last.pt", weights_only=False)["model_state"] for name in ("plain", "deterministic"))
+        Trainer(
+            load_config(tiny_recipe, [*overrides, *extra]), tmp_path / name, progress=False, log=lambda m: None
+        ).run()
+    a, b = (
+        torch.load(tmp_path / name / "checkpoints/last.pt", weights_only=False)["model_state"]
+        for name in ("plain", "deterministic")
+    )
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
 @needs_cuda
 def test_cuda_resume_is_bit_for_bit_with_deterministic(tiny_recipe, tmp_path, restored_switches):
     """EfficientNet-Lite's drop-connect draws from the CUDA generator; deterministic kernels do the rest."""
-    overrides = ["train.device=cuda", "train.deterministic=true", "model.backbone=efficientnet_lite0", "model.pretrained=false",
-                 "data.image_size=32", "data.resize=36", "eval.nmi=false"]
+    overrides = [
+        "train.device=cuda",
+        "train.deterministic=true",
+        "model.backbone=efficientnet_lite0",
+        "model.pretrained=false",
+        "data.image_size=32",
+        "data.resize=36",
+        "eval.nmi=false",
+    ]
     Trainer(load_config(tiny_recipe, overrides), tmp_path / "straight", progress=False, log=lambda m: None).run()
-    Trainer(load_config(tiny_recipe, [*overrides, "train.iterations=3"]), tmp_path / "split", progress=False, log=lambda m: None).run()
-    Trainer(load_config(tiny_recipe, overrides), tmp_path / "split", progress=False, log=lambda m: None).run(resume=True)
-    a, b = (torch.load(tmp_path / name / "checkpoints/last.pt", weights_only=False)["model_state"] for name in ("straight", "split"))
+    Trainer(
+        load_config(tiny_recipe, [*overrides, "train.iterations=3"]),
+        tmp_path / "split",
+        progress=False,
+        log=lambda m: None,
+    ).run()
+    Trainer(load_config(tiny_recipe, overrides), tmp_path / "split", progress=False, log=lambda m: None).run(
+        resume=True
+    )
+    a, b = (
+        torch.load(tmp_path / name / "checkpoints/last.pt", weights_only=False)["model_state"]
+        for name in ("straight", "split")
+    )
     assert all(torch.equal(a[key], b[key]) for key in a)

@@ -16,8 +16,21 @@ from ranklist.retrieval.embeddings_file import read_embeddings
 @pytest.fixture
 def bf16_run(tiny_recipe, tmp_path):
     out = tmp_path / "run"
-    assert main(["train", str(tiny_recipe), "train.iterations=2", "eval.precision=bf16", "train.channels_last=true",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(tiny_recipe),
+                "train.iterations=2",
+                "eval.precision=bf16",
+                "train.channels_last=true",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return out
 
 

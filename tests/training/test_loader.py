@@ -16,16 +16,30 @@ def _model_state(folder):
 
 
 def _log(folder):  # everything but the wall-clock times
-    return [{k: v for k, v in json.loads(x).items() if k != "time_s"} for x in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(x).items() if k != "time_s"}
+        for x in (folder / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_mid_run_equals_the_straight_run(tiny_recipe, tmp_path, workers):
     """6 iterations over epochs of 2 batches, stopped after 3 (mid-epoch) and resumed."""
-    overrides = [f"data.num_workers={workers}", "eval.nmi=false", "data.val_fraction=0"]  # 5 training classes: 2 batches an epoch
+    overrides = [
+        f"data.num_workers={workers}",
+        "eval.nmi=false",
+        "data.val_fraction=0",
+    ]  # 5 training classes: 2 batches an epoch
     Trainer(load_config(tiny_recipe, overrides), tmp_path / "straight", progress=False, log=lambda m: None).run()
-    Trainer(load_config(tiny_recipe, [*overrides, "train.iterations=3"]), tmp_path / "split", progress=False, log=lambda m: None).run()
-    Trainer(load_config(tiny_recipe, overrides), tmp_path / "split", progress=False, log=lambda m: None).run(resume=True)
+    Trainer(
+        load_config(tiny_recipe, [*overrides, "train.iterations=3"]),
+        tmp_path / "split",
+        progress=False,
+        log=lambda m: None,
+    ).run()
+    Trainer(load_config(tiny_recipe, overrides), tmp_path / "split", progress=False, log=lambda m: None).run(
+        resume=True
+    )
     a, b = _model_state(tmp_path / "straight"), _model_state(tmp_path / "split")
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert _log(tmp_path / "split") == _log(tmp_path / "straight")
@@ -54,8 +68,12 @@ class _Draws(Dataset):
 
 def _first_batches(workers: int, epoch: int = 0, batch: int = 0, n: int = 6):
     sampler = ClassBalancedBatchSampler(np.arange(24) % 8, 2, 3, seed=5)
-    loader = DataLoader(SeededItems(_Draws()), batch_sampler=RunBatches(sampler, epoch, batch), num_workers=workers,
-                        generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        SeededItems(_Draws()),
+        batch_sampler=RunBatches(sampler, epoch, batch),
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(0),
+    )
     batches = iter(loader)
     return [next(batches) for _ in range(n)]
 
@@ -74,7 +92,9 @@ def test_worker_draws_follow_the_batch_not_the_worker():
 def test_run_batches_cross_epochs_and_skip_a_finished_one():
     sampler = ClassBalancedBatchSampler(np.arange(24) % 8, 2, 3, seed=5)
     batches = iter(RunBatches(sampler, epoch=0, batch=len(sampler)))  # a checkpoint at the end of epoch 0
-    assert [list(next(batches)) for _ in range(5)] == [sampler.batch(e, b) for e, b in ((1, 0), (1, 1), (1, 2), (1, 3), (2, 0))]
+    assert [list(next(batches)) for _ in range(5)] == [
+        sampler.batch(e, b) for e, b in ((1, 0), (1, 1), (1, 2), (1, 3), (2, 0))
+    ]
 
 
 def _loader_for(device: str):
@@ -83,8 +103,12 @@ def _loader_for(device: str):
     from ranklist.training.loader import training_loader
 
     labels = np.arange(24) % 8
-    run = SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(num_workers=0), train=SimpleNamespace(seed=0)),
-                          splits=SimpleNamespace(train=_Draws()), sampler=ClassBalancedBatchSampler(labels, 2, 3), device=torch.device(device))
+    run = SimpleNamespace(
+        config=SimpleNamespace(data=SimpleNamespace(num_workers=0), train=SimpleNamespace(seed=0)),
+        splits=SimpleNamespace(train=_Draws()),
+        sampler=ClassBalancedBatchSampler(labels, 2, 3),
+        device=torch.device(device),
+    )
     return training_loader(run, SimpleNamespace(epoch=0, batch=0))
 
 
@@ -94,6 +118,10 @@ def test_batches_are_pinned_for_cuda_only():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_cuda_run_with_pinned_batches_and_workers(tiny_recipe, tmp_path):
-    summary = Trainer(load_config(tiny_recipe, ["train.device=cuda", "data.num_workers=2", "eval.nmi=false", "train.iterations=3"]),
-                      tmp_path / "run", progress=False, log=lambda m: None).run()
+    summary = Trainer(
+        load_config(tiny_recipe, ["train.device=cuda", "data.num_workers=2", "eval.nmi=false", "train.iterations=3"]),
+        tmp_path / "run",
+        progress=False,
+        log=lambda m: None,
+    ).run()
     assert summary["iterations"] == 3 and summary["hardware"]["device"].startswith("cuda")

@@ -21,10 +21,13 @@ def test_frozen_precision_settings():
     assert frozen_precision(_model("small_cnn", freeze=0), "auto", cpu) == "fp32"
 
 
-@pytest.mark.parametrize("model,setting,message", [
-    (lambda: _model(freeze=0), "bf16", "needs frozen blocks"),
-    (lambda: _model(), "fp16", "must be one of"),
-])
+@pytest.mark.parametrize(
+    "model,setting,message",
+    [
+        (lambda: _model(freeze=0), "bf16", "needs frozen blocks"),
+        (lambda: _model(), "fp16", "must be one of"),
+    ],
+)
 def test_frozen_precision_refusals_name_the_problem(model, setting, message):
     with pytest.raises(ConfigError, match=message):
         frozen_precision(model(), setting, torch.device("cpu"))
@@ -35,7 +38,10 @@ def test_evaluation_precision_auto_follows_the_hardware(tiny_recipe):
     assert evaluation_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
     assert evaluation_precision("fp32", cpu) == "fp32" and evaluation_precision("bf16", cpu) == "bf16"
     run = build_run(load_config(tiny_recipe, ["eval.precision=auto"]))
-    assert run.evaluator.precision == evaluation_precision("auto", cpu) and run.val_evaluator.precision == run.evaluator.precision
+    assert (
+        run.evaluator.precision == evaluation_precision("auto", cpu)
+        and run.val_evaluator.precision == run.evaluator.precision
+    )
 
 
 def test_native_bf16_is_false_off_cpu_and_cuda():
@@ -43,12 +49,26 @@ def test_native_bf16_is_false_off_cpu_and_cuda():
 
 
 def test_build_run_applies_and_records_it(tiny_recipe):
-    run = build_run(load_config(tiny_recipe, ["model.backbone=efficientnet_lite0", "model.pretrained=false",
-                                              "data.image_size=32", "data.resize=36", "model.freeze_blocks=2", "optim.frozen_precision=bf16"]))
+    run = build_run(
+        load_config(
+            tiny_recipe,
+            [
+                "model.backbone=efficientnet_lite0",
+                "model.pretrained=false",
+                "data.image_size=32",
+                "data.resize=36",
+                "model.freeze_blocks=2",
+                "optim.frozen_precision=bf16",
+            ],
+        )
+    )
     assert run.frozen_precision == "bf16" and run.model.backbone.frozen_dtype == torch.bfloat16
 
 
-@pytest.mark.parametrize("capability,native", [((6, 1), False), ((7, 0), False), ((7, 5), False), ((8, 0), True), ((8, 6), True), ((9, 0), True)])
+@pytest.mark.parametrize(
+    "capability,native",
+    [((6, 1), False), ((7, 0), False), ((7, 5), False), ((8, 0), True), ((8, 6), True), ((9, 0), True)],
+)
 def test_auto_takes_bf16_only_on_cards_that_compute_it(monkeypatch, capability, native):
     """A faked card: before Ampere (8.0) bf16 is emulated, so `auto` keeps fp32 there."""
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)

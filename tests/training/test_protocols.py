@@ -51,7 +51,8 @@ def _recipe(tmp_path, name: str, root, extra: str = "") -> str:
     path = tmp_path / f"{name}.yaml"
     path.write_text(f"""
 name: {name}
-data: {{name: {name}, root: {root}, image_size: 16, classes_per_batch: 2, samples_per_class: 2, val_fraction: 0.25{extra}}}
+data: {{name: {name}, root: {root}, image_size: 16, classes_per_batch: 2, samples_per_class: 2, \
+val_fraction: 0.25{extra}}}
 model: {{backbone: small_cnn, pretrained: false, embedding_dim: 8}}
 optim: {{lr: 0.05}}
 train: {{iterations: 3, val_every: 3, log_every: 1, checkpoint_every: 3, threads: 1}}
@@ -71,12 +72,29 @@ def test_query_gallery_protocol_trains_and_evaluates_end_to_end(tmp_path, layout
     assert summary["test"]["concat"]["num_queries"] == 12  # query vs gallery: every query has its class in the gallery
     assert (out / "plots/retrieval_grid.png").is_file()  # mixed-size photos in the grid
     capsys.readouterr()
-    assert main(["evaluate", str(out / "checkpoints/best.pt"), "--dataset", layout, "--root", str(root),
-                 "--ks", "1", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(out / "checkpoints/best.pt"),
+                "--dataset",
+                layout,
+                "--root",
+                str(root),
+                "--ks",
+                "1",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out) == summary["test"]  # the dataset's declared protocol, exactly
 
 
-@pytest.mark.parametrize("extra", [", recipe: paper", ", recipe: rrc", ", recipe: resize", ", recipe: paper, resize: 24"])
+@pytest.mark.parametrize(
+    "extra", [", recipe: paper", ", recipe: rrc", ", recipe: resize", ", recipe: paper, resize: 24"]
+)
 def test_evaluate_reproduces_the_summary_from_the_checkpoint(tmp_path, extra, capsys):
     root = make_split_folders(tmp_path / "data", query_gallery=False)
     assert evaluation_splits("folder", root).gallery is None
@@ -84,8 +102,25 @@ def test_evaluate_reproduces_the_summary_from_the_checkpoint(tmp_path, extra, ca
     assert main(["train", _recipe(tmp_path, "folder", root, extra), "--out", str(out), "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     capsys.readouterr()
-    assert main(["evaluate", str(out / "checkpoints/best.pt"), "--dataset", "folder", "--root", str(root),
-                 "--split", "test", "--ks", "1", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(out / "checkpoints/best.pt"),
+                "--dataset",
+                "folder",
+                "--root",
+                str(root),
+                "--split",
+                "test",
+                "--ks",
+                "1",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out) == summary["test"]
     record = json.loads((out / "summary.json").read_text())["preprocessing"]
     assert record["recipe"] == extra.split("recipe: ")[1].split(",")[0] and record["image_size"] == 16
@@ -102,17 +137,53 @@ def test_gallery_split_is_matched_by_class_identity(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", _recipe(tmp_path, "folder", root), "--out", str(out), "--no-progress"]) == 0
     capsys.readouterr()
-    assert main(["evaluate", str(out / "checkpoints/best.pt"), "--dataset", "folder", "--root", str(root), "--split", "query",
-                 "--gallery-split", "gallery", "--ks", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(out / "checkpoints/best.pt"),
+                "--dataset",
+                "folder",
+                "--root",
+                str(root),
+                "--split",
+                "query",
+                "--gallery-split",
+                "gallery",
+                "--ks",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads(capsys.readouterr().out)["concat"]
     assert metrics["num_queries"] == 10 and metrics["num_excluded_queries"] == 2  # u0's queries: no gallery item
     files = {}
     for split in ("query", "gallery"):
         files[split] = tmp_path / f"{split}.npz"
-        assert main(["embed", str(out / "checkpoints/best.pt"), "--dataset", "folder", "--root", str(root), "--split", split,
-                     "--out", str(files[split]), "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "embed",
+                    str(out / "checkpoints/best.pt"),
+                    "--dataset",
+                    "folder",
+                    "--root",
+                    str(root),
+                    "--split",
+                    split,
+                    "--out",
+                    str(files[split]),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     query, gallery = (np.load(files[s]) for s in ("query", "gallery"))
-    classes = {s: np.array([Path(p).parent.name for p in a["paths"]]) for s, a in (("query", query), ("gallery", gallery))}
+    classes = {
+        s: np.array([Path(p).parent.name for p in a["paths"]]) for s, a in (("query", query), ("gallery", gallery))
+    }
     nearest = np.argmax(query["embedding"] @ gallery["embedding"].T, axis=1)
     kept = np.isin(classes["query"], classes["gallery"])
     assert metrics["recall@1"] == pytest.approx(np.mean(classes["gallery"][nearest][kept] == classes["query"][kept]))

@@ -30,8 +30,14 @@ def finished_run(tiny_recipe, tmp_path, capsys):
 
 def test_overwrite_keeps_the_old_run_until_the_new_one_is_checked(tiny_recipe, finished_run, capsys):
     before = (finished_run / "summary.json").read_text()
-    _fails(["train", str(tiny_recipe), "data.root=/nowhere", "--out", str(finished_run), "--overwrite"], capsys, "/nowhere")
-    _fails(["train", str(tiny_recipe), "eval.ks=[1,1000]", "--out", str(finished_run), "--overwrite"], capsys, "Recall@1000")
+    _fails(
+        ["train", str(tiny_recipe), "data.root=/nowhere", "--out", str(finished_run), "--overwrite"], capsys, "/nowhere"
+    )
+    _fails(
+        ["train", str(tiny_recipe), "eval.ks=[1,1000]", "--out", str(finished_run), "--overwrite"],
+        capsys,
+        "Recall@1000",
+    )
     assert (finished_run / "summary.json").read_text() == before and (finished_run / "checkpoints/last.pt").is_file()
 
 
@@ -50,12 +56,29 @@ def test_overwrite_replaces_only_a_run_folder(tiny_recipe, tmp_path, capsys):
 
 
 def test_resume_refuses_a_changed_configuration(tiny_recipe, finished_run, capsys):
-    _fails(["train", str(tiny_recipe), "train.iterations=4", "loss.params.neg_temperature=12", "--out", str(finished_run), "--resume"],
-           capsys, "loss.params.neg_temperature: None recorded, 12 given")
-    assert main(["train", str(tiny_recipe), "train.iterations=4", "--out", str(finished_run), "--resume", "--no-progress"]) == 0
+    _fails(
+        [
+            "train",
+            str(tiny_recipe),
+            "train.iterations=4",
+            "loss.params.neg_temperature=12",
+            "--out",
+            str(finished_run),
+            "--resume",
+        ],
+        capsys,
+        "loss.params.neg_temperature: None recorded, 12 given",
+    )
+    assert (
+        main(["train", str(tiny_recipe), "train.iterations=4", "--out", str(finished_run), "--resume", "--no-progress"])
+        == 0
+    )
     assert json.loads((finished_run / "summary.json").read_text())["iterations"] == 4
     assert "iterations: 4" in (finished_run / "config.yaml").read_text()
-    assert json.loads((finished_run / "resumes.jsonl").read_text()) == {"step": 3, "changed": {"train.iterations": [3, 4]}}
+    assert json.loads((finished_run / "resumes.jsonl").read_text()) == {
+        "step": 3,
+        "changed": {"train.iterations": [3, 4]},
+    }
 
 
 def test_an_unreadable_checkpoint_stops_a_resume(tiny_recipe, finished_run, capsys):
@@ -63,12 +86,15 @@ def test_an_unreadable_checkpoint_stops_a_resume(tiny_recipe, finished_run, caps
     _fails(["train", str(tiny_recipe), "train.iterations=3", "--out", str(finished_run), "--resume"], capsys, "last.pt")
 
 
-@pytest.mark.parametrize("override,message", [
-    ("eval.ks=[1,100]", "asks for Recall@100 but each query has only 29 candidates"),
-    ("data.classes_per_batch=9", "classes_per_batch=9 x world_size=1 exceeds the 3 classes"),
-    ("train.device=cuda", "no usable CUDA device"),
-    ("train.device=warp", "not a device name"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("eval.ks=[1,100]", "asks for Recall@100 but each query has only 29 candidates"),
+        ("data.classes_per_batch=9", "classes_per_batch=9 x world_size=1 exceeds the 3 classes"),
+        ("train.device=cuda", "no usable CUDA device"),
+        ("train.device=warp", "not a device name"),
+    ],
+)
 def test_what_is_knowable_fails_before_training(tiny_recipe, tmp_path, capsys, override, message):
     if override == "train.device=cuda" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -88,8 +114,20 @@ def test_an_unreadable_image_fails_before_training(tmp_path, capsys):
 
 def test_evaluate_out_must_be_a_json_file(finished_run, tmp_path, capsys):
     root = json.loads((finished_run / "summary.json").read_text())["config"]["data"]["root"]
-    _fails(["evaluate", str(finished_run / "checkpoints/best.pt"), "--dataset", "fashion_mnist", "--root", root, "--out", str(tmp_path)],
-           capsys, "--out must name a .json file")
+    _fails(
+        [
+            "evaluate",
+            str(finished_run / "checkpoints/best.pt"),
+            "--dataset",
+            "fashion_mnist",
+            "--root",
+            root,
+            "--out",
+            str(tmp_path),
+        ],
+        capsys,
+        "--out must name a .json file",
+    )
 
 
 def test_malformed_recipes_are_one_line(tmp_path, capsys):
@@ -100,9 +138,16 @@ def test_malformed_recipes_are_one_line(tmp_path, capsys):
 
 
 def test_one_line_keeps_what_matters():
-    worker = ValueError("Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
-                        "  File \"x.py\", line 1\nValueError: cannot read image /data/a.jpg: truncated")
+    worker = ValueError(
+        "Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1\nValueError: cannot read image /data/a.jpg: truncated'
+    )
     assert one_line(worker) == "ValueError: cannot read image /data/a.jpg: truncated"
-    assert one_line(ValueError("model_state does not fit:\n\tMissing key(s): a.\n\tUnexpected key(s): b.")) == \
-        "model_state does not fit: Missing key(s): a. Unexpected key(s): b."
-    assert one_line(OSError(28, "No space left on device", "/runs/x/last.pt")) == "No space left on device: /runs/x/last.pt"
+    assert (
+        one_line(ValueError("model_state does not fit:\n\tMissing key(s): a.\n\tUnexpected key(s): b."))
+        == "model_state does not fit: Missing key(s): a. Unexpected key(s): b."
+    )
+    assert (
+        one_line(OSError(28, "No space left on device", "/runs/x/last.pt"))
+        == "No space left on device: /runs/x/last.pt"
+    )

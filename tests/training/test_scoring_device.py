@@ -9,16 +9,21 @@ from ranklist.evaluation.evaluator import scoring_device
 
 
 def test_scoring_follows_a_cuda_device_only():
-    assert scoring_device("cuda:1") == torch.device("cuda:1") and scoring_device(torch.device("cuda")) == torch.device("cuda")
+    assert scoring_device("cuda:1") == torch.device("cuda:1") and scoring_device(torch.device("cuda")) == torch.device(
+        "cuda"
+    )
     assert scoring_device("cpu") == torch.device("cpu") and scoring_device("mps") == torch.device("cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
-@pytest.mark.parametrize("argv", [
-    ["evaluate", "missing.pt", "--dataset", "emoji", "--device", "cuda"],
-    ["embed", "missing.pt", "--dataset", "emoji", "--out", "e.npz", "--device", "cuda"],
-    ["index", "--checkpoint", "missing.pt", "--dataset", "emoji", "--out", "idx", "--device", "cuda"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "missing.pt", "--dataset", "emoji", "--device", "cuda"],
+        ["embed", "missing.pt", "--dataset", "emoji", "--out", "e.npz", "--device", "cuda"],
+        ["index", "--checkpoint", "missing.pt", "--dataset", "emoji", "--out", "idx", "--device", "cuda"],
+    ],
+)
 def test_device_without_cuda_is_one_line(argv, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2

@@ -6,8 +6,21 @@ from ranklist.training.study import ABLATIONS, PAPER_SOP_RECALL1, comparison_var
 
 def test_compare_writes_table_json_and_plot(tiny_recipe, tmp_path, capsys):
     out = tmp_path / "cmp"
-    argv = ["compare", str(tiny_recipe), "train.iterations=2", "eval.nmi=false", "--losses", "rll", "contrastive",
-            "--seeds", "0", "1", "--out", str(out), "--no-progress"]
+    argv = [
+        "compare",
+        str(tiny_recipe),
+        "train.iterations=2",
+        "eval.nmi=false",
+        "--losses",
+        "rll",
+        "contrastive",
+        "--seeds",
+        "0",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     result = json.loads((out / "study.json").read_text())
     assert set(result["table"]) == {"rll", "contrastive"} and result["table"]["rll"]["recall@1"]["n"] == 2
@@ -19,7 +32,17 @@ def test_compare_writes_table_json_and_plot(tiny_recipe, tmp_path, capsys):
 
 
 def test_ablation_names_and_errors(tiny_recipe, tmp_path, capsys):
-    assert set(ABLATIONS) == {"alpha", "margin", "temperature", "batch", "level", "gradient", "reduction", "memory", "backbone"}
+    assert set(ABLATIONS) == {
+        "alpha",
+        "margin",
+        "temperature",
+        "batch",
+        "level",
+        "gradient",
+        "reduction",
+        "memory",
+        "backbone",
+    }
     assert main(["ablate", str(tiny_recipe), "depth", "--out", str(tmp_path / "x")]) == 2
     assert "unknown ablation 'depth'" in capsys.readouterr().err
     assert main(["compare", str(tiny_recipe), "--losses", "arcface", "--out", str(tmp_path / "y")]) == 2
@@ -27,7 +50,16 @@ def test_ablation_names_and_errors(tiny_recipe, tmp_path, capsys):
 
 
 def test_ablation_titles_make_valid_run_names(tiny_recipe, tmp_path):
-    argv = ["ablate", str(tiny_recipe), "memory", "train.iterations=1", "eval.nmi=false", "--out", str(tmp_path / "m"), "--no-progress"]
+    argv = [
+        "ablate",
+        str(tiny_recipe),
+        "memory",
+        "train.iterations=1",
+        "eval.nmi=false",
+        "--out",
+        str(tmp_path / "m"),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     assert set(json.loads((tmp_path / "m" / "study.json").read_text())["table"]) == {"batch only", "memory 1024"}
 
@@ -44,17 +76,41 @@ def test_identical_runs_are_shared_between_studies_and_changed_ones_retrained(ti
     assert result["runs"]["official"][0]["run"] == "reduction/official-seed0"
     assert not (tmp_path / "reduction" / "mean-seed0").exists()
     assert (query_run / "summary.json").stat().st_mtime == mtime
-    assert result["table"]["mean"]["recall@1"] == json.loads((tmp_path / "gradient" / "study.json").read_text())["table"]["query"]["recall@1"]
+    assert (
+        result["table"]["mean"]["recall@1"]
+        == json.loads((tmp_path / "gradient" / "study.json").read_text())["table"]["query"]["recall@1"]
+    )
     assert result["hardware"]["cores"] >= 1 and "commit" in result
     # the same study again with another recipe value: its runs no longer match and are retrained
-    assert main(["ablate", str(tiny_recipe), "gradient", "train.iterations=2", *common[1:], "--out", str(tmp_path / "gradient")]) == 0
+    assert (
+        main(
+            [
+                "ablate",
+                str(tiny_recipe),
+                "gradient",
+                "train.iterations=2",
+                *common[1:],
+                "--out",
+                str(tmp_path / "gradient"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((query_run / "summary.json").read_text())["iterations"] == 2
 
 
 def test_tables_show_the_papers_numbers_beside_ours():
     run = {"recall@1": {"mean": 0.42, "std": 0.01, "n": 3}, "train_time_s": {"mean": 60.0, "std": 0.0, "n": 3}}
-    result = {"title": "ablation: margin", "base": "demo.yaml", "overrides": [], "seeds": [0, 1, 2], "wall_time_s": 1.0,
-              "commit": "abc1234", "paper_sop_recall@1": PAPER_SOP_RECALL1["margin"], "table": {"m=0.4": run, "m=0.3": run}}
+    result = {
+        "title": "ablation: margin",
+        "base": "demo.yaml",
+        "overrides": [],
+        "seeds": [0, 1, 2],
+        "wall_time_s": 1.0,
+        "commit": "abc1234",
+        "paper_sop_recall@1": PAPER_SOP_RECALL1["margin"],
+        "table": {"m=0.4": run, "m=0.3": run},
+    }
     lines = study_markdown(result).splitlines()
     assert "| variant | R@1 | train s | paper: SOP R@1 |" in lines and "commit abc1234" in lines[2]
     assert "| **m=0.4** | 42.0 +- 1.0 | 60 | 79.8 |" in lines and "| m=0.3 | 42.0 +- 1.0 | 60 | - |" in lines
@@ -73,9 +129,20 @@ def test_the_pretrained_baseline_is_embedded_once_per_study(tiny_recipe, tmp_pat
             return super().forward(images)
 
     monkeypatch.setattr(trainer, "BackboneBaseline", Counted)
-    pretrained = ["model.backbone=efficientnet_lite0", "model.pretrained=true", "data.image_size=32", "data.resize=36", "train.iterations=1", "eval.nmi=false"]
+    pretrained = [
+        "model.backbone=efficientnet_lite0",
+        "model.pretrained=true",
+        "data.image_size=32",
+        "data.resize=36",
+        "train.iterations=1",
+        "eval.nmi=false",
+    ]
     summaries = []
     for margin in (0.2, 0.4):
         config = load_config(tiny_recipe, [*pretrained, f"loss.params.margin={margin}"])
-        summaries.append(Trainer(config, tmp_path / f"m{margin}", progress=False, log=lambda m: None, baseline_cache=tmp_path / "cache").run())
+        summaries.append(
+            Trainer(
+                config, tmp_path / f"m{margin}", progress=False, log=lambda m: None, baseline_cache=tmp_path / "cache"
+            ).run()
+        )
     assert sum(calls) == 30 and summaries[0]["baseline"] == summaries[1]["baseline"]  # the 30 test images, once

@@ -19,8 +19,18 @@ def test_lr_schedule_warmup_then_steps():
 def test_tiny_run_writes_a_complete_run_folder(tiny_recipe, tmp_path):
     out = tmp_path / "run"
     summary = Trainer(load_config(tiny_recipe), out, progress=False, log=lambda m: None).run()
-    for name in ["config.yaml", "metrics.jsonl", "summary.json", "summary.md", "checkpoints/last.pt", "checkpoints/best.pt",
-                 "plots/training_curves.png", "plots/recall_at_k.png", "plots/retrieval_grid.png", "plots/embedding_projection.png"]:
+    for name in [
+        "config.yaml",
+        "metrics.jsonl",
+        "summary.json",
+        "summary.md",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "plots/training_curves.png",
+        "plots/recall_at_k.png",
+        "plots/retrieval_grid.png",
+        "plots/embedding_projection.png",
+    ]:
         assert (out / name).is_file(), name
     assert set(summary["test"]) == {"L", "M", "H", "concat"} and summary["iterations"] == 6
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -30,23 +40,42 @@ def test_tiny_run_writes_a_complete_run_folder(tiny_recipe, tmp_path):
     assert "| concat |" in (out / "summary.md").read_text()
     # where the time went: every phase of this run, together no more than the wall time
     times = summary["time_s"]
-    assert list(times) == ["setup", "train_steps", "validation", "checkpoints", "test", "report"]  # no baseline: not pretrained
+    assert list(times) == [
+        "setup",
+        "train_steps",
+        "validation",
+        "checkpoints",
+        "test",
+        "report",
+    ]  # no baseline: not pretrained
     assert all(v >= 0 for v in times.values()) and sum(times.values()) <= summary["wall_time_s"] + 0.5
-    assert summary["train_images_per_s"] >= 6 * 6 / max(summary["train_time_s"], 1e-9) and "Time (s): setup" in (out / "summary.md").read_text()
+    assert (
+        summary["train_images_per_s"] >= 6 * 6 / max(summary["train_time_s"], 1e-9)
+        and "Time (s): setup" in (out / "summary.md").read_text()
+    )
     # provenance: the code's commit when it runs from a git checkout (as the tests do)
-    if subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True).returncode == 0:
-        assert re.fullmatch(r"[0-9a-f]{7,}(\+changes)?", summary["commit"]) and f"commit {summary['commit']}" in (out / "summary.md").read_text()
+    if (
+        subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True).returncode
+        == 0
+    ):
+        assert (
+            re.fullmatch(r"[0-9a-f]{7,}(\+changes)?", summary["commit"])
+            and f"commit {summary['commit']}" in (out / "summary.md").read_text()
+        )
 
 
 def test_resume_is_bit_for_bit(tiny_recipe, tmp_path):
     Trainer(load_config(tiny_recipe), tmp_path / "straight", progress=False, log=lambda m: None).run()
-    Trainer(load_config(tiny_recipe, ["train.iterations=3"]), tmp_path / "split", progress=False, log=lambda m: None).run()
+    Trainer(
+        load_config(tiny_recipe, ["train.iterations=3"]), tmp_path / "split", progress=False, log=lambda m: None
+    ).run()
     Trainer(load_config(tiny_recipe), tmp_path / "split", progress=False, log=lambda m: None).run(resume=True)
     straight = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=False)
     resumed = torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=False)
     assert straight["step"] == resumed["step"] == 6
     for key, value in straight["model_state"].items():
         assert torch.equal(value, resumed["model_state"][key]), key
+
     def log(run):  # everything but the wall-clock times
         records = [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
         return [{k: v for k, v in r.items() if k != "time_s"} for r in records]
@@ -74,7 +103,9 @@ def test_failed_start_leaves_no_half_run(tiny_recipe, tmp_path):
 
 def test_baseline_losses_train_by_name(tiny_recipe, tmp_path):
     for name, params in (("proxy_nca", "{softmax_scale: 5.0}"), ("multi_similarity", "{}")):
-        config = load_config(tiny_recipe, [f"loss.name={name}", f"loss.params={params}", "train.iterations=2", "eval.nmi=false"])
+        config = load_config(
+            tiny_recipe, [f"loss.name={name}", f"loss.params={params}", "train.iterations=2", "eval.nmi=false"]
+        )
         summary = Trainer(config, tmp_path / name, progress=False, log=lambda m: None).run()
         assert summary["config"]["loss"]["name"] == name
         state = torch.load(tmp_path / name / "checkpoints/last.pt", weights_only=False)
@@ -85,8 +116,19 @@ def test_baseline_losses_train_by_name(tiny_recipe, tmp_path):
 def test_build_run_passes_the_model_and_optimiser_options(tiny_recipe):
     from ranklist.training.run import build_run
 
-    run = build_run(load_config(tiny_recipe, ["model.backbone=efficientnet_lite0", "model.pretrained=false", "data.image_size=32",
-                                              "data.resize=36", "model.freeze_blocks=2", "optim.layer_decay=0.5"]))
+    run = build_run(
+        load_config(
+            tiny_recipe,
+            [
+                "model.backbone=efficientnet_lite0",
+                "model.pretrained=false",
+                "data.image_size=32",
+                "data.resize=36",
+                "model.freeze_blocks=2",
+                "optim.layer_decay=0.5",
+            ],
+        )
+    )
     assert run.model.config["freeze_blocks"] == 2 and run.model.preprocessing.image_size == 32
     assert len({group["lr"] for group in run.optimizer.param_groups}) > 2  # per-depth rates under layer decay
 
@@ -127,13 +169,38 @@ def test_the_pretrained_baseline_shares_the_test_pass(tiny_recipe, tmp_path, mon
 
     passes = []
     original = evaluator.embed_dataset
-    monkeypatch.setattr(evaluator, "embed_dataset", lambda model, dataset, **kw: passes.append(len(dataset)) or original(model, dataset, **kw))
-    overrides = ["model.backbone=efficientnet_lite0", "model.pretrained=true", "data.image_size=32", "data.resize=36",
-                 "train.iterations=1", "eval.nmi=false", "data.val_fraction=0"]
+    monkeypatch.setattr(
+        evaluator,
+        "embed_dataset",
+        lambda model, dataset, **kw: passes.append(len(dataset)) or original(model, dataset, **kw),
+    )
+    overrides = [
+        "model.backbone=efficientnet_lite0",
+        "model.pretrained=true",
+        "data.image_size=32",
+        "data.resize=36",
+        "train.iterations=1",
+        "eval.nmi=false",
+        "data.val_fraction=0",
+    ]
     summary = Trainer(load_config(tiny_recipe, overrides), tmp_path / "run", progress=False, log=lambda m: None).run()
     assert passes == [summary["dataset"]["test_images"]]  # no validation split: the one pass is the test's
-    assert set(summary["baseline"]["test"]["H"]) >= {"recall@1", "map@r"} and set(summary["test"]) == {"L", "M", "H", "concat"}
+    assert set(summary["baseline"]["test"]["H"]) >= {"recall@1", "map@r"} and set(summary["test"]) == {
+        "L",
+        "M",
+        "H",
+        "concat",
+    }
     assert list(summary["time_s"]) == ["setup", "train_steps", "checkpoints", "baseline", "test", "report"]
     passes.clear()  # eval.baseline=false: no baseline model, no baseline in the summary
-    summary = Trainer(load_config(tiny_recipe, [*overrides, "eval.baseline=false"]), tmp_path / "off", progress=False, log=lambda m: None).run()
-    assert "baseline" not in summary and "baseline" not in summary["time_s"] and passes == [summary["dataset"]["test_images"]]
+    summary = Trainer(
+        load_config(tiny_recipe, [*overrides, "eval.baseline=false"]),
+        tmp_path / "off",
+        progress=False,
+        log=lambda m: None,
+    ).run()
+    assert (
+        "baseline" not in summary
+        and "baseline" not in summary["time_s"]
+        and passes == [summary["dataset"]["test_images"]]
+    )

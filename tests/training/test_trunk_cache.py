@@ -17,7 +17,9 @@ def _images(n: int = 6, side: int = 24) -> ArrayDataset:
 
 def _model(size: int, freeze: int = 3):
     torch.manual_seed(0)
-    return build_model("efficientnet_lite0", pretrained=True, embedding_dim=8, image_size=size, freeze_blocks=freeze).train()
+    return build_model(
+        "efficientnet_lite0", pretrained=True, embedding_dim=8, image_size=size, freeze_blocks=freeze
+    ).train()
 
 
 def test_without_a_crop_the_cached_step_is_the_image_step():
@@ -28,7 +30,10 @@ def test_without_a_crop_the_cached_step_is_the_image_step():
     cached = cache_trunk(model, data, record, flips=False, batch_size=4)
     assert isinstance(cached, CachedTrunkSet) and len(cached) == 6 and cached.labels.tolist() == data.labels.tolist()
     runs = []
-    for batch, from_trunk in ((torch.stack([data[i][0] for i in range(6)]), False), (torch.stack([cached[i][0] for i in range(6)]), True)):
+    for batch, from_trunk in (
+        (torch.stack([data[i][0] for i in range(6)]), False),
+        (torch.stack([cached[i][0] for i in range(6)]), True),
+    ):
         model.zero_grad()
         torch.manual_seed(1)  # the same stochastic-depth draws
         outputs = model(batch, from_trunk=from_trunk)
@@ -54,7 +59,9 @@ def test_a_crop_of_the_cached_map_is_the_trunk_on_the_pixel_crop_inside_its_bord
             direct = model.backbone.frozen_trunk(full[:, :, 4 * a : 4 * a + 32, 4 * b : 4 * b + 32])
         crop = cached.maps[:, :, a : a + 8, b : b + 8]
         torch.testing.assert_close(crop[..., 2:-3, 2:-3], direct[..., 2:-3, 2:-3], rtol=1e-5, atol=1e-5)
-        assert not torch.allclose(crop[..., -1, :], direct[..., -1, :], atol=1e-3)  # the border differs: the test can tell
+        assert not torch.allclose(
+            crop[..., -1, :], direct[..., -1, :], atol=1e-3
+        )  # the border differs: the test can tell
 
 
 def test_flipped_maps_are_the_trunk_on_the_mirror_image():
@@ -100,17 +107,32 @@ def test_a_cached_run_trains_and_resumes_bit_for_bit(tiny_recipe, tmp_path):
     """The crops draw from the generator that checkpoints keep: a resumed cached run is exact."""
     from ranklist.training import Trainer
 
-    cached = ["model.backbone=efficientnet_lite0", "model.pretrained=false", "data.image_size=32", "data.resize=40",
-              "model.freeze_blocks=2", "train.cache_frozen=true"]
+    cached = [
+        "model.backbone=efficientnet_lite0",
+        "model.pretrained=false",
+        "data.image_size=32",
+        "data.resize=40",
+        "model.freeze_blocks=2",
+        "train.cache_frozen=true",
+    ]
     quiet = dict(progress=False, log=lambda m: None)
     from ranklist.training import build_run
 
-    run = build_run(load_config(tiny_recipe, [*cached, "model.freeze_bn=true"]))  # caching leaves the model's modes as they were
+    run = build_run(
+        load_config(tiny_recipe, [*cached, "model.freeze_bn=true"])
+    )  # caching leaves the model's modes as they were
     assert run.trunk_cached and run.model.training
     assert not any(m.training for m in run.model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
     straight = Trainer(load_config(tiny_recipe, cached), tmp_path / "straight", **quiet).run()
-    assert straight["iterations"] == 6 and set(straight["test"]) == {"L", "M", "H", "concat"} and straight["trunk_cache_mib"] > 0
+    assert (
+        straight["iterations"] == 6
+        and set(straight["test"]) == {"L", "M", "H", "concat"}
+        and straight["trunk_cache_mib"] > 0
+    )
     Trainer(load_config(tiny_recipe, [*cached, "train.iterations=3"]), tmp_path / "split", **quiet).run()
     Trainer(load_config(tiny_recipe, cached), tmp_path / "split", **quiet).run(resume=True)
-    ends = [torch.load(tmp_path / run / "checkpoints/last.pt", weights_only=False)["model_state"] for run in ("straight", "split")]
+    ends = [
+        torch.load(tmp_path / run / "checkpoints/last.pt", weights_only=False)["model_state"]
+        for run in ("straight", "split")
+    ]
     assert all(torch.equal(value, ends[1][key]) for key, value in ends[0].items())

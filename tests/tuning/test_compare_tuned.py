@@ -11,7 +11,25 @@ from ranklist.tuning.compare import per_query_values
 
 
 def tuned_folder(recipe, space, out, *overrides: str):
-    assert main(["tune", str(recipe), *overrides, "--space", str(space), "--out", str(out), "--trials", "1", "--folds", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                str(recipe),
+                *overrides,
+                "--space",
+                str(space),
+                "--out",
+                str(out),
+                "--trials",
+                "1",
+                "--folds",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -19,18 +37,37 @@ def test_tuned_recipes_are_compared_over_paired_seeds_and_queries(tiny_recipe, t
     space = tmp_path / "lr.yaml"
     space.write_text("optim.lr: {type: float, low: 0.01, high: 0.1, log: true}\n")
     rll = tuned_folder(tiny_recipe, space, tmp_path / "tune" / "rll")
-    contrastive = tuned_folder(tiny_recipe, space, tmp_path / "tune" / "contrastive", "loss.name=contrastive", "loss.preset=null")
+    contrastive = tuned_folder(
+        tiny_recipe, space, tmp_path / "tune" / "contrastive", "loss.name=contrastive", "loss.preset=null"
+    )
     out = tmp_path / "cmp" / "tuned"
-    argv = ["compare-tuned", str(rll), str(contrastive), "--seeds", "0", "1", "--resamples", "200", "--out", str(out), "--no-progress"]
+    argv = [
+        "compare-tuned",
+        str(rll),
+        str(contrastive),
+        "--seeds",
+        "0",
+        "1",
+        "--resamples",
+        "200",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     result = json.loads((out / "tuned.json").read_text())
     assert list(result["table"]) == ["rll", "contrastive"] and result["reference"] == "rll"
     runs = result["runs"]
     for name in ("rll", "contrastive"):
         values = [run["map@r"] for run in runs[name]]
-        assert result["table"][name]["map@r"]["low"] == pytest.approx(t_interval(values).low) and result["table"][name]["map@r"]["n"] == 2
+        assert (
+            result["table"][name]["map@r"]["low"] == pytest.approx(t_interval(values).low)
+            and result["table"][name]["map@r"]["n"] == 2
+        )
     theirs, ours = ({r["seed"]: r["recall@1"] for r in runs[n]} for n in ("contrastive", "rll"))
-    assert result["differences"]["contrastive"]["recall@1"]["mean"] == pytest.approx(paired_difference(theirs, ours).mean)
+    assert result["differences"]["contrastive"]["recall@1"]["mean"] == pytest.approx(
+        paired_difference(theirs, ours).mean
+    )
     boot = result["bootstrap"]["differences"]["contrastive"]["map@r"]
     # the bootstrap's per-query values are the runs' own test scores, query by query
     seed0 = {n: tmp_path / "cmp" / next(r["run"] for r in runs[n] if r["seed"] == 0) for n in runs}
@@ -39,7 +76,9 @@ def test_tuned_recipes_are_compared_over_paired_seeds_and_queries(tiny_recipe, t
         test = json.loads((folder / "summary.json").read_text())["test"]["concat"]
         assert float(np.mean(per_query[name]["map@r"])) == pytest.approx(test["map@r"], abs=1e-9)
         assert float(np.mean(per_query[name]["recall@1"])) == pytest.approx(test["recall@1"], abs=1e-9)
-    assert boot["difference"] == pytest.approx(float(np.mean(per_query["contrastive"]["map@r"] - per_query["rll"]["map@r"])))
+    assert boot["difference"] == pytest.approx(
+        float(np.mean(per_query["contrastive"]["map@r"] - per_query["rll"]["map@r"]))
+    )
     assert boot["low"] <= boot["difference"] <= boot["high"] and boot["queries"] == len(per_query["rll"]["map@r"])
     markdown = (out / "tuned.md").read_text()
     assert "| loss | MAP@R | R@1 | R-Prec |" in markdown and "## Paired difference to rll (seeds paired)" in markdown
@@ -57,8 +96,21 @@ def test_tuned_recipes_are_compared_over_paired_seeds_and_queries(tiny_recipe, t
 def synthetic_study(seeds=(0, 1, 2, 3, 4)):
     rng = np.random.default_rng(0)
     level = {"rll": 0.42, "multi_similarity": 0.41, "contrastive": 0.38}
-    runs = {name: [{"seed": s, "run": f"tuned/{name}-seed{s}", "map@r": m + rng.normal(0, 0.005), "recall@1": m + 0.2 + rng.normal(0, 0.005),
-                    "r_precision": m + 0.05, "nmi": 0.8 + rng.normal(0, 0.01), "train_time_s": 60.0} for s in seeds] for name, m in level.items()}
+    runs = {
+        name: [
+            {
+                "seed": s,
+                "run": f"tuned/{name}-seed{s}",
+                "map@r": m + rng.normal(0, 0.005),
+                "recall@1": m + 0.2 + rng.normal(0, 0.005),
+                "r_precision": m + 0.05,
+                "nmi": 0.8 + rng.normal(0, 0.01),
+                "train_time_s": 60.0,
+            }
+            for s in seeds
+        ]
+        for name, m in level.items()
+    }
     return {"runs": runs, "seeds": list(seeds), "wall_time_s": 1.0, "commit": "abc1234", "hardware": {}}
 
 
@@ -71,16 +123,27 @@ def test_the_statistics_table_and_plot_of_a_tuned_comparison(tmp_path):
 
     study = synthetic_study()
     result = tuned_statistics(study, "rll")
-    assert list(result["table"]) == ["rll", "multi_similarity", "contrastive"] and set(result["differences"]) == {"multi_similarity", "contrastive"}
+    assert list(result["table"]) == ["rll", "multi_similarity", "contrastive"] and set(result["differences"]) == {
+        "multi_similarity",
+        "contrastive",
+    }
     nmi = [r["nmi"] for r in study["runs"]["contrastive"]]
     assert result["table"]["contrastive"]["nmi"] == asdict(t_interval(nmi))
     ms = {r["seed"]: r["map@r"] for r in study["runs"]["multi_similarity"]}
     rll = {r["seed"]: r["map@r"] for r in study["runs"]["rll"]}
     assert result["differences"]["multi_similarity"]["map@r"] == asdict(paired_difference(ms, rll))
     queries = np.random.default_rng(1).random(300)
-    result["bootstrap"] = {"seed": 0, "resamples": 100, "differences": {
-        name: {m: asdict(paired_bootstrap(queries - shift, queries, resamples=100)) for m in ("map@r", "recall@1", "r_precision")}
-        for name, shift in (("multi_similarity", 0.01), ("contrastive", 0.04))}}
+    result["bootstrap"] = {
+        "seed": 0,
+        "resamples": 100,
+        "differences": {
+            name: {
+                m: asdict(paired_bootstrap(queries - shift, queries, resamples=100))
+                for m in ("map@r", "recall@1", "r_precision")
+            }
+            for name, shift in (("multi_similarity", 0.01), ("contrastive", 0.04))
+        },
+    }
     markdown = tuned_markdown(result)
     assert "| loss | MAP@R | R@1 | R-Prec | NMI |" in markdown  # MAP@R first, then Recall@1, R-Precision, NMI
     assert "| **rll** |" in markdown and "| contrastive | -4.00 [" in markdown

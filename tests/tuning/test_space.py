@@ -10,18 +10,29 @@ def write(tmp_path, text: str):
 
 
 def test_a_space_reads_every_kind_and_writes_overrides_the_loader_reads_back(tmp_path):
-    space = load_space(write(tmp_path, """
+    space = load_space(
+        write(
+            tmp_path,
+            """
 optim.lr: {type: float, low: 1e-5, high: 1.0e-2, log: true}
 data.classes_per_batch: {type: int, low: 16, high: 64, step: 8}
 loss.params.gradient: {type: categorical, choices: [query, full]}
 model.levels: {type: categorical, choices: ["[L,M,H]", "[H]"]}
-"""))
+""",
+        )
+    )
     lr, batch, gradient, levels = space.params
-    assert (lr.kind, lr.low, lr.high, lr.log) == ("float", 1e-5, 1e-2, True)  # YAML 1.1 reads 1e-5 as a string: accepted
+    assert (lr.kind, lr.low, lr.high, lr.log) == (
+        "float",
+        1e-5,
+        1e-2,
+        True,
+    )  # YAML 1.1 reads 1e-5 as a string: accepted
     assert (batch.kind, batch.corners()) == ("int", [16, 64]) and batch.step == 8
     assert gradient.choices == ("query", "full") and levels.corners() == ["[L,M,H]", "[H]"]
-    assert overrides({"optim.lr": 0.1, "train.cache_frozen": True, "loss.params.alpha": None, "model.levels": "[H]"}) == [
-        "optim.lr=0.1", "train.cache_frozen=true", "loss.params.alpha=null", "model.levels=[H]"]
+    assert overrides(
+        {"optim.lr": 0.1, "train.cache_frozen": True, "loss.params.alpha": None, "model.levels": "[H]"}
+    ) == ["optim.lr=0.1", "train.cache_frozen=true", "loss.params.alpha=null", "model.levels=[H]"]
     assert override("optim.lr", 1e-7) == "optim.lr=1e-07"
     assert override("loss.params.miner.epsilon", 0.2) == "loss.params[miner.epsilon]=0.2"  # a miner's key holds a dot
 
@@ -29,23 +40,41 @@ model.levels: {type: categorical, choices: ["[L,M,H]", "[H]"]}
 def test_a_miner_parameter_reaches_the_loss(tiny_recipe):
     from ranklist.training.config import load_config
 
-    config = load_config(tiny_recipe, ["loss.name=multi_similarity", override("loss.params.miner.epsilon", 0.3), override("loss.params.alpha", 4.0)])
+    config = load_config(
+        tiny_recipe,
+        ["loss.name=multi_similarity", override("loss.params.miner.epsilon", 0.3), override("loss.params.alpha", 4.0)],
+    )
     assert config.loss.params == {"miner.epsilon": 0.3, "alpha": 4.0}
 
 
-@pytest.mark.parametrize("text, message", [
-    ("optim.lr: {type: float, low: 0.1, high: 0.01}", "optim.lr: low 0.1 must be < high 0.01"),
-    ("optim.lr: {type: float, low: 0, high: 1, log: true}", "optim.lr: a log range needs low > 0, got 0"),
-    ("optim.lr: {type: floats, low: 0, high: 1}", "optim.lr: type must be one of ['float', 'int', 'categorical'], got 'floats'"),
-    ("optim.lr: {type: float, low: x, high: 1}", "optim.lr: low must be a number, got 'x'"),
-    ("optim.lr: {type: float, lo: 0, high: 1}", "optim.lr: unknown fields ['lo'] for type float"),
-    ("lr: {type: float, low: 0, high: 1}", "lr: the key must be a dotted config key"),
-    ("data.classes_per_batch: {type: int, low: 2.5, high: 8}", "data.classes_per_batch: low must be a finite integer, got 2.5"),
-    ("loss.params.gradient: {type: categorical, choices: []}", "loss.params.gradient: choices must be a non-empty list"),
-    ("model.levels: {type: categorical, choices: [[L, M]]}", "model.levels: choice ['L', 'M'] is a list; write lists and mappings as strings"),
-    ("optim.lr: 0.1", "optim.lr: expected a mapping"),
-    ("[1, 2]", "must be a mapping of dotted config keys"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("optim.lr: {type: float, low: 0.1, high: 0.01}", "optim.lr: low 0.1 must be < high 0.01"),
+        ("optim.lr: {type: float, low: 0, high: 1, log: true}", "optim.lr: a log range needs low > 0, got 0"),
+        (
+            "optim.lr: {type: floats, low: 0, high: 1}",
+            "optim.lr: type must be one of ['float', 'int', 'categorical'], got 'floats'",
+        ),
+        ("optim.lr: {type: float, low: x, high: 1}", "optim.lr: low must be a number, got 'x'"),
+        ("optim.lr: {type: float, lo: 0, high: 1}", "optim.lr: unknown fields ['lo'] for type float"),
+        ("lr: {type: float, low: 0, high: 1}", "lr: the key must be a dotted config key"),
+        (
+            "data.classes_per_batch: {type: int, low: 2.5, high: 8}",
+            "data.classes_per_batch: low must be a finite integer, got 2.5",
+        ),
+        (
+            "loss.params.gradient: {type: categorical, choices: []}",
+            "loss.params.gradient: choices must be a non-empty list",
+        ),
+        (
+            "model.levels: {type: categorical, choices: [[L, M]]}",
+            "model.levels: choice ['L', 'M'] is a list; write lists and mappings as strings",
+        ),
+        ("optim.lr: 0.1", "optim.lr: expected a mapping"),
+        ("[1, 2]", "must be a mapping of dotted config keys"),
+    ],
+)
 def test_a_bad_space_is_one_line_naming_the_key_and_value(tmp_path, text, message):
     with pytest.raises(ValueError) as error:
         load_space(write(tmp_path, text))

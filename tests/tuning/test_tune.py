@@ -25,10 +25,18 @@ def test_a_tiny_study_writes_its_records_a_trainable_best_recipe_and_plots(tiny_
     assert [t["state"] for t in result["trials"]] == ["COMPLETE", "COMPLETE"]
     for trial in result["trials"]:
         assert len(trial["fold_values"]) == 2 and trial["value"] == pytest.approx(sum(trial["fold_values"]) / 2)
-        assert set(trial["params"]) == {"optim.lr", "loss.params.margin", "loss.params.gradient"} and trial["seconds"] > 0
+        assert (
+            set(trial["params"]) == {"optim.lr", "loss.params.margin", "loss.params.gradient"} and trial["seconds"] > 0
+        )
         for fold in range(2):  # each fold an ordinary run folder, its checkpoints removed, its test never run
-            summary = json.loads((out / "trials" / f"{trial['number']:04d}" / f"fold{fold}" / "summary.json").read_text())
-            assert summary["config"]["data"]["folds"] == 2 and summary["config"]["data"]["fold"] == fold and summary["test"] == {}
+            summary = json.loads(
+                (out / "trials" / f"{trial['number']:04d}" / f"fold{fold}" / "summary.json").read_text()
+            )
+            assert (
+                summary["config"]["data"]["folds"] == 2
+                and summary["config"]["data"]["fold"] == fold
+                and summary["test"] == {}
+            )
             assert summary["validation"]["map@r"] == trial["fold_values"][fold]
             assert not (out / "trials" / f"{trial['number']:04d}" / f"fold{fold}" / "checkpoints").exists()
     best = max(result["trials"], key=lambda t: t["value"])
@@ -36,8 +44,13 @@ def test_a_tiny_study_writes_its_records_a_trainable_best_recipe_and_plots(tiny_
     assert (out / "history.png").stat().st_size > 5000 and (out / "importance.png").stat().st_size > 5000
     assert "![optimisation history](history.png)" in (out / "tune.md").read_text()
     recipe = yaml.safe_load((out / "best.yaml").read_text())
-    assert recipe["optim"]["lr"] == best["params"]["optim.lr"] and recipe["loss"]["params"]["gradient"] == best["params"]["loss.params.gradient"]
-    assert recipe["data"]["folds"] == 0 and recipe["data"]["val_fraction"] == 0.2  # all training classes, the recipe's own protocol
+    assert (
+        recipe["optim"]["lr"] == best["params"]["optim.lr"]
+        and recipe["loss"]["params"]["gradient"] == best["params"]["loss.params.gradient"]
+    )
+    assert (
+        recipe["data"]["folds"] == 0 and recipe["data"]["val_fraction"] == 0.2
+    )  # all training classes, the recipe's own protocol
     assert main(["train", str(out / "best.yaml"), "--out", str(tmp_path / "best-run"), "--no-progress"]) == 0
     assert "recall@1" in json.loads((tmp_path / "best-run" / "summary.json").read_text())["test"]["concat"]
 
@@ -61,15 +74,23 @@ def _dead_pid() -> int:
     return process.pid
 
 
-def test_a_trial_left_running_by_a_dead_process_is_failed_and_run_again_with_its_values(tiny_recipe, tiny_space, tmp_path):
+def test_a_trial_left_running_by_a_dead_process_is_failed_and_run_again_with_its_values(
+    tiny_recipe, tiny_space, tmp_path
+):
     out = tmp_path / "study"
     assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "2") == 0
     study = optuna.load_study(study_name="space", storage=f"sqlite:///{out / 'tune.db'}")
     params = {"optim.lr": 0.02, "loss.params.margin": 0.5, "loss.params.gradient": "full"}
     distributions = study.trials[0].distributions
     # What a process killed in its trial leaves: a RUNNING trial owned by a pid that is gone.
-    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.RUNNING, params=params, distributions=distributions,
-                                        user_attrs={"host": socket.gethostname(), "pid": _dead_pid(), "fold_values": [0.5]}))
+    study.add_trial(
+        optuna.create_trial(
+            state=optuna.trial.TrialState.RUNNING,
+            params=params,
+            distributions=distributions,
+            user_attrs={"host": socket.gethostname(), "pid": _dead_pid(), "fold_values": [0.5]},
+        )
+    )
     assert tune(tiny_recipe, tiny_space, out, "--trials", "2", "--folds", "2") == 0
     trials = json.loads((out / "tune.json").read_text())["trials"]
     assert [(t["number"], t["state"]) for t in trials] == [(0, "COMPLETE"), (1, "FAIL"), (2, "COMPLETE")]
@@ -79,14 +100,19 @@ def test_a_trial_left_running_by_a_dead_process_is_failed_and_run_again_with_its
 
 def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(tiny_recipe, tmp_path):
     space = tmp_path / "lr.yaml"
-    space.write_text("optim.lr: {type: categorical, choices: [1.0e+30, 0.01]}\noptim.momentum: {type: categorical, choices: [0.0, 0.5]}\n")
+    space.write_text(
+        "optim.lr: {type: categorical, choices: [1.0e+30, 0.01]}\n"
+        "optim.momentum: {type: categorical, choices: [0.0, 0.5]}\n"
+    )
     out = tmp_path / "study"
     assert tune(tiny_recipe, space, out, "--trials", "4", "--folds", "2") == 0
     trials = json.loads((out / "tune.json").read_text())["trials"]
     assert len(trials) == 4
     failed = [t for t in trials if t["state"] == "FAIL"]
     # the trainer stops a diverged run, the loss refuses non-finite embeddings, or the fold's loss check finds a NaN
-    assert failed and all(t["params"]["optim.lr"] == 1e30 and any(word in t["reason"] for word in ("finite", "nan")) for t in failed)
+    assert failed and all(
+        t["params"]["optim.lr"] == 1e30 and any(word in t["reason"] for word in ("finite", "nan")) for t in failed
+    )
     assert all(t["state"] == "COMPLETE" for t in trials if t["params"]["optim.lr"] == 0.01)
 
 
@@ -95,7 +121,9 @@ def test_tuning_never_needs_the_test_split(tmp_path):
     recipe = write_recipe(tmp_path / "csv.yaml", f"name: csv, root: {csv}")
     space = tmp_path / "space.yaml"
     space.write_text("optim.lr: {type: float, low: 0.01, high: 0.1}\n")
-    assert main(["train", str(recipe), "--out", str(tmp_path / "run"), "--no-progress"]) == 2  # training does test: its images are missing
+    assert (
+        main(["train", str(recipe), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    )  # training does test: its images are missing
     assert tune(recipe, space, tmp_path / "study", "--trials", "1", "--folds", "3") == 0
     assert json.loads((tmp_path / "study" / "tune.json").read_text())["trials"][0]["state"] == "COMPLETE"
 
@@ -109,10 +137,27 @@ def test_user_errors_are_one_line(tiny_recipe, tiny_space, tmp_path, capsys):
     assert tune(tiny_recipe, bad, out, "--trials", "1", "--folds", "2") == 2
     assert "loss.params.margn=0.1 is refused by the recipe" in capsys.readouterr().err
     assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "2") == 0
-    assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "2", "--metric", "recall@1") == 2  # the study maximises map@r
+    assert (
+        tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "2", "--metric", "recall@1") == 2
+    )  # the study maximises map@r
     assert "was made with other settings (metric differ: metric='map@r')" in capsys.readouterr().err
-    assert tune(tiny_recipe, tiny_space, tmp_path / "db", "--trials", "1", "--folds", "2", "--storage", "postgresql://me:secret@nowhere/x") == 2
-    assert "--storage 'postgresql://me:***@nowhere/x' cannot be opened" in capsys.readouterr().err  # no password in the message
+    assert (
+        tune(
+            tiny_recipe,
+            tiny_space,
+            tmp_path / "db",
+            "--trials",
+            "1",
+            "--folds",
+            "2",
+            "--storage",
+            "postgresql://me:secret@nowhere/x",
+        )
+        == 2
+    )
+    assert (
+        "--storage 'postgresql://me:***@nowhere/x' cannot be opened" in capsys.readouterr().err
+    )  # no password in the message
     assert tune(tiny_recipe, tiny_space, tmp_path / "other", "--trials", "1", "--folds", "3") == 2  # 5 training classes
     assert "5 training classes cannot make 3 folds of at least 2 classes each" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
@@ -120,10 +165,26 @@ def test_user_errors_are_one_line(tiny_recipe, tiny_space, tmp_path, capsys):
 
 def test_two_processes_share_one_study(tiny_recipe, tiny_space, tmp_path):
     out = tmp_path / "study"
-    command = [sys.executable, "-m", "ranklist", "tune", str(tiny_recipe), "--space", str(tiny_space), "--out", str(out),
-               "--trials", "6", "--folds", "2", "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "ranklist",
+        "tune",
+        str(tiny_recipe),
+        "--space",
+        str(tiny_space),
+        "--out",
+        str(out),
+        "--trials",
+        "6",
+        "--folds",
+        "2",
+        "--no-progress",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    processes = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     study = optuna.load_study(study_name="space", storage=f"sqlite:///{out / 'tune.db'}")
@@ -136,12 +197,18 @@ def test_two_processes_share_one_study(tiny_recipe, tiny_space, tmp_path):
 def test_a_trial_below_the_median_stops_after_its_first_fold(tiny_recipe, tiny_space, tmp_path, monkeypatch):
     import optuna.trial
 
-    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: self.number >= 1)  # what the median pruner decides
+    monkeypatch.setattr(
+        optuna.trial.Trial, "should_prune", lambda self: self.number >= 1
+    )  # what the median pruner decides
     out = tmp_path / "study"
     assert tune(tiny_recipe, tiny_space, out, "--trials", "2", "--folds", "2") == 0
     first, second = json.loads((out / "tune.json").read_text())["trials"]
     assert first["state"] == "COMPLETE" and len(first["fold_values"]) == 2
-    assert second["state"] == "PRUNED" and len(second["fold_values"]) == 1 and second["reason"].startswith("pruned after fold 0: running mean")
+    assert (
+        second["state"] == "PRUNED"
+        and len(second["fold_values"]) == 1
+        and second["reason"].startswith("pruned after fold 0: running mean")
+    )
     assert not (out / "trials" / "0001" / "fold1").exists()  # the other folds never trained
     assert "| 1 | pruned |" in (out / "tune.md").read_text()
 
@@ -151,8 +218,23 @@ def test_a_killed_tune_continues_when_run_again(tiny_recipe, tiny_space, tmp_pat
     import time
 
     out = tmp_path / "study"
-    command = [sys.executable, "-m", "ranklist", "tune", str(tiny_recipe), "train.iterations=30", "--space", str(tiny_space),
-               "--out", str(out), "--trials", "3", "--folds", "2", "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "ranklist",
+        "tune",
+        str(tiny_recipe),
+        "train.iterations=30",
+        "--space",
+        str(tiny_space),
+        "--out",
+        str(out),
+        "--trials",
+        "3",
+        "--folds",
+        "2",
+        "--no-progress",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
@@ -168,7 +250,9 @@ def test_a_killed_tune_continues_when_run_again(tiny_recipe, tiny_space, tmp_pat
     states = [(t["number"], t["state"]) for t in trials]
     assert states == [(0, "COMPLETE"), (1, "FAIL"), (2, "COMPLETE"), (3, "COMPLETE")], states
     assert trials[1]["reason"].startswith(f"interrupted: its process {process.pid}")
-    assert trials[2]["retry_of"] == 1 and trials[2]["params"] == trials[1]["params"]  # the killed trial's values, run again
+    assert (
+        trials[2]["retry_of"] == 1 and trials[2]["params"] == trials[1]["params"]
+    )  # the killed trial's values, run again
     assert first.stat().st_mtime_ns == stamp  # the finished trial was not run again
 
 
@@ -185,8 +269,14 @@ def test_the_progress_bar_counts_the_study_and_shows_the_best_so_far(tiny_space)
     distribution = {"optim.lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)}
     for value in (0.31, 0.45):
         study.add_trial(optuna.create_trial(value=value, params={"optim.lr": 0.01}, distributions=distribution))
-    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, params={"optim.lr": 0.05}, distributions=distribution,
-                                        user_attrs={"reason": "ValueError: bad"}))
+    study.add_trial(
+        optuna.create_trial(
+            state=optuna.trial.TrialState.FAIL,
+            params={"optim.lr": 0.05},
+            distributions=distribution,
+            user_attrs={"reason": "ValueError: bad"},
+        )
+    )
     settings = TuneSettings("r.yaml", [], load_space(tiny_space), 2, trials=5)
     stream = io.StringIO()
     bar = tqdm(total=5, desc="tune", file=stream, disable=False)

@@ -18,8 +18,17 @@ from ranklist.errors import UserError, one_line
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
-COMMANDS = ("ranklist.cli.train", "ranklist.cli.evaluate", "ranklist.cli.study", "ranklist.cli.index", "ranklist.cli.data",
-            "ranklist.cli.export", "ranklist.cli.serve", "ranklist.cli.tune", "ranklist.cli.reproduce")
+COMMANDS = (
+    "ranklist.cli.train",
+    "ranklist.cli.evaluate",
+    "ranklist.cli.study",
+    "ranklist.cli.index",
+    "ranklist.cli.data",
+    "ranklist.cli.export",
+    "ranklist.cli.serve",
+    "ranklist.cli.tune",
+    "ranklist.cli.reproduce",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,14 +8,34 @@ import argparse
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from ranklist.data.sources import SOURCES
 
-    data = subparsers.add_parser("data", help="prepare datasets: the emoji benchmark, or fetch the paper's datasets and weights")
-    data.add_argument("what", choices=["emoji", "fetch"], help="emoji: fetch and build the offline benchmark cache; fetch: download and verify SOURCE")
-    data.add_argument("source", nargs="?", choices=sorted(SOURCES), help="with fetch: what to fetch (docs/data.md#fetching-the-benchmarks)")
+    data = subparsers.add_parser(
+        "data", help="prepare datasets: the emoji benchmark, or fetch the paper's datasets and weights"
+    )
+    data.add_argument(
+        "what",
+        choices=["emoji", "fetch"],
+        help="emoji: fetch and build the offline benchmark cache; fetch: download and verify SOURCE",
+    )
+    data.add_argument(
+        "source",
+        nargs="?",
+        choices=sorted(SOURCES),
+        help="with fetch: what to fetch (docs/data.md#fetching-the-benchmarks)",
+    )
     data.add_argument("--cache", help="emoji: cache folder (default $RANKLIST_CACHE/emoji or ~/.cache/ranklist/emoji)")
     data.add_argument("--root", help="fetch: the folder to fetch into (default data/, weights/ for bn_inception)")
-    data.add_argument("--sha256", action="append", default=[], metavar="[FILE=]HEX",
-                      help="fetch: check FILE against this SHA-256 (needed where no checksum is published or recorded)")
-    data.add_argument("--unverified", action="store_true", help="fetch: accept files without a known checksum (recorded as unverified)")
+    data.add_argument(
+        "--sha256",
+        action="append",
+        default=[],
+        metavar="[FILE=]HEX",
+        help="fetch: check FILE against this SHA-256 (needed where no checksum is published or recorded)",
+    )
+    data.add_argument(
+        "--unverified",
+        action="store_true",
+        help="fetch: accept files without a known checksum (recorded as unverified)",
+    )
     data.set_defaults(run=data_command)
 
 

@@ -8,21 +8,35 @@ import sys
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="a dataset name (cub200, cars196, sop, inshop, folder, csv, emoji, fashion_mnist)")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        help="a dataset name (cub200, cars196, sop, inshop, folder, csv, emoji, fashion_mnist)",
+    )
     parser.add_argument("--root", help="the dataset's folder (or CSV file)")
-    parser.add_argument("--split", help="default: the dataset's evaluation queries (test, or query for a query/gallery protocol)")
+    parser.add_argument(
+        "--split", help="default: the dataset's evaluation queries (test, or query for a query/gallery protocol)"
+    )
     parser.add_argument("--allow-partial", action="store_true", help="accept an incomplete copy of a benchmark")
     parser.add_argument("--batch-size", type=int, default=128)
     add_precision_option(parser)
-    parser.add_argument("--device", default="cpu", help="where the model embeds and, on a GPU, the metrics are scored (cpu, cuda, cuda:1, mps)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where the model embeds and, on a GPU, the metrics are scored (cpu, cuda, cuda:1, mps)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
 def add_precision_option(parser: argparse.ArgumentParser) -> None:
     from ranklist.models.inference import PRECISIONS
 
-    parser.add_argument("--precision", choices=PRECISIONS, help="of the forward; default: the one the checkpoint's run "
-                        "evaluated with (its eval.precision as resolved then; fp32 for checkpoints that record none)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="of the forward; default: the one the checkpoint's run "
+        "evaluated with (its eval.precision as resolved then; fp32 for checkpoints that record none)",
+    )
 
 
 def load_for_embedding(args: argparse.Namespace):
@@ -49,7 +63,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser("evaluate", help="metrics of a checkpoint on a dataset split")
     evaluate.add_argument("checkpoint")
     _add_data_options(evaluate)
-    evaluate.add_argument("--gallery-split", help="search this split with the queries (default: the dataset's gallery, if it declares one)")
+    evaluate.add_argument(
+        "--gallery-split",
+        help="search this split with the queries (default: the dataset's gallery, if it declares one)",
+    )
     evaluate.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8])
     evaluate.add_argument("--levels", nargs="+", help="levels to score (default all, plus their concatenation)")
     evaluate.add_argument("--out", help="also write the metrics to this JSON file")
@@ -66,7 +83,9 @@ def _dataset(args: argparse.Namespace, model, split: str):
     from ranklist.data import build_dataset
 
     options = {"allow_partial": True} if args.allow_partial else {}
-    return build_dataset(args.dataset, split, root=args.root, transform=model.preprocessing.transform(train=False), **options)
+    return build_dataset(
+        args.dataset, split, root=args.root, transform=model.preprocessing.transform(train=False), **options
+    )
 
 
 def _splits(args: argparse.Namespace) -> tuple[str, str | None]:
@@ -86,10 +105,13 @@ def evaluate_command(args: argparse.Namespace) -> None:
     if args.out and not args.out.endswith(".json"):
         raise ValueError(f"--out must name a .json file, got {args.out}")
     model, device = load_for_embedding(args)
-    evaluator = Evaluator(batch_size=args.batch_size, device=str(device), progress=not args.no_progress, ks=tuple(args.ks))
+    evaluator = Evaluator(
+        batch_size=args.batch_size, device=str(device), progress=not args.no_progress, ks=tuple(args.ks)
+    )
     queries, gallery = _splits(args)
-    metrics = evaluator.evaluate(model, _dataset(args, model, queries), _dataset(args, model, gallery) if gallery else None,
-                                 levels=args.levels)
+    metrics = evaluator.evaluate(
+        model, _dataset(args, model, queries), _dataset(args, model, gallery) if gallery else None, levels=args.levels
+    )
     text = json.dumps(metrics, indent=2)
     if args.out:
         atomic_write_text(args.out, text)
@@ -107,8 +129,17 @@ def embed_command(args: argparse.Namespace) -> None:
         raise ValueError(f"--out must end in .npz, got {args.out}")
     model, device = load_for_embedding(args)
     dataset = _dataset(args, model, args.split or evaluation_splits(args.dataset, args.root).queries)
-    outputs, labels = embed_dataset(model, dataset, batch_size=args.batch_size, device=device, progress=not args.no_progress)
-    record = EmbeddingsFile.from_outputs(outputs, labels.numpy(), getattr(dataset, "paths", None), model=model_fingerprint(model),
-                                         precision=model.inference.precision)
+    outputs, labels = embed_dataset(
+        model, dataset, batch_size=args.batch_size, device=device, progress=not args.no_progress
+    )
+    record = EmbeddingsFile.from_outputs(
+        outputs,
+        labels.numpy(),
+        getattr(dataset, "paths", None),
+        model=model_fingerprint(model),
+        precision=model.inference.precision,
+    )
     write_embeddings(record, args.out)
-    print(f"{args.out}: {len(labels)} embeddings of dimension {record.embedding.shape[1]}, {precision_note(model, args)}")
+    print(
+        f"{args.out}: {len(labels)} embeddings of dimension {record.embedding.shape[1]}, {precision_note(model, args)}"
+    )

@@ -6,10 +6,15 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    export = subparsers.add_parser("export", help="export a checkpoint as ONNX (evaluation embedding and each level; preprocessing in the metadata)")
+    export = subparsers.add_parser(
+        "export",
+        help="export a checkpoint as ONNX (evaluation embedding and each level; preprocessing in the metadata)",
+    )
     export.add_argument("checkpoint")
     export.add_argument("--out", required=True, help="the .onnx file to write")
-    export.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 18 for the antialiased resize some ViTs use)")
+    export.add_argument(
+        "--opset", type=int, default=18, help="ONNX opset (>= 18 for the antialiased resize some ViTs use)"
+    )
     export.add_argument("--replace", action="store_true", help="replace an existing file at --out")
     export.set_defaults(run=export_command)
 
@@ -20,5 +25,7 @@ def export_command(args: argparse.Namespace) -> None:
 
     info = export_onnx(load_model(args.checkpoint), args.out, opset=args.opset, replace=args.replace)
     p = info.preprocessing
-    print(f"{args.out}: outputs embedding [B, {info.dim}] and levels {list(info.levels)}; input images [B, 3, "
-          f"{p.image_size}, {p.image_size}] ({p.recipe}, resize {p.resize}, normalisation in the metadata)")
+    print(
+        f"{args.out}: outputs embedding [B, {info.dim}] and levels {list(info.levels)}; input images [B, 3, "
+        f"{p.image_size}, {p.image_size}] ({p.recipe}, resize {p.resize}, normalisation in the metadata)"
+    )

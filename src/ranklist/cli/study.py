@@ -9,17 +9,25 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    for command, helptext, function in (("compare", "train RLL and the baselines under one protocol; write a table", compare_command),
-                                        ("ablate", "the paper's ablations on a recipe; write a table", ablate_command)):
+    for command, helptext, function in (
+        ("compare", "train RLL and the baselines under one protocol; write a table", compare_command),
+        ("ablate", "the paper's ablations on a recipe; write a table", ablate_command),
+    ):
         study = subparsers.add_parser(command, help=helptext)
         study.add_argument("config", help="the base recipe (all variants share it)")
         if command == "compare":
             study.add_argument("--losses", nargs="+", default=None, help="default: every loss")
         else:
-            study.add_argument("study", help="alpha | margin | temperature | batch | level | gradient | reduction | memory | backbone")
+            study.add_argument(
+                "study", help="alpha | margin | temperature | batch | level | gradient | reduction | memory | backbone"
+            )
         study.add_argument("overrides", nargs="*", help="dotted overrides applied to every variant")
         study.add_argument("--seeds", type=int, nargs="+", default=[0])
-        study.add_argument("--out", required=True, help="study folder (finished runs of the same configuration in it or a sibling study folder are reused)")
+        study.add_argument(
+            "--out",
+            required=True,
+            help="study folder (finished runs of the same configuration in it or a sibling study folder are reused)",
+        )
         study.add_argument("--no-progress", action="store_true")
         study.set_defaults(run=function)
 
@@ -42,7 +50,18 @@ def ablate_command(args: argparse.Namespace) -> None:
 def _study(args: argparse.Namespace, key: str, title: str, variants: dict[str, list[str]]) -> None:
     from ranklist.training.study import PAPER_SOP_RECALL1, run_study
 
-    result = run_study(title, args.config, variants, args.seeds, Path(args.out), overrides=args.overrides,
-                       progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr), paper=PAPER_SOP_RECALL1.get(key))
+    result = run_study(
+        title,
+        args.config,
+        variants,
+        args.seeds,
+        Path(args.out),
+        overrides=args.overrides,
+        progress=not args.no_progress,
+        log=lambda m: print(m, file=sys.stderr),
+        paper=PAPER_SOP_RECALL1.get(key),
+    )
     print(Path(args.out) / "study.md")
-    print(json.dumps({k: round(v.get("recall@1", {}).get("mean", float("nan")), 4) for k, v in result["table"].items()}))
+    print(
+        json.dumps({k: round(v.get("recall@1", {}).get("mean", float("nan")), 4) for k, v in result["table"].items()})
+    )

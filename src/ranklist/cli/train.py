@@ -12,8 +12,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("config", help="a YAML recipe (configs/*.yaml)")
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. loss.params.neg_temperature=12")
     train.add_argument("--out", help="run folder (default runs/<name>)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its recorded configuration")
-    train.add_argument("--overwrite", action="store_true", help="replace an existing run folder once the new run has started")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint, with its recorded configuration",
+    )
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace an existing run folder once the new run has started"
+    )
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(run=train_command)
     demo = subparsers.add_parser("demo", help="the offline demo: train RLL on the emoji benchmark, evaluate, report")
@@ -41,8 +47,11 @@ def _train(args: argparse.Namespace, config, out: Path, resume: bool = False) ->
     from ranklist.training import Trainer
 
     summary = Trainer(config, out, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr)).run(
-        resume=resume, overwrite=args.overwrite)
+        resume=resume, overwrite=args.overwrite
+    )
     if summary is None:  # a torchrun process other than rank 0: rank 0 reports
         return
     final = summary["test"].get("concat") or next(iter(summary["test"].values()))
-    print(f"{out}: test recall@1 {100 * final['recall@1']:.1f} % ({summary['wall_time_s']} s); see {out / 'summary.md'}")
+    print(
+        f"{out}: test recall@1 {100 * final['recall@1']:.1f} % ({summary['wall_time_s']} s); see {out / 'summary.md'}"
+    )

@@ -51,7 +51,9 @@ def require_files(root: Path, files: list[str], dataset: str) -> None:
         raise FileNotFoundError(f"{dataset} folder not found: {root} (expected there: {', '.join(files)})")
     missing = [f for f in files if not (root / f).exists()]
     if missing:
-        raise FileNotFoundError(f"{dataset} folder {root} lacks {', '.join(missing)} (expected there: {', '.join(files)})")
+        raise FileNotFoundError(
+            f"{dataset} folder {root} lacks {', '.join(missing)} (expected there: {', '.join(files)})"
+        )
 
 
 def _read_rows(path: Path, skip: int = 0, min_fields: int = 2) -> list[list[str]]:
@@ -67,16 +69,24 @@ def check_listing(dataset: str, split: str, listing: Listing, allow_partial: boo
     if allow_partial:
         present = np.array([os.path.exists(p) for p in listing.paths], dtype=bool)
         if not present.any():
-            raise ValueError(f"{listing.source}: none of the {len(listing.paths)} images it lists for {dataset} "
-                             f"split {split!r} exists (e.g. {listing.paths[0] if listing.paths else 'none listed'})")
-        return Listing(listing.source, [p for p, ok in zip(listing.paths, present) if ok],
-                       listing.labels[present], listing.names, listing.classes)
+            raise ValueError(
+                f"{listing.source}: none of the {len(listing.paths)} images it lists for {dataset} "
+                f"split {split!r} exists (e.g. {listing.paths[0] if listing.paths else 'none listed'})"
+            )
+        return Listing(
+            listing.source,
+            [p for p, ok in zip(listing.paths, present) if ok],
+            listing.labels[present],
+            listing.names,
+            listing.classes,
+        )
     images, classes = PUBLISHED[dataset][split]
     got = (len(listing.paths), len(np.unique(listing.labels)))
     if got[0] != images or (classes is not None and got[1] != classes):
         raise ValueError(
             f"{listing.source}: {dataset} split {split!r} lists {got[0]} images of {got[1]} classes, the "
-            f"published copy has {images}" + (f" of {classes}" if classes is not None else "")
+            f"published copy has {images}"
+            + (f" of {classes}" if classes is not None else "")
             + " (pass allow_partial=True to use a partial copy)"
         )
     missing = [p for p in listing.paths if not os.path.exists(p)]
@@ -88,13 +98,23 @@ def check_listing(dataset: str, split: str, listing: Listing, allow_partial: boo
     return listing
 
 
-def listing_dataset(dataset: str, split: str, listing: Listing, transform: Transform | None,
-                    allow_partial: bool, val_fraction: float, seed: int) -> ImageFileDataset:
+def listing_dataset(
+    dataset: str,
+    split: str,
+    listing: Listing,
+    transform: Transform | None,
+    allow_partial: bool,
+    val_fraction: float,
+    seed: int,
+) -> ImageFileDataset:
     """Check the published split the listing holds, carve train/val from it, number the labels."""
     published = "trainval" if split in TRAIN_SPLITS else split
     listing = check_listing(dataset, published, listing, allow_partial)
-    keep = (training_mask(listing.labels, split, val_fraction, seed) if split in TRAIN_SPLITS
-            else np.ones(len(listing.labels), dtype=bool))
+    keep = (
+        training_mask(listing.labels, split, val_fraction, seed)
+        if split in TRAIN_SPLITS
+        else np.ones(len(listing.labels), dtype=bool)
+    )
     labels, names, ids = dense_labels(listing.labels[keep], listing.names, listing.classes)
     return ImageFileDataset([p for p, k in zip(listing.paths, keep) if k], labels, names, ids, transform)
 
@@ -109,8 +129,12 @@ def list_cub200(root: Path, split: str) -> Listing:
     if set(paths) != set(classes):
         raise ValueError(f"{root}: images.txt and image_class_labels.txt list different image ids")
     ids = [i for i in sorted(paths, key=int) if (classes[i] <= 100) == (split != "test")]
-    return Listing(root / "image_class_labels.txt", [root / "images" / paths[i] for i in ids],
-                   np.array([classes[i] for i in ids], dtype=np.int64), names)
+    return Listing(
+        root / "image_class_labels.txt",
+        [root / "images" / paths[i] for i in ids],
+        np.array([classes[i] for i in ids], dtype=np.int64),
+        names,
+    )
 
 
 def list_cars196(root: Path, split: str) -> Listing:
@@ -126,8 +150,9 @@ def list_cars196(root: Path, split: str) -> Listing:
     annotations = mat["annotations"].reshape(-1)
     paths = [root / str(a["relative_im_path"].item()) for a in annotations]
     labels = np.array([int(a["class"].item()) for a in annotations], dtype=np.int64)
-    names = ({i + 1: str(n.item()) for i, n in enumerate(mat["class_names"].reshape(-1))}
-             if "class_names" in mat else None)
+    names = (
+        {i + 1: str(n.item()) for i, n in enumerate(mat["class_names"].reshape(-1))} if "class_names" in mat else None
+    )
     keep = labels <= 98 if split != "test" else labels > 98
     return Listing(root / "cars_annos.mat", [p for p, k in zip(paths, keep) if k], labels[keep], names)
 
@@ -154,12 +179,24 @@ def list_inshop(root: Path, split: str) -> Listing:
     return Listing(source, [root / r[0] for r in chosen], np.array([r[1] for r in chosen]), classes=test_items)
 
 
-LISTINGS = {"cub200": (list_cub200, SPLITS), "cars196": (list_cars196, SPLITS), "sop": (list_sop, SPLITS),
-            "inshop": (list_inshop, INSHOP_SPLITS)}
+LISTINGS = {
+    "cub200": (list_cub200, SPLITS),
+    "cars196": (list_cars196, SPLITS),
+    "sop": (list_sop, SPLITS),
+    "inshop": (list_inshop, INSHOP_SPLITS),
+}
 
 
-def read_benchmark(dataset: str, root: Path, split: str, transform: Transform | None = None, *,
-                   allow_partial: bool = False, val_fraction: float = 0.2, seed: int = 0) -> ImageFileDataset:
+def read_benchmark(
+    dataset: str,
+    root: Path,
+    split: str,
+    transform: Transform | None = None,
+    *,
+    allow_partial: bool = False,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> ImageFileDataset:
     """Split `split` of benchmark `dataset` ("cub200", "cars196", "sop", "inshop") read from `root`.
 
     seed and val_fraction choose the validation carve; the train/test halves are the published ones.

@@ -30,15 +30,30 @@ def cars196_from_class_folders(folder: Path) -> None:
     """Write folder/cars_annos.mat for the class-folder copy in `folder` (see the module docstring)."""
     from scipy.io import savemat
 
-    names = [line.strip() for line in (folder / "names.csv").read_text().splitlines() if line.strip()] if (folder / "names.csv").is_file() else []
+    names = (
+        [line.strip() for line in (folder / "names.csv").read_text().splitlines() if line.strip()]
+        if (folder / "names.csv").is_file()
+        else []
+    )
     if len(names) != 196:
         raise UserError(f"{folder / 'names.csv'}: expected the 196 CARS196 class names, found {len(names)}")
-    dtype = [("relative_im_path", "O"), ("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"), ("class", "O"), ("test", "O")]
+    dtype = [
+        ("relative_im_path", "O"),
+        ("bbox_x1", "O"),
+        ("bbox_y1", "O"),
+        ("bbox_x2", "O"),
+        ("bbox_y2", "O"),
+        ("class", "O"),
+        ("test", "O"),
+    ]
     rows = []
     for split, is_test in (("train", 0), ("test", 1)):
         for number, row in enumerate(_rows(folder / f"anno_{split}.csv"), start=1):
             if len(row) < 6 or not row[-1].strip().isdigit() or not 1 <= int(row[-1]) <= 196:
-                raise UserError(f"{folder / f'anno_{split}.csv'}: line {number} is not 'file,x1,y1,x2,y2,class' with a class in 1..196: {row}")
+                raise UserError(
+                    f"{folder / f'anno_{split}.csv'}: line {number} is not 'file,x1,y1,x2,y2,class' "
+                    f"with a class in 1..196: {row}"
+                )
             label = int(row[-1])
             rel = f"car_ims/{split}/{names[label - 1].replace('/', '-')}/{row[0]}"
             rows.append((rel, *(np.array([[int(v)]]) for v in row[1:5]), np.array([[label]]), np.array([[is_test]])))

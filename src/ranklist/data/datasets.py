@@ -27,8 +27,14 @@ def _to_float(image: object) -> torch.Tensor:
 class LabelledDataset(Dataset):
     """What both shapes share: labels 0..C-1 checked against C class names, and the transform."""
 
-    def __init__(self, n_items: int, labels: np.ndarray, class_names: Sequence[str],
-                 class_ids: Sequence[object] | None, transform: Transform | None) -> None:
+    def __init__(
+        self,
+        n_items: int,
+        labels: np.ndarray,
+        class_names: Sequence[str],
+        class_ids: Sequence[object] | None,
+        transform: Transform | None,
+    ) -> None:
         self.class_names = [str(n) for n in class_names]
         self.class_ids = list(class_ids) if class_ids is not None else list(range(len(self.class_names)))
         if len(self.class_ids) != len(self.class_names):
@@ -37,8 +43,10 @@ class LabelledDataset(Dataset):
         if labels.shape != (n_items,):
             raise ValueError(f"need one label per item: {n_items} items, labels of shape {labels.shape}")
         if n_items and (labels.min() < 0 or labels.max() >= len(self.class_names)):
-            raise ValueError(f"labels must lie in 0..{len(self.class_names) - 1} (one per class name), "
-                             f"got {labels.min()}..{labels.max()}")
+            raise ValueError(
+                f"labels must lie in 0..{len(self.class_names) - 1} (one per class name), "
+                f"got {labels.min()}..{labels.max()}"
+            )
         self.labels = labels
         self.transform = transform or _to_float
 
@@ -49,8 +57,14 @@ class LabelledDataset(Dataset):
 class ImageFileDataset(LabelledDataset):
     """Images read from files on access (PIL), labels given as 0..C-1 with C class names."""
 
-    def __init__(self, paths: Sequence[Path], labels: np.ndarray, class_names: Sequence[str],
-                 class_ids: Sequence[object] | None = None, transform: Transform | None = None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        labels: np.ndarray,
+        class_names: Sequence[str],
+        class_ids: Sequence[object] | None = None,
+        transform: Transform | None = None,
+    ) -> None:
         self.paths = [Path(p) for p in paths]
         super().__init__(len(self.paths), labels, class_names, class_ids, transform)
 
@@ -69,8 +83,14 @@ class ArrayDataset(LabelledDataset):
     """Decoded uint8 images [N, H, W, 3] held in memory (small sets: no decoding per step);
     transforms receive uint8 tensors [3, H, W] (views, no copies)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                 class_ids: Sequence[object] | None = None, transform: Transform | None = None) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        class_names: Sequence[str],
+        class_ids: Sequence[object] | None = None,
+        transform: Transform | None = None,
+    ) -> None:
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"images must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
         self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)

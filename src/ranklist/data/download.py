@@ -50,7 +50,9 @@ def _offset(response, start: int) -> int:
 def _attempt(url: str, part: Path, log: Callable[[str], None]) -> None:
     """One request for what `part` lacks; raises OSError / HTTPException when it breaks."""
     start = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "ranklist", **({"Range": f"bytes={start}-"} if start else {})})
+    request = urllib.request.Request(
+        url, headers={"User-Agent": "ranklist", **({"Range": f"bytes={start}-"} if start else {})}
+    )
     try:
         response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as error:
@@ -82,16 +84,27 @@ def download(url: str, part: Path, *, retries: int = 3, log: Callable[[str], Non
             held = part.stat().st_size if part.exists() else 0
             if isinstance(error, urllib.error.HTTPError) and error.code in (401, 403, 404, 410):
                 raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
-            log(f"{url}: transfer broke after {held:,} bytes ({type(error).__name__}: {error}); attempt {attempt} of {retries}")
-    raise DownloadError(f"{url}: could not complete the download after {retries} attempts; {held:,} bytes are kept in {part} "
-                        f"and the same command resumes from there")
+            log(
+                f"{url}: transfer broke after {held:,} bytes ({type(error).__name__}: {error}); "
+                f"attempt {attempt} of {retries}"
+            )
+    raise DownloadError(
+        f"{url}: could not complete the download after {retries} attempts; {held:,} bytes are kept in {part} "
+        f"and the same command resumes from there"
+    )
 
 
 def check_digest(path: Path, digest: Digest, name: str | None = None) -> None:
     """Raise ChecksumError naming the file (`name`, default the path's), the expected and the actual value."""
     algorithm = "sha256" if digest.algorithm == "sha256-prefix" else digest.algorithm
     actual = file_digest(path, algorithm)
-    ok = actual.startswith(digest.value.lower()) if digest.algorithm == "sha256-prefix" else actual == digest.value.lower()
+    ok = (
+        actual.startswith(digest.value.lower())
+        if digest.algorithm == "sha256-prefix"
+        else actual == digest.value.lower()
+    )
     if not ok:
-        raise ChecksumError(f"{name or path.name}: {digest.algorithm} is {actual}, expected {digest.value} ({digest.source}): "
-                            "damaged, truncated or not the published file")
+        raise ChecksumError(
+            f"{name or path.name}: {digest.algorithm} is {actual}, expected {digest.value} ({digest.source}): "
+            "damaged, truncated or not the published file"
+        )

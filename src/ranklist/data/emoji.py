@@ -88,6 +88,7 @@ class EmojiData:
 
 # --- fetching -------------------------------------------------------------------------------------
 
+
 def tarball_ok(path: Path) -> bool:
     """A complete, uncorrupted .tgz (gzip's CRC and the tar structure are read to the end)."""
     if not path.is_file():
@@ -116,7 +117,9 @@ def fetch_packages(packages_dir: Path) -> dict[str, Path]:
             if not shutil.which("npm"):
                 raise RuntimeError(f"{tarball} is missing and fetching it needs `npm` (npm pack {spec})")
             with tempfile.TemporaryDirectory(dir=packages_dir) as tmp:
-                done = subprocess.run(["npm", "pack", spec, "--silent"], cwd=tmp, capture_output=True, text=True, check=False)
+                done = subprocess.run(
+                    ["npm", "pack", spec, "--silent"], cwd=tmp, capture_output=True, text=True, check=False
+                )
                 packed = list(Path(tmp).glob("*.tgz"))
                 if done.returncode != 0 or len(packed) != 1 or not tarball_ok(packed[0]):
                     raise RuntimeError(f"npm pack {spec} failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")
@@ -126,6 +129,7 @@ def fetch_packages(packages_dir: Path) -> dict[str, Path]:
 
 
 # --- reading and rendering ------------------------------------------------------------------------
+
 
 def _read_datasource(tarball: Path, style: str, drawings: dict[str, bytes], catalogue: dict[str, dict] | None) -> None:
     """emoji-datasource-<style>: package/img/<style>/64/<codes>.png; emoji.json (names, codes) into
@@ -162,8 +166,10 @@ def _read_fluent(tarball: Path, drawings: dict[str, bytes]) -> None:
         if icon is None:
             continue
         width, height = icon.get("width", icons.get("width", 16)), icon.get("height", icons.get("height", 16))
-        drawings[emoji_key(codes)] = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-                                      f'width="{width}" height="{height}">{icon["body"]}</svg>').encode()
+        drawings[emoji_key(codes)] = (
+            f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+            f'width="{width}" height="{height}">{icon["body"]}</svg>'
+        ).encode()
 
 
 def read_drawings(tarballs: dict[str, Path]) -> tuple[dict[str, dict[str, bytes]], dict[str, dict]]:
@@ -202,12 +208,16 @@ def join_classes(drawings: dict[str, dict[str, bytes]], catalogue: dict[str, dic
     toned = {k for k in catalogue if SKIN_TONES & set(k.split("-"))}
     lacking = {style: {k for k in catalogue if k not in toned and k not in drawings[style]} for style in STYLES}
     keys = sorted(k for k in catalogue if k not in toned and not any(k in lack for lack in lacking.values()))
-    left_out = {"catalogue_entries": len(catalogue), "skin_tone_entries": len(toned),
-                **{f"not_drawn_by_{style}": len(lack) for style, lack in lacking.items()}}
+    left_out = {
+        "catalogue_entries": len(catalogue),
+        "skin_tone_entries": len(toned),
+        **{f"not_drawn_by_{style}": len(lack) for style, lack in lacking.items()},
+    }
     return keys, left_out
 
 
 # --- the cache ------------------------------------------------------------------------------------
+
 
 def build_emoji(cache_dir: Path | str | None = None, *, packages_dir: Path | str | None = None) -> Path:
     """Fetch (unless packages_dir already holds the four tarballs), join, render and cache the
@@ -224,12 +234,20 @@ def build_emoji(cache_dir: Path | str | None = None, *, packages_dir: Path | str
     with atomic_path(cache_dir / "images.npy") as tmp, open(tmp, "wb") as handle:
         np.save(handle, images)
     manifest = {
-        "format": FORMAT_VERSION, "size": SIZE, "styles": list(STYLES), "packages": PACKAGES,
+        "format": FORMAT_VERSION,
+        "size": SIZE,
+        "styles": list(STYLES),
+        "packages": PACKAGES,
         "layout": "image i = class i // len(styles), drawn in style i % len(styles)",
-        "num_classes": len(keys), "num_images": len(images), "shape": list(images.shape),
-        "left_out": left_out, "build_seconds": round(time.perf_counter() - start, 1),
-        "images_sha256": file_digest(cache_dir / "images.npy"), "attribution": ATTRIBUTION,
-        "class_codes": [catalogue[k]["codes"] for k in keys], "class_names": [catalogue[k]["name"] for k in keys],
+        "num_classes": len(keys),
+        "num_images": len(images),
+        "shape": list(images.shape),
+        "left_out": left_out,
+        "build_seconds": round(time.perf_counter() - start, 1),
+        "images_sha256": file_digest(cache_dir / "images.npy"),
+        "attribution": ATTRIBUTION,
+        "class_codes": [catalogue[k]["codes"] for k in keys],
+        "class_names": [catalogue[k]["name"] for k in keys],
     }
     atomic_write_text(cache_dir / "manifest.json", json.dumps(manifest, indent=1))
     return cache_dir
@@ -271,15 +289,27 @@ def load_emoji(cache_dir: Path | str | None = None, *, packages_dir: Path | str 
     n_styles, n_classes = len(manifest["styles"]), manifest["num_classes"]
     if images.shape != (n_classes * n_styles, manifest["size"], manifest["size"], 3):
         raise ValueError(f"{cache_dir / 'images.npy'} has shape {images.shape}, its manifest says {manifest['shape']}")
-    return EmojiData(images=images, labels=np.repeat(np.arange(n_classes), n_styles),
-                     styles=np.tile(np.arange(n_styles), n_classes),
-                     class_names=manifest["class_names"], class_codes=manifest["class_codes"])
+    return EmojiData(
+        images=images,
+        labels=np.repeat(np.arange(n_classes), n_styles),
+        styles=np.tile(np.arange(n_styles), n_classes),
+        class_names=manifest["class_names"],
+        class_codes=manifest["class_codes"],
+    )
 
 
 # --- the dataset ----------------------------------------------------------------------------------
 
-def read_emoji(root: Path | str | None, split: str, transform: Transform | None = None, *,
-               val_fraction: float = 0.2, seed: int = 0, packages_dir: Path | str | None = None) -> ArrayDataset:
+
+def read_emoji(
+    root: Path | str | None,
+    split: str,
+    transform: Transform | None = None,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    packages_dir: Path | str | None = None,
+) -> ArrayDataset:
     """A split of the benchmark. The train/test halves of the classes are fixed (SPLIT_SEED);
     seed and val_fraction choose the class-disjoint "val" carve of the training half.
     root: the cache folder (default_cache_dir() when None; built on first use)."""
@@ -303,9 +333,21 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads((folder / "manifest.json").read_text())
     seconds = round(time.perf_counter() - start, 1)
     splits = {split: len(np.unique(read_emoji(folder, split).labels)) for split in SPLITS}
-    print(json.dumps({"cache": str(folder), "classes": manifest["num_classes"], "images": manifest["num_images"],
-                      "styles": manifest["styles"], "classes_per_split": splits, "left_out": manifest["left_out"],
-                      "build_seconds": manifest["build_seconds"], "seconds": seconds}, indent=1))
+    print(
+        json.dumps(
+            {
+                "cache": str(folder),
+                "classes": manifest["num_classes"],
+                "images": manifest["num_images"],
+                "styles": manifest["styles"],
+                "classes_per_split": splits,
+                "left_out": manifest["left_out"],
+                "build_seconds": manifest["build_seconds"],
+                "seconds": seconds,
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

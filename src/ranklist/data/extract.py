@@ -26,7 +26,9 @@ def _check_name(archive: Path, name: str) -> PurePosixPath:
     if path.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise UnsafeArchiveError(f"{archive.name}: member {name!r} has an absolute path; refused, nothing extracted")
     if ".." in path.parts:
-        raise UnsafeArchiveError(f"{archive.name}: member {name!r} climbs out of the folder ('..'); refused, nothing extracted")
+        raise UnsafeArchiveError(
+            f"{archive.name}: member {name!r} climbs out of the folder ('..'); refused, nothing extracted"
+        )
     return path
 
 
@@ -46,11 +48,19 @@ def _check_tar(archive: Path, members: list[tarfile.TarInfo]) -> None:
     for member in members:
         path = _check_name(archive, member.name)
         if member.issym() and not _inside(path.parent, member.linkname):
-            raise UnsafeArchiveError(f"{archive.name}: symlink {member.name!r} -> {member.linkname!r} points outside the folder; refused, nothing extracted")
+            raise UnsafeArchiveError(
+                f"{archive.name}: symlink {member.name!r} -> {member.linkname!r} points outside the folder; "
+                "refused, nothing extracted"
+            )
         if member.islnk() and not _inside(PurePosixPath(), member.linkname):
-            raise UnsafeArchiveError(f"{archive.name}: hard link {member.name!r} -> {member.linkname!r} points outside the folder; refused, nothing extracted")
+            raise UnsafeArchiveError(
+                f"{archive.name}: hard link {member.name!r} -> {member.linkname!r} points outside the folder; "
+                "refused, nothing extracted"
+            )
         if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-            raise UnsafeArchiveError(f"{archive.name}: member {member.name!r} is a device or special file; refused, nothing extracted")
+            raise UnsafeArchiveError(
+                f"{archive.name}: member {member.name!r} is a device or special file; refused, nothing extracted"
+            )
 
 
 def _check_zip(archive: Path, members: list[zipfile.ZipInfo]) -> None:
@@ -58,9 +68,13 @@ def _check_zip(archive: Path, members: list[zipfile.ZipInfo]) -> None:
         _check_name(archive, member.filename)
         mode = member.external_attr >> 16
         if stat.S_ISLNK(mode):
-            raise UnsafeArchiveError(f"{archive.name}: member {member.filename!r} is a symbolic link; refused, nothing extracted")
+            raise UnsafeArchiveError(
+                f"{archive.name}: member {member.filename!r} is a symbolic link; refused, nothing extracted"
+            )
         if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            raise UnsafeArchiveError(f"{archive.name}: member {member.filename!r} is a special file; refused, nothing extracted")
+            raise UnsafeArchiveError(
+                f"{archive.name}: member {member.filename!r} is a special file; refused, nothing extracted"
+            )
 
 
 def _extract_zip(archive: Path, dest: Path) -> None:

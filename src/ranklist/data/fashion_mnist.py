@@ -17,7 +17,12 @@ from ranklist.data.datasets import ArrayDataset, Transform
 from ranklist.data.splits import SPLITS, check_split, dense_labels, training_mask
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
-FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 TRAIN_CLASSES = 5  # 0..4 train, 5..9 test
 
@@ -34,12 +39,15 @@ def read_idx(path: Path) -> np.ndarray:
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
     if len(data) - offset != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says shape {shape} ({int(np.prod(shape))} bytes), file holds {len(data) - offset}")
+        raise ValueError(
+            f"{path}: header says shape {shape} ({int(np.prod(shape))} bytes), file holds {len(data) - offset}"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
-def read_fashion_mnist(root: Path | None, split: str, transform: Transform | None = None, *,
-                       val_fraction: float = 0.2, seed: int = 0) -> ArrayDataset:
+def read_fashion_mnist(
+    root: Path | None, split: str, transform: Transform | None = None, *, val_fraction: float = 0.2, seed: int = 0
+) -> ArrayDataset:
     """Split "train" / "val" / "trainval" / "test" as grey images repeated to 3 channels."""
     check_split(split, "fashion_mnist", SPLITS)
     root = Path(root) if root is not None else DEFAULT_ROOT

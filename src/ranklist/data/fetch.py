@@ -40,12 +40,15 @@ def _digest_for(archive: Archive, sha256: dict[str, str], unverified: bool, path
     if unverified:
         return None
     actual = file_digest(path, "sha256")
-    raise ChecksumError(f"{archive.file}: no checksum is published or recorded for it; its SHA-256 is {actual}. Compare it with a copy "
-                        f"you trust and rerun with --sha256 {archive.file}={actual}, or accept it unchecked with --unverified")
+    raise ChecksumError(
+        f"{archive.file}: no checksum is published or recorded for it; its SHA-256 is {actual}. Compare it with a copy "
+        f"you trust and rerun with --sha256 {archive.file}={actual}, or accept it unchecked with --unverified"
+    )
 
 
 def _obtain(archive: Archive, downloads: Path, source: Source, log: Callable[[str], None]) -> Path:
-    """ROOT/downloads/<file>: already there (a checked download, or dropped in by hand), or downloaded to <file>.part."""
+    """ROOT/downloads/<file>: already there (a checked download, or dropped in by hand), or downloaded
+    to <file>.part."""
     path = downloads / archive.file
     if path.is_file():
         return path
@@ -70,9 +73,15 @@ def _verified(archive: Archive, path: Path, sha256: dict[str, str], unverified: 
     final = path.with_name(archive.file)
     if path != final:
         path.replace(final)
-    return {"file": archive.file, "url": archive_url(archive), "sha256": file_digest(final, "sha256"),
-            "checked": None if digest is None else {"algorithm": digest.algorithm, "value": digest.value, "source": digest.source},
-            "verified": digest is not None}
+    return {
+        "file": archive.file,
+        "url": archive_url(archive),
+        "sha256": file_digest(final, "sha256"),
+        "checked": None
+        if digest is None
+        else {"algorithm": digest.algorithm, "value": digest.value, "source": digest.source},
+        "verified": digest is not None,
+    }
 
 
 def _check_dataset(name: str, folder: Path) -> dict[str, int]:
@@ -94,7 +103,9 @@ def _check_weights(path: Path) -> dict[str, int]:
     return {"tensors": len(model.state_dict())}
 
 
-def _place_dataset(source: Source, name: str, files: list[Path], target: Path, log: Callable[[str], None]) -> dict[str, int]:
+def _place_dataset(
+    source: Source, name: str, files: list[Path], target: Path, log: Callable[[str], None]
+) -> dict[str, int]:
     """Extract, convert and check in a temporary folder beside `target`, then rename it into place."""
     from ranklist.data.conversions import CONVERSIONS
 
@@ -105,7 +116,10 @@ def _place_dataset(source: Source, name: str, files: list[Path], target: Path, l
             extract(path, work)
         folder = work / source.inner if source.inner else work
         if not folder.is_dir():
-            raise UserError(f"{name}: the archives hold no folder {source.inner!r} (found: {sorted(p.name for p in work.iterdir())[:8]})")
+            raise UserError(
+                f"{name}: the archives hold no folder {source.inner!r} "
+                f"(found: {sorted(p.name for p in work.iterdir())[:8]})"
+            )
         if source.convert:
             CONVERSIONS[source.convert](folder)
         counts = _check_dataset(source.dataset, folder)
@@ -115,8 +129,15 @@ def _place_dataset(source: Source, name: str, files: list[Path], target: Path, l
     return counts
 
 
-def fetch(name: str, root: str | Path | None = None, *, sha256: dict[str, str] | None = None, unverified: bool = False,
-          sources: dict[str, Source] = SOURCES, log: Callable[[str], None] = print) -> Path:
+def fetch(
+    name: str,
+    root: str | Path | None = None,
+    *,
+    sha256: dict[str, str] | None = None,
+    unverified: bool = False,
+    sources: dict[str, Source] = SOURCES,
+    log: Callable[[str], None] = print,
+) -> Path:
     """Fetch source `name` of `sources` into `root` (default: the source's, e.g. data/); returns its path.
 
     sha256: {archive file name: hex} checked instead of the registry's digest (required for an
@@ -126,7 +147,9 @@ def fetch(name: str, root: str | Path | None = None, *, sha256: dict[str, str] |
     source, sha256 = sources[name], dict(sha256 or {})
     unknown = sorted(set(sha256) - {a.file for a in source.archives})
     if unknown:
-        raise ValueError(f"--sha256 names {unknown}, which {name} does not have; its files: {[a.file for a in source.archives]}")
+        raise ValueError(
+            f"--sha256 names {unknown}, which {name} does not have; its files: {[a.file for a in source.archives]}"
+        )
     root = Path(root if root is not None else source.default_root)
     target = root / source.target
     if target.exists():
@@ -142,11 +165,17 @@ def fetch(name: str, root: str | Path | None = None, *, sha256: dict[str, str] |
         target.with_name(target.name + ".part").replace(target)
     else:
         counts = _place_dataset(source, name, files, target, log)
-    atomic_write_text(root / f"{source.target}.fetched.json", json.dumps({"source": name, "path": str(target), "archives": records,
-                                                                          "counts": counts, "note": source.note}, indent=2))
+    atomic_write_text(
+        root / f"{source.target}.fetched.json",
+        json.dumps(
+            {"source": name, "path": str(target), "archives": records, "counts": counts, "note": source.note}, indent=2
+        ),
+    )
     unchecked = [r["file"] for r in records if not r["verified"]]
-    log(f"{name}: {target} ready ({', '.join(f'{k} {v:,}' for k, v in counts.items())})"
-        + (f"; UNVERIFIED (no checksum checked): {', '.join(unchecked)}" if unchecked else ""))
+    log(
+        f"{name}: {target} ready ({', '.join(f'{k} {v:,}' for k, v in counts.items())})"
+        + (f"; UNVERIFIED (no checksum checked): {', '.join(unchecked)}" if unchecked else "")
+    )
     return target
 
 

@@ -27,7 +27,9 @@ def class_folds(classes: np.ndarray, folds: int, seed: int = FOLD_SEED) -> list[
     if folds < 2:
         raise ValueError(f"need at least 2 folds, got {folds}")
     if len(classes) < folds * MIN_CLASSES:
-        raise ValueError(f"{len(classes)} training classes cannot make {folds} folds of at least {MIN_CLASSES} classes each")
+        raise ValueError(
+            f"{len(classes)} training classes cannot make {folds} folds of at least {MIN_CLASSES} classes each"
+        )
     shuffled = classes[np.random.default_rng(seed).permutation(len(classes))]
     return [np.sort(part) for part in np.array_split(shuffled, folds)]
 
@@ -44,8 +46,13 @@ class ClassSubset(LabelledDataset):
         labels, kept = remap_labels(parent.labels[mask])
         if hasattr(parent, "paths"):  # the preflight opens every image header of a file dataset
             self.paths = [parent.paths[i] for i in self.index]
-        super().__init__(len(self.index), labels, [parent.class_names[k] for k in kept],
-                         [parent.class_ids[k] for k in kept], transform)
+        super().__init__(
+            len(self.index),
+            labels,
+            [parent.class_names[k] for k in kept],
+            [parent.class_ids[k] for k in kept],
+            transform,
+        )
 
     def load_image(self, index: int):
         return self.parent.load_image(int(self.index[index]))
@@ -54,8 +61,9 @@ class ClassSubset(LabelledDataset):
         return self.transform(self.load_image(index)), int(self.labels[index])
 
 
-def fold_splits(trainval: LabelledDataset, folds: int, fold: int, *, train_transform: Transform,
-                val_transform: Transform) -> tuple[ClassSubset, ClassSubset]:
+def fold_splits(
+    trainval: LabelledDataset, folds: int, fold: int, *, train_transform: Transform, val_transform: Transform
+) -> tuple[ClassSubset, ClassSubset]:
     """(train, val) of fold `fold` of `folds` over the classes of `trainval` (dense labels 0..C-1)."""
     if not 0 <= fold < folds:
         raise ValueError(f"fold {fold} is not one of 0..{folds - 1}")

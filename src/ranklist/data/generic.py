@@ -36,13 +36,21 @@ def declared_protocol(splits: set[str], where: str) -> EvaluationSplits:
     if {"query", "gallery"} <= splits:
         return EvaluationSplits("query", "gallery")
     if "query" in splits or "gallery" in splits:
-        raise ValueError(f"{where}: a query/gallery protocol needs both 'query' and 'gallery' items, found only {sorted(splits & {'query', 'gallery'})}")
+        raise ValueError(
+            f"{where}: a query/gallery protocol needs both 'query' and 'gallery' items, "
+            f"found only {sorted(splits & {'query', 'gallery'})}"
+        )
     if "test" not in splits:
-        raise ValueError(f"{where}: no evaluation items: expected a 'test' split or 'query' and 'gallery' splits, found {sorted(splits)}")
+        raise ValueError(
+            f"{where}: no evaluation items: expected a 'test' split or 'query' and 'gallery' splits, "
+            f"found {sorted(splits)}"
+        )
     return EvaluationSplits("test")
 
 
-def class_disjoint_mask(labels: np.ndarray, split: str, test_fraction: float, val_fraction: float, seed: int) -> np.ndarray:
+def class_disjoint_mask(
+    labels: np.ndarray, split: str, test_fraction: float, val_fraction: float, seed: int
+) -> np.ndarray:
     """Items of `split` when the data name no split: test classes first, then the val carve."""
     check_split(split, "a dataset without a split column", SPLITS)
     trainval, test = carve_classes(labels, test_fraction, seed)
@@ -53,7 +61,9 @@ def class_disjoint_mask(labels: np.ndarray, split: str, test_fraction: float, va
     return mask
 
 
-def _files_dataset(paths: list[Path], labels: np.ndarray, keep: np.ndarray, transform: Transform | None) -> ImageFileDataset:
+def _files_dataset(
+    paths: list[Path], labels: np.ndarray, keep: np.ndarray, transform: Transform | None
+) -> ImageFileDataset:
     dense, names, ids = dense_labels(labels[keep])
     return ImageFileDataset([p for p, k in zip(paths, keep) if k], dense, names, ids, transform)
 
@@ -66,7 +76,9 @@ def _class_folders(root: Path) -> tuple[list[Path], np.ndarray]:
         paths += images
         labels += [folder.name] * len(images)
     if not paths:
-        raise ValueError(f"no images ({' '.join(IMAGE_SUFFIXES)}) in sub-folders of {root} (expected one sub-folder per class)")
+        raise ValueError(
+            f"no images ({' '.join(IMAGE_SUFFIXES)}) in sub-folders of {root} (expected one sub-folder per class)"
+        )
     return paths, np.array(labels)
 
 
@@ -83,8 +95,15 @@ def folder_evaluation_splits(root: Path) -> EvaluationSplits:
     return declared_protocol(splits, str(root)) if splits else EvaluationSplits("test")
 
 
-def read_folder(root: Path, split: str, transform: Transform | None = None, *, test_fraction: float = 0.5,
-                val_fraction: float = 0.2, seed: int = 0) -> ImageFileDataset:
+def read_folder(
+    root: Path,
+    split: str,
+    transform: Transform | None = None,
+    *,
+    test_fraction: float = 0.5,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> ImageFileDataset:
     """root/<class name>/**/<image>: one sub-folder per class (its images may sit in sub-folders),
     classes split by the seeded carve; or the split layout root/<split>/<class name>/**/<image> with
     split folders train (required), val (optional), and test or query + gallery."""
@@ -92,7 +111,9 @@ def read_folder(root: Path, split: str, transform: Transform | None = None, *, t
     splits = _split_folders(root)
     if not splits:
         paths, labels = _class_folders(root)
-        return _files_dataset(paths, labels, class_disjoint_mask(labels, split, test_fraction, val_fraction, seed), transform)
+        return _files_dataset(
+            paths, labels, class_disjoint_mask(labels, split, test_fraction, val_fraction, seed), transform
+        )
     declared_protocol(splits, str(root))
     check_split(split, f"split folders of {root}", TRAIN_SPLITS + tuple(sorted(splits - {"train", "val"})))
     sources = {"trainval": ["train", "val"], "train": ["train"], "val": ["val"]}.get(split, [split])
@@ -115,7 +136,9 @@ def _csv_rows(path: Path) -> list[list[str]]:
         raise ValueError(f"{path}: no rows (expected path,label[,split])")
     widths = {len(r) for r in rows}
     if not widths <= {2, 3} or len(widths) > 1:
-        raise ValueError(f"{path}: every row must be path,label or every row path,label,split; found rows of {sorted(widths)} fields")
+        raise ValueError(
+            f"{path}: every row must be path,label or every row path,label,split; found rows of {sorted(widths)} fields"
+        )
     _check_repeats(path, rows)
     return rows
 
@@ -129,14 +152,19 @@ def _check_repeats(path: Path, rows: list[list[str]]) -> None:
         image, split = os.path.normpath(row[0]), row[2] if len(row) == 3 else ""
         if (image, split) in seen:
             where = f" in split {split!r}" if split else ""
-            raise ValueError(f"{path}: image {row[0]!r} is listed twice{where} (data rows {seen[image, split]} and {number}); "
-                             "a repeated image finds itself and inflates the metrics: remove the repeat")
+            raise ValueError(
+                f"{path}: image {row[0]!r} is listed twice{where} (data rows {seen[image, split]} and {number}); "
+                "a repeated image finds itself and inflates the metrics: remove the repeat"
+            )
         seen[image, split] = number
         across.setdefault(image, set()).add(split)
     shared = [image for image, splits in across.items() if len(splits) > 1]
     if shared:
-        print(f"ranklist: warning: {path}: {len(shared)} images are listed in more than one split (e.g. {shared[0]!r} in "
-              f"{sorted(across[shared[0]])}); a query that is also in the gallery finds itself", file=sys.stderr)
+        print(
+            f"ranklist: warning: {path}: {len(shared)} images are listed in more than one split (e.g. {shared[0]!r} in "
+            f"{sorted(across[shared[0]])}); a query that is also in the gallery finds itself",
+            file=sys.stderr,
+        )
 
 
 def _csv_labels(values: list[str]) -> np.ndarray:
@@ -147,7 +175,9 @@ def _csv_labels(values: list[str]) -> np.ndarray:
         return np.array(values)
 
 
-def _csv_split_mask(path: Path, given: np.ndarray, labels: np.ndarray, split: str, val_fraction: float, seed: int) -> np.ndarray:
+def _csv_split_mask(
+    path: Path, given: np.ndarray, labels: np.ndarray, split: str, val_fraction: float, seed: int
+) -> np.ndarray:
     """Items of `split` from the CSV's split column; "trainval" = its train and val rows, and
     without val rows, "train"/"val" are carved from its train rows."""
     unknown = sorted(set(given.tolist()) - set(CSV_SPLITS))
@@ -175,8 +205,15 @@ def csv_evaluation_splits(root: Path) -> EvaluationSplits:
     return declared_protocol({r[2] for r in rows}, str(path)) if len(rows[0]) == 3 else EvaluationSplits("test")
 
 
-def read_csv(root: Path, split: str, transform: Transform | None = None, *, test_fraction: float = 0.5,
-             val_fraction: float = 0.2, seed: int = 0) -> ImageFileDataset:
+def read_csv(
+    root: Path,
+    split: str,
+    transform: Transform | None = None,
+    *,
+    test_fraction: float = 0.5,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> ImageFileDataset:
     """A CSV file of path,label[,split] rows (a first row starting with "path" is a header; paths
     relative to the CSV's folder). Labels: integers or class names."""
     path = Path(root)
@@ -191,5 +228,7 @@ def read_csv(root: Path, split: str, transform: Transform | None = None, *, test
         keep = class_disjoint_mask(labels, split, test_fraction, val_fraction, seed)
     missing = [p for p, k in zip(paths, keep) if k and not os.path.exists(p)]
     if missing:
-        raise FileNotFoundError(f"{path}: {len(missing)} listed images are missing, e.g. {', '.join(map(str, missing[:3]))}")
+        raise FileNotFoundError(
+            f"{path}: {len(missing)} listed images are missing, e.g. {', '.join(map(str, missing[:3]))}"
+        )
     return _files_dataset(paths, labels, keep, transform)

@@ -36,10 +36,20 @@ class Preprocessing:
         object.__setattr__(self, "normalization", normalization(self.normalization))
 
     @classmethod
-    def create(cls, image_size: int, norm: str | Normalization, *, resize: int | None = None,
-               recipe: str = "paper", hflip: bool = True, exif_orientation: bool = True) -> Preprocessing:
+    def create(
+        cls,
+        image_size: int,
+        norm: str | Normalization,
+        *,
+        resize: int | None = None,
+        recipe: str = "paper",
+        hflip: bool = True,
+        exif_orientation: bool = True,
+    ) -> Preprocessing:
         """resize defaults to the paper's ratio (default_resize)."""
-        return cls(image_size, resize or default_resize(image_size), recipe, normalization(norm), hflip, exif_orientation)
+        return cls(
+            image_size, resize or default_resize(image_size), recipe, normalization(norm), hflip, exif_orientation
+        )
 
     @classmethod
     def from_config(cls, data: Any, norm: str | Normalization) -> Preprocessing:
@@ -48,17 +58,30 @@ class Preprocessing:
 
     def transform(self, train: bool, **options: Any) -> ImageTransform:
         """The training (random) or evaluation (deterministic) transform; options: rrc_scale, generator."""
-        return ImageTransform(train, self.image_size, self.resize, self.normalization, self.recipe, self.hflip,
-                              exif_orientation=self.exif_orientation, **options)
+        return ImageTransform(
+            train,
+            self.image_size,
+            self.resize,
+            self.normalization,
+            self.recipe,
+            self.hflip,
+            exif_orientation=self.exif_orientation,
+            **options,
+        )
 
     def uncropped_transform(self) -> ImageTransform:
         """The training image before its random crop and flip, normalised (train.cache_frozen):
         paper: resize x resize; resize: image_size x image_size. rrc has no such image (each crop
         draws its own scale) and is an error."""
         if self.recipe == "rrc":
-            raise ValueError("recipe 'rrc' draws a new crop scale for every item: its training images cannot be cached before the crop")
+            raise ValueError(
+                "recipe 'rrc' draws a new crop scale for every item: "
+                "its training images cannot be cached before the crop"
+            )
         side = self.resize if self.recipe == "paper" else self.image_size
-        return ImageTransform(False, side, side, self.normalization, "resize", hflip=False, exif_orientation=self.exif_orientation)
+        return ImageTransform(
+            False, side, side, self.normalization, "resize", hflip=False, exif_orientation=self.exif_orientation
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON, YAML, ONNX metadata)."""
@@ -73,8 +96,15 @@ class Preprocessing:
     def from_dict(cls, record: dict[str, Any]) -> Preprocessing:
         try:
             norm = record["normalization"]
-            return cls(int(record["image_size"]), int(record["resize"]), str(record["recipe"]),
-                       Normalization(float(norm["scale"]), str(norm["channels"]), tuple(norm["mean"]), tuple(norm["std"])),
-                       bool(record.get("hflip", True)), bool(record.get("exif_orientation", False)))
+            return cls(
+                int(record["image_size"]),
+                int(record["resize"]),
+                str(record["recipe"]),
+                Normalization(float(norm["scale"]), str(norm["channels"]), tuple(norm["mean"]), tuple(norm["std"])),
+                bool(record.get("hflip", True)),
+                bool(record.get("exif_orientation", False)),
+            )
         except (KeyError, TypeError):
-            raise ValueError(f"not a preprocessing record (needs image_size, resize, recipe, normalization): {record!r}") from None
+            raise ValueError(
+                f"not a preprocessing record (needs image_size, resize, recipe, normalization): {record!r}"
+            ) from None

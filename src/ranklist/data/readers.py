@@ -59,7 +59,9 @@ DATASETS: dict[str, DatasetSpec] = {
     "csv": DatasetSpec(read_csv, csv_evaluation_splits),
     # root: the cache folder, default ~/.cache/ranklist/emoji (built on first use)
     "emoji": DatasetSpec(read_emoji, needs_root=False),
-    "fashion_mnist": DatasetSpec(read_fashion_mnist, needs_root=False),  # root default: /usr/share/datasets/fashion-mnist
+    "fashion_mnist": DatasetSpec(
+        read_fashion_mnist, needs_root=False
+    ),  # root default: /usr/share/datasets/fashion-mnist
 }
 
 
@@ -80,8 +82,9 @@ def evaluation_splits(name: str, root: str | Path | None = None) -> EvaluationSp
     return dataset_spec(name).evaluation(_root(name, root))
 
 
-def build_dataset(name: str, split: str, *, root: str | Path | None = None, transform: Transform | None = None,
-                  **options: Any) -> Dataset:
+def build_dataset(
+    name: str, split: str, *, root: str | Path | None = None, transform: Transform | None = None, **options: Any
+) -> Dataset:
     """Split `split` of dataset `name` (a key of DATASETS) read from `root`; options go to its reader
     (allow_partial, val_fraction, seed, test_fraction, ... as docs/data.md lists)."""
     return dataset_spec(name).read(_root(name, root), split, transform, **options)

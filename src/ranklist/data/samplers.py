@@ -26,8 +26,15 @@ class ClassBalancedBatchSampler:
     state_dict() / load_state_dict() record and restore the position (epoch, next batch).
     """
 
-    def __init__(self, labels: Sequence[int] | np.ndarray, classes_per_batch: int, samples_per_class: int,
-                 seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        labels: Sequence[int] | np.ndarray,
+        classes_per_batch: int,
+        samples_per_class: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.size == 0:
             raise ValueError(f"labels must be a non-empty 1-D array, got shape {labels.shape}")
@@ -35,7 +42,9 @@ class ClassBalancedBatchSampler:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
         self.classes, inverse = np.unique(labels, return_inverse=True)
         if classes_per_batch < 1 or samples_per_class < 1:
-            raise ValueError(f"classes_per_batch and samples_per_class must be >= 1, got {classes_per_batch} x {samples_per_class}")
+            raise ValueError(
+                f"classes_per_batch and samples_per_class must be >= 1, got {classes_per_batch} x {samples_per_class}"
+            )
         if classes_per_batch * world_size > len(self.classes):
             raise ValueError(
                 f"classes_per_batch={classes_per_batch} x world_size={world_size} exceeds the "

@@ -42,20 +42,30 @@ class Source:
     note: str = ""
 
 
-CUB_MD5 = Digest("md5", "97eceeb196236b17998738112f37df78",
-                 "recorded: pytorch-metric-learning's earlier CUB200 downloader and the widely copied torchvision-style Cub2011 "
-                 "dataset classes check this MD5 of CUB_200_2011.tgz")
-SOP_MD5 = Digest("md5", "7f73d41a2f44250d4779881525aea32e",
-                 "recorded: pytorch-metric-learning's earlier StanfordOnlineProducts downloader checks this MD5 of "
-                 "Stanford_Online_Products.zip (the copy once served from cs.stanford.edu)")
-BN_INCEPTION_PREFIX = Digest("sha256-prefix", "239d2248",
-                             "recorded: the 8 hex digits of the published file name, torch.hub's convention for the leading "
-                             "digits of the file's SHA-256 (load_state_dict_from_url(check_hash=True) checks the same); "
-                             "32 bits: catches a damaged or different file, not a crafted one")
+CUB_MD5 = Digest(
+    "md5",
+    "97eceeb196236b17998738112f37df78",
+    "recorded: pytorch-metric-learning's earlier CUB200 downloader and the widely copied torchvision-style Cub2011 "
+    "dataset classes check this MD5 of CUB_200_2011.tgz",
+)
+SOP_MD5 = Digest(
+    "md5",
+    "7f73d41a2f44250d4779881525aea32e",
+    "recorded: pytorch-metric-learning's earlier StanfordOnlineProducts downloader checks this MD5 of "
+    "Stanford_Online_Products.zip (the copy once served from cs.stanford.edu)",
+)
+BN_INCEPTION_PREFIX = Digest(
+    "sha256-prefix",
+    "239d2248",
+    "recorded: the 8 hex digits of the published file name, torch.hub's convention for the leading "
+    "digits of the file's SHA-256 (load_state_dict_from_url(check_hash=True) checks the same); "
+    "32 bits: catches a damaged or different file, not a crafted one",
+)
 
 INSHOP_MANUAL = (
     "In-shop Clothes (DeepFashion) is shared from a Google Drive folder that needs a browser: open "
-    "https://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/InShopRetrieval.html, follow its download link, and from the folder "
+    "https://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/InShopRetrieval.html, follow its download link, "
+    "and from the folder "
     "'In-shop Clothes Retrieval Benchmark' download Img/img.zip and Eval/list_eval_partition.txt into ROOT/downloads/ "
     "(no checksum is published: rerun with --sha256 FILE=HEX for each, from a copy you trust, or --unverified)"
 )
@@ -63,27 +73,62 @@ INSHOP_MANUAL = (
 SOURCES: dict[str, Source] = {
     "cub200": Source(
         (Archive("CUB_200_2011.tgz", "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz", CUB_MD5),),
-        target="CUB_200_2011", default_root="data", inner="CUB_200_2011", dataset="cub200",
-        note="Caltech's data repository (the URL pytorch-metric-learning 2.8 downloads)"),
+        target="CUB_200_2011",
+        default_root="data",
+        inner="CUB_200_2011",
+        dataset="cub200",
+        note="Caltech's data repository (the URL pytorch-metric-learning 2.8 downloads)",
+    ),
     "cars196": Source(
         # The Stanford hosts of car_ims.tgz / cars_annos.mat no longer answer; pytorch-metric-learning 2.8
         # downloads this Kaggle copy (the same 16,185 images and 196 classes, one folder per class).
-        (Archive("stanford-car-dataset-by-classes-folder.zip",
-                 "https://www.kaggle.com/api/v1/datasets/download/jutrera/stanford-car-dataset-by-classes-folder", None),),
-        target="CARS196", default_root="data", dataset="cars196", convert="cars196_from_class_folders",
-        note="a Kaggle copy (the Stanford URLs are dead); no checksum is published or recorded for it"),
+        (
+            Archive(
+                "stanford-car-dataset-by-classes-folder.zip",
+                "https://www.kaggle.com/api/v1/datasets/download/jutrera/stanford-car-dataset-by-classes-folder",
+                None,
+            ),
+        ),
+        target="CARS196",
+        default_root="data",
+        dataset="cars196",
+        convert="cars196_from_class_folders",
+        note="a Kaggle copy (the Stanford URLs are dead); no checksum is published or recorded for it",
+    ),
     "sop": Source(
-        (Archive("Stanford_Online_Products.zip",
-                 "https://drive.usercontent.google.com/download?id=1TclrpQOF_ullUP99wk_gjGN8pKvtErG8&export=download&confirm=t", SOP_MD5),),
-        target="Stanford_Online_Products", default_root="data", inner="Stanford_Online_Products", dataset="sop",
-        note="the authors' Google Drive copy, linked from their repository (rksltnl/Deep-Metric-Learning-CVPR16)"),
+        (
+            Archive(
+                "Stanford_Online_Products.zip",
+                "https://drive.usercontent.google.com/download?id=1TclrpQOF_ullUP99wk_gjGN8pKvtErG8&export=download&confirm=t",
+                SOP_MD5,
+            ),
+        ),
+        target="Stanford_Online_Products",
+        default_root="data",
+        inner="Stanford_Online_Products",
+        dataset="sop",
+        note="the authors' Google Drive copy, linked from their repository (rksltnl/Deep-Metric-Learning-CVPR16)",
+    ),
     "inshop": Source(
         (Archive("img.zip", None, None), Archive("list_eval_partition.txt", None, None)),
-        target="InShop", default_root="data", dataset="inshop", manual=INSHOP_MANUAL),
+        target="InShop",
+        default_root="data",
+        dataset="inshop",
+        manual=INSHOP_MANUAL,
+    ),
     "bn_inception": Source(
-        (Archive("bn_inception-239d2248.pth", "http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-239d2248.pth", BN_INCEPTION_PREFIX),),
-        target="bn_inception-239d2248.pth", default_root="weights",
-        note="Cadene's pretrained-models.pytorch `bninception` ImageNet weights (the file the recipes' model.weights names)"),
+        (
+            Archive(
+                "bn_inception-239d2248.pth",
+                "http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-239d2248.pth",
+                BN_INCEPTION_PREFIX,
+            ),
+        ),
+        target="bn_inception-239d2248.pth",
+        default_root="weights",
+        note="Cadene's pretrained-models.pytorch `bninception` ImageNet weights "
+        "(the file the recipes' model.weights names)",
+    ),
 }
 
 

@@ -68,8 +68,9 @@ def remap_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return remapped.astype(np.int64).reshape(-1), original
 
 
-def dense_labels(raw_labels: np.ndarray, names: dict | None = None,
-                 classes: np.ndarray | None = None) -> tuple[np.ndarray, list[str], list[object]]:
+def dense_labels(
+    raw_labels: np.ndarray, names: dict | None = None, classes: np.ndarray | None = None
+) -> tuple[np.ndarray, list[str], list[object]]:
     """(labels 0..C-1, class names, original class ids) for a split's raw labels.
 
     classes: the ids to number (default: those present); query and gallery sets pass their common
@@ -105,12 +106,13 @@ def shared_labels(queries, gallery) -> tuple[np.ndarray, np.ndarray] | None:
     if query_keys is None or gallery_keys is None:
         return None
     if not set(query_keys) & set(gallery_keys):
-        raise ValueError(f"no query class has an item in the gallery (query classes e.g. {query_keys[:3]}, "
-                         f"gallery classes e.g. {gallery_keys[:3]})")
+        raise ValueError(
+            f"no query class has an item in the gallery (query classes e.g. {query_keys[:3]}, "
+            f"gallery classes e.g. {gallery_keys[:3]})"
+        )
     number = {key: i for i, key in enumerate(sorted(set(query_keys) | set(gallery_keys)))}
 
     def renumber(keys: list[str], labels: np.ndarray) -> np.ndarray:
         return np.array([number[k] for k in keys], dtype=np.int64)[labels]
 
     return renumber(query_keys, queries.labels), renumber(gallery_keys, gallery.labels)
-

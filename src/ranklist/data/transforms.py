@@ -122,7 +122,6 @@ class ImageTransform:
     generator: torch.Generator | None = None
     exif_orientation: bool = False  # turn decoded files upright by their EXIF orientation first
 
-
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown transform recipe {self.recipe!r}; choose one of {RECIPES}")
@@ -184,8 +183,14 @@ def default_resize(image_size: int) -> int:
 
 
 def build_transform(
-    train: bool, *, image_size: int, resize: int | None = None, normalization: str | Normalization = "none",
-    recipe: str = "paper", hflip: bool = True, rrc_scale: tuple[float, float] = (0.08, 1.0),
+    train: bool,
+    *,
+    image_size: int,
+    resize: int | None = None,
+    normalization: str | Normalization = "none",
+    recipe: str = "paper",
+    hflip: bool = True,
+    rrc_scale: tuple[float, float] = (0.08, 1.0),
     generator: torch.Generator | None = None,
 ) -> Callable[[object], torch.Tensor]:
     """A transform of `recipe` (see the module docstring), then `normalization` (NORMALIZATIONS).

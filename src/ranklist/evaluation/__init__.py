@@ -5,4 +5,11 @@ from ranklist.evaluation.evaluator import CONCAT, Evaluator, embed_dataset
 from ranklist.evaluation.retrieval import retrieval_metrics, scan_gallery
 
 __all__ = [
-    "CONCAT", "Evaluator", "embed_dataset","nmi", "normalized_mutual_information", "retrieval_metrics", "scan_gallery"]
+    "CONCAT",
+    "Evaluator",
+    "embed_dataset",
+    "nmi",
+    "normalized_mutual_information",
+    "retrieval_metrics",
+    "scan_gallery",
+]

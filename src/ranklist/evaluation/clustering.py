@@ -27,8 +27,9 @@ def normalized_mutual_information(clusters: np.ndarray, classes: np.ndarray) -> 
     return max(0.0, 2.0 * mutual / entropy)
 
 
-def kmeans_assign(emb: np.ndarray, k: int, *, seed: int = 0, iterations: int = 20, restarts: int = 1,
-                  init: str = "k-means++") -> np.ndarray:
+def kmeans_assign(
+    emb: np.ndarray, k: int, *, seed: int = 0, iterations: int = 20, restarts: int = 1, init: str = "k-means++"
+) -> np.ndarray:
     """Cluster index of each row: faiss k-means (Lloyd) from k-means++ seeds, best of `restarts`.
 
     A random start (faiss's own) puts two centroids in one cluster and one across two, a local
@@ -46,7 +47,11 @@ def kmeans_assign(emb: np.ndarray, k: int, *, seed: int = 0, iterations: int = 2
     for attempt in range(restarts):
         rng = np.random.default_rng([seed, attempt])
         kmeans = faiss.Kmeans(
-            data.shape[1], k, niter=iterations, seed=seed + attempt, verbose=False,
+            data.shape[1],
+            k,
+            niter=iterations,
+            seed=seed + attempt,
+            verbose=False,
             max_points_per_centroid=max(256, data.shape[0] // k + 1),
             min_points_per_centroid=1,  # retrieval test sets have few items per class, by design
         )
@@ -63,8 +68,14 @@ def kmeans_assign(emb: np.ndarray, k: int, *, seed: int = 0, iterations: int = 2
 SEEDING_DIM = 64
 
 
-def kmeans_plus_plus(data: np.ndarray, k: int, rng: np.random.Generator, trials: int | None = None,
-                     dim: int = SEEDING_DIM, proposals: int = 1024) -> np.ndarray:
+def kmeans_plus_plus(
+    data: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    trials: int | None = None,
+    dim: int = SEEDING_DIM,
+    proposals: int = 1024,
+) -> np.ndarray:
     """Row indices of k greedy k-means++ seeds: each step draws `trials` candidates with probability
     ~ D(x)^2, the squared distance to the nearest seed so far, and keeps the one that lowers the
     potential sum D^2 most (default 2 + ln k trials, as scikit-learn).
@@ -97,8 +108,9 @@ def kmeans_plus_plus(data: np.ndarray, k: int, rng: np.random.Generator, trials:
     return np.asarray(chosen)
 
 
-def _seeding_round(x: torch.Tensor, closest: np.ndarray, wanted: int, trials: int, size: int,
-                   rng: np.random.Generator) -> list[int]:
+def _seeding_round(
+    x: torch.Tensor, closest: np.ndarray, wanted: int, trials: int, size: int, rng: np.random.Generator
+) -> list[int]:
     """The seeds (row indices, at least one) chosen from one round of D^2 proposals."""
     cumulative = np.cumsum(closest, dtype=np.float64)
     picks = np.minimum(np.searchsorted(cumulative, rng.random(size) * cumulative[-1]), len(closest) - 1)

@@ -29,8 +29,15 @@ def show_progress(progress: bool) -> bool:
 
 @torch.no_grad()
 def embed_dataset(
-    model: torch.nn.Module, dataset: Dataset, *, batch_size: int = 128, device: str | torch.device = "cpu",
-    num_workers: int = 0, progress: bool = True, description: str = "embed", prefetch: bool | None = None,
+    model: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 128,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+    progress: bool = True,
+    description: str = "embed",
+    prefetch: bool | None = None,
     precision: str | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Raw embeddings of every item per level (model in eval mode, no grad) and the labels.
@@ -52,7 +59,9 @@ def embed_dataset(
     if len(dataset) == 0:
         raise ValueError("cannot embed an empty dataset")
     # Its own generator: embedding draws nothing from the global RNG (training stays reproducible).
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, generator=torch.Generator())
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, generator=torch.Generator()
+    )
     was_training = model.training
     model.eval()
     chunks: dict[str, list[torch.Tensor]] = {}
@@ -61,7 +70,9 @@ def embed_dataset(
     cast = inference.autocast(device)
     with Prefetcher(loader) if prefetch and num_workers == 0 else nullcontext(loader) as batches:
         try:
-            for images, batch_labels in tqdm(batches, total=len(loader), desc=description, disable=not show_progress(progress), leave=False):
+            for images, batch_labels in tqdm(
+                batches, total=len(loader), desc=description, disable=not show_progress(progress), leave=False
+            ):
                 with cast:
                     outputs = model(images.to(device))
                 for level, emb in outputs.items():
@@ -131,15 +142,25 @@ class Evaluator:
             labels, gallery_labels = (torch.from_numpy(numbers) for numbers in shared)
         return outputs, labels, gallery_outputs, gallery_labels
 
-    def embed_models(self, models: Mapping[str, torch.nn.Module], dataset: Dataset, gallery_dataset: Dataset | None = None):
+    def embed_models(
+        self, models: Mapping[str, torch.nn.Module], dataset: Dataset, gallery_dataset: Dataset | None = None
+    ):
         """{name: what `embed` returns} for several models in one pass: each image is read and
         transformed once and goes through every model (a run's final test and its pretrained baseline)."""
-        outputs, labels, gallery_outputs, gallery_labels = self.embed(_Together(models).eval(), dataset, gallery_dataset)
+        outputs, labels, gallery_outputs, gallery_labels = self.embed(
+            _Together(models).eval(), dataset, gallery_dataset
+        )
         return {name: (_part(outputs, name), labels, _part(gallery_outputs, name), gallery_labels) for name in models}
 
     def _embed_split(self, model: torch.nn.Module, dataset: Dataset, description: str):
-        options = dict(batch_size=self.batch_size, device=self.device, num_workers=self.num_workers,
-                       progress=self.progress, description=description, precision=self.precision)
+        options = dict(
+            batch_size=self.batch_size,
+            device=self.device,
+            num_workers=self.num_workers,
+            progress=self.progress,
+            description=description,
+            precision=self.precision,
+        )
         rank, world = process_group() if self.distributed else (0, 1)
         if world == 1 or len(dataset) < world:  # too small to shard: every process embeds it all
             return embed_dataset(model, dataset, **options)
@@ -153,7 +174,10 @@ class Evaluator:
         return {level: gather(emb) for level, emb in outputs.items()}, gather(labels)
 
     def evaluate(
-        self, model: torch.nn.Module, dataset: Dataset, gallery_dataset: Dataset | None = None,
+        self,
+        model: torch.nn.Module,
+        dataset: Dataset,
+        gallery_dataset: Dataset | None = None,
         levels: Sequence[str] | None = None,
     ) -> dict[str, dict[str, float]]:
         return self.score(*self.embed(model, dataset, gallery_dataset), levels)
@@ -168,9 +192,14 @@ class Evaluator:
         for name, chosen in views.items():
             emb = evaluation_embedding(outputs, chosen)
             gallery = evaluation_embedding(gallery_outputs, chosen) if gallery_outputs is not None else None
-            metrics = retrieval_metrics(emb.to(scoring_device(self.device)), labels, self.ks, gallery=gallery, gallery_labels=gallery_labels)
+            metrics = retrieval_metrics(
+                emb.to(scoring_device(self.device)), labels, self.ks, gallery=gallery, gallery_labels=gallery_labels
+            )
             if self.compute_nmi:
-                metrics["nmi"] = nmi(emb if gallery is None else torch.cat([emb, gallery]),
-                                     labels if gallery is None else torch.cat([labels, gallery_labels]), seed=self.seed)
+                metrics["nmi"] = nmi(
+                    emb if gallery is None else torch.cat([emb, gallery]),
+                    labels if gallery is None else torch.cat([labels, gallery_labels]),
+                    seed=self.seed,
+                )
             results[name] = metrics
         return results

@@ -20,7 +20,7 @@ def recall_key(k: int) -> str:
 
 def recall_ks(keys: Iterable[str]) -> list[int]:
     """The K of every Recall@K among `keys`, ascending."""
-    return sorted({int(key[len(RECALL_PREFIX):]) for key in keys if key.startswith(RECALL_PREFIX)})
+    return sorted({int(key[len(RECALL_PREFIX) :]) for key in keys if key.startswith(RECALL_PREFIX)})
 
 
 def score_columns(rows: Iterable[Mapping[str, object]]) -> list[str]:
@@ -31,9 +31,9 @@ def score_columns(rows: Iterable[Mapping[str, object]]) -> list[str]:
 
 
 def display_name(key: str) -> str:
-    """"recall@4" -> "R@4", "map@r" -> "MAP@R", ..."""
+    """ "recall@4" -> "R@4", "map@r" -> "MAP@R", ..."""
     if key.startswith(RECALL_PREFIX):
-        return f"R@{key[len(RECALL_PREFIX):]}"
+        return f"R@{key[len(RECALL_PREFIX) :]}"
     return _DISPLAY.get(key, key)
 
 

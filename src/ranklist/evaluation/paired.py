@@ -47,7 +47,9 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Inter
     return Interval(mean, std, mean - half, mean + half, n)
 
 
-def paired_difference(values: Mapping[int, float], reference: Mapping[int, float], confidence: float = CONFIDENCE) -> Interval:
+def paired_difference(
+    values: Mapping[int, float], reference: Mapping[int, float], confidence: float = CONFIDENCE
+) -> Interval:
     """The t-interval of values[seed] - reference[seed] over the seeds both have."""
     seeds = sorted(set(values) & set(reference))
     if not seeds:
@@ -68,8 +70,9 @@ class Bootstrap:
     queries: int
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, resamples: int = 10_000, seed: int = 0,
-                     confidence: float = CONFIDENCE) -> Bootstrap:
+def paired_bootstrap(
+    a: Sequence[float], b: Sequence[float], *, resamples: int = 10_000, seed: int = 0, confidence: float = CONFIDENCE
+) -> Bootstrap:
     """Resample the queries with replacement (the same draw for a and b, who scored the same queries).
 
     Resample i draws rng.integers(0, n, n) in order from default_rng(seed): chunks of draws give the
@@ -77,7 +80,9 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, resamples: int =
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 1 or a.shape != b.shape or len(a) == 0:
-        raise ValueError(f"need two equally long non-empty lists of per-query values, got {np.shape(a)} and {np.shape(b)}")
+        raise ValueError(
+            f"need two equally long non-empty lists of per-query values, got {np.shape(a)} and {np.shape(b)}"
+        )
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
     diff = a - b

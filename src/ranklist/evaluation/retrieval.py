@@ -149,8 +149,13 @@ def similarity_blocks(queries: torch.Tensor, gallery: torch.Tensor):
 
 
 def scan_gallery(
-    queries: torch.Tensor, gallery: torch.Tensor, query_labels: torch.Tensor, gallery_labels: torch.Tensor,
-    k: int, *, exclude_self: bool,
+    queries: torch.Tensor,
+    gallery: torch.Tensor,
+    query_labels: torch.Tensor,
+    gallery_labels: torch.Tensor,
+    k: int,
+    *,
+    exclude_self: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per query: its k nearest gallery indices (tie rule) and the rank of its first relevant item.
 
@@ -224,8 +229,11 @@ def per_query_metrics(
         r = r - 1
     valid = r > 0
     if int(valid.sum()) == 0:
-        cause = (f"each of its {len(classes)} classes has a single item" if self_retrieval
-                 else "the queries' classes and the gallery's share none")
+        cause = (
+            f"each of its {len(classes)} classes has a single item"
+            if self_retrieval
+            else "the queries' classes and the gallery's share none"
+        )
         raise ValueError(f"no query has a same-class item to find ({cause}): every metric is undefined")
     ks = _check_ks(ks)
     available = gal.shape[0] - (1 if self_retrieval else 0)

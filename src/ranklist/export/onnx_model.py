@@ -41,8 +41,15 @@ class OnnxModelInfo:
     model_config: dict[str, Any]
 
     def to_json(self) -> str:
-        return json.dumps({"preprocessing": self.preprocessing.to_dict(), "fingerprint": self.fingerprint.to_dict(),
-                           "levels": list(self.levels), "dim": self.dim, "model_config": self.model_config})
+        return json.dumps(
+            {
+                "preprocessing": self.preprocessing.to_dict(),
+                "fingerprint": self.fingerprint.to_dict(),
+                "levels": list(self.levels),
+                "dim": self.dim,
+                "model_config": self.model_config,
+            }
+        )
 
 
 class _Exported(nn.Module):
@@ -69,16 +76,23 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = OPSET, repla
     if path.suffix != ".onnx":
         raise ValueError(f"the ONNX file must end in .onnx, got {path}")
     if path.is_dir() or (os.path.lexists(path) and not replace):
-        raise ValueError(f"{path} already exists: refusing to overwrite it; pass --replace (replace=True) or choose another path")
+        raise ValueError(
+            f"{path} already exists: refusing to overwrite it; pass --replace (replace=True) or choose another path"
+        )
     if not _constants.ONNX_MIN_OPSET <= opset <= _constants.ONNX_MAX_OPSET:
-        raise ValueError(f"opset {opset} is outside what this torch exports ({_constants.ONNX_MIN_OPSET}..{_constants.ONNX_MAX_OPSET}); "
-                         f"the default {OPSET} suits every ranklist backbone")
+        raise ValueError(
+            f"opset {opset} is outside what this torch exports "
+            f"({_constants.ONNX_MIN_OPSET}..{_constants.ONNX_MAX_OPSET}); "
+            f"the default {OPSET} suits every ranklist backbone"
+        )
     was_training, device = model.training, next(model.parameters()).device
     try:
         return _export(model.to("cpu").eval(), path, opset)
     except torch.onnx.OnnxExporterError as error:  # an operator the chosen opset lacks
-        raise ValueError(f"ONNX export at opset {opset} failed: {' '.join(str(error).split()).rstrip('.')}; "
-                         f"the default opset {OPSET} suits every ranklist backbone") from None
+        raise ValueError(
+            f"ONNX export at opset {opset} failed: {' '.join(str(error).split()).rstrip('.')}; "
+            f"the default opset {OPSET} suits every ranklist backbone"
+        ) from None
     finally:
         model.to(device).train(was_training)
 
@@ -94,8 +108,19 @@ def _bicubic_antialiased(g: Any, image: Any, output_size: Any, align_corners: An
     batch_channels = helper._slice_helper(g, g.op("Shape", image), axes=[0], starts=[0], ends=[2])
     size = g.op("Cast", output_size, to_i=7)  # int64
     sizes = g.op("Concat", batch_channels, size, axis_i=0)
-    return g.op("Resize", image, empty, empty, sizes, mode_s="cubic", antialias_i=1, cubic_coeff_a_f=-0.5, exclude_outside_i=1,
-                coordinate_transformation_mode_s="half_pixel", nearest_mode_s="floor")
+    return g.op(
+        "Resize",
+        image,
+        empty,
+        empty,
+        sizes,
+        mode_s="cubic",
+        antialias_i=1,
+        cubic_coeff_a_f=-0.5,
+        exclude_outside_i=1,
+        coordinate_transformation_mode_s="half_pixel",
+        nearest_mode_s="floor",
+    )
 
 
 @contextlib.contextmanager
@@ -128,15 +153,27 @@ def _export(model: nn.Module, path: Path, opset: int) -> OnnxModelInfo:
     wrapped = _Exported(model).eval()
     with torch.no_grad():
         dim = int(wrapped(example)[0].shape[1])
-    info = OnnxModelInfo(model.preprocessing, model_fingerprint(model), tuple(model.levels), dim,
-                         {k: v for k, v in model.config.items() if k != "pretrained"})
+    info = OnnxModelInfo(
+        model.preprocessing,
+        model_fingerprint(model),
+        tuple(model.levels),
+        dim,
+        {k: v for k, v in model.config.items() if k != "pretrained"},
+    )
     # The tracer's notes on shape arithmetic are ignored (the batch stays dynamic), and the graph dump
     # it prints when an operator is missing is kept from the terminal (the error says what failed).
     with atomic_path(path) as tmp, warnings.catch_warnings(), _native_output_silenced():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapped, (example,), str(tmp), dynamo=False, opset_version=opset,
-                          input_names=[INPUT], output_names=names,
-                          dynamic_axes={INPUT: {0: "batch"}, **{name: {0: "batch"} for name in names}})
+        torch.onnx.export(
+            wrapped,
+            (example,),
+            str(tmp),
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT],
+            output_names=names,
+            dynamic_axes={INPUT: {0: "batch"}, **{name: {0: "batch"} for name in names}},
+        )
         graph = onnx.load(str(tmp))
         for key, value in ((KEY, info.to_json()), ("preprocessing", json.dumps(info.preprocessing.to_dict()))):
             entry = graph.metadata_props.add()
@@ -159,5 +196,10 @@ def read_onnx_info(path: str | Path) -> OnnxModelInfo:
     if KEY not in props:
         raise ValueError(f"{path} was not exported by ranklist (no '{KEY}' metadata); export it with ranklist export")
     record = json.loads(props[KEY])
-    return OnnxModelInfo(Preprocessing.from_dict(record["preprocessing"]), ModelFingerprint.from_dict(record["fingerprint"]),
-                         tuple(record["levels"]), int(record["dim"]), dict(record["model_config"]))
+    return OnnxModelInfo(
+        Preprocessing.from_dict(record["preprocessing"]),
+        ModelFingerprint.from_dict(record["fingerprint"]),
+        tuple(record["levels"]),
+        int(record["dim"]),
+        dict(record["model_config"]),
+    )

@@ -20,7 +20,9 @@ class CrossBatchMemory(torch.nn.Module):
     def __init__(self, loss: RankedListLoss, size: int, warmup_iterations: int = 0) -> None:
         super().__init__()
         if size < 1 or warmup_iterations < 0:
-            raise ValueError(f"need size >= 1 and warmup_iterations >= 0, got size={size}, warmup_iterations={warmup_iterations}")
+            raise ValueError(
+                f"need size >= 1 and warmup_iterations >= 0, got size={size}, warmup_iterations={warmup_iterations}"
+            )
         self.loss, self.size, self.warmup_iterations = loss, int(size), int(warmup_iterations)
         self.register_buffer("embeddings", torch.empty(0))
         self.register_buffer("labels", torch.empty(0, dtype=torch.long))
@@ -50,7 +52,9 @@ class CrossBatchMemory(torch.nn.Module):
         self.state[0] = (int(self.state[0]) + len(labels)) % self.size
         self.state[1] = min(self.size, self.filled + len(labels))
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs) -> None:
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
         # The buffers are allocated at the first enqueue, so a fresh module (a resumed run) holds
         # empty ones: take the saved memory's shape (its rows must be this memory's size).
         for name in ("embeddings", "labels"):
@@ -58,10 +62,14 @@ class CrossBatchMemory(torch.nn.Module):
             if saved is None or saved.shape == current.shape:
                 continue
             if saved.numel() and saved.shape[0] != self.size:
-                error_msgs.append(f"{prefix}{name} holds {saved.shape[0]} rows but this cross-batch memory has size {self.size}")
+                error_msgs.append(
+                    f"{prefix}{name} holds {saved.shape[0]} rows but this cross-batch memory has size {self.size}"
+                )
                 continue
             setattr(self, name, torch.empty(saved.shape, dtype=saved.dtype, device=current.device))
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self.state[2] += 1

@@ -40,7 +40,9 @@ class _GatherRows(torch.autograd.Function):
         return grad[start : start + ctx.sizes[ctx.rank]], None, None
 
 
-def gather_batch(embeddings: torch.Tensor, labels: torch.Tensor, *, differentiable: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+def gather_batch(
+    embeddings: torch.Tensor, labels: torch.Tensor, *, differentiable: bool
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(all processes' embeddings, their labels, the row where this process's block starts)."""
     rank, world = process_group()
     size = torch.tensor([embeddings.shape[0]], device=embeddings.device)
@@ -69,8 +71,16 @@ def distributed_ranked_list_loss(embeddings: torch.Tensor, labels: torch.Tensor,
     gradient = options.get("gradient", "query")
     all_emb, all_labels, start = gather_batch(embeddings, labels, differentiable=gradient == "full")
     self_index = torch.arange(start, start + embeddings.shape[0], device=embeddings.device)
-    per_query, weight_sums = ranked_list_loss(embeddings, labels, ref_emb=all_emb, ref_labels=all_labels,
-                                              self_index=self_index, reduction="none", return_weight_sums=True, **options)
+    per_query, weight_sums = ranked_list_loss(
+        embeddings,
+        labels,
+        ref_emb=all_emb,
+        ref_labels=all_labels,
+        self_index=self_index,
+        reduction="none",
+        return_weight_sums=True,
+        **options,
+    )
     if reduction == "official":
         # pi_i = S_i / S_global, constants; S may overflow at huge temperatures, so rescale by the
         # global maximum first (the ratio is unchanged).
@@ -91,7 +101,9 @@ def distributed_ranked_list_loss(embeddings: torch.Tensor, labels: torch.Tensor,
 class DistributedRankedListLoss(RankedListLoss):
     """RankedListLoss whose ranked lists span the global batch of all processes (DDP-ready)."""
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, ref_emb=None, ref_labels=None, self_index=None) -> torch.Tensor:
+    def forward(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, ref_emb=None, ref_labels=None, self_index=None
+    ) -> torch.Tensor:
         if ref_emb is not None:
             raise ValueError("DistributedRankedListLoss gathers its own references; ref_emb is not accepted")
         return distributed_ranked_list_loss(embeddings, labels, **self.options)

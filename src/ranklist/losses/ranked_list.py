@@ -33,21 +33,39 @@ PRESETS: dict[str, dict[str, Any]] = {
     # equally; eq. 14 averages over the queries; plain mean over positives (no positive weighting).
     # The paper's eq. 14 read literally (constant weights) differentiates both ends of every pair.
     "cvpr2019": dict(
-        margin=0.4, alpha=1.2, neg_temperature=10.0, pos_temperature=0.0, imbalance=0.5,
-        reduction="mean", gradient="full", weight_gradient=False,
+        margin=0.4,
+        alpha=1.2,
+        neg_temperature=10.0,
+        pos_temperature=0.0,
+        imbalance=0.5,
+        reduction="mean",
+        gradient="full",
+        weight_gradient=False,
     ),
     # The authors' released TPAMI-era Caffe code (RLL-Simpler, "*_Simp_*" folders, e.g.
     # InshopClothes_Simp_21042020/60_T10_pn04_v63 and CUB ..._tp0_tn10): boundaries 1 -/+ m/2 with
     # m = 0.4, Tn = 10, Tp = 0, 0.5/0.5 parts, queries weighted by their weight sums ("official"),
     # gradient w.r.t. the query only (docs/loss.md#the-two-gradient-readings).
     "tpami2021_code": dict(
-        margin=0.4, alpha=None, neg_temperature=10.0, pos_temperature=0.0, imbalance=0.5,
-        reduction="official", gradient="query", weight_gradient=False,
+        margin=0.4,
+        alpha=None,
+        neg_temperature=10.0,
+        pos_temperature=0.0,
+        imbalance=0.5,
+        reduction="official",
+        gradient="query",
+        weight_gradient=False,
     ),
     # This library's default: the paper's hyper-parameters with the authors' "query" gradient.
     "default": dict(
-        margin=0.4, alpha=1.2, neg_temperature=10.0, pos_temperature=0.0, imbalance=0.5,
-        reduction="mean", gradient="query", weight_gradient=False,
+        margin=0.4,
+        alpha=1.2,
+        neg_temperature=10.0,
+        pos_temperature=0.0,
+        imbalance=0.5,
+        reduction="mean",
+        gradient="query",
+        weight_gradient=False,
     ),
 }
 
@@ -71,8 +89,12 @@ def _check_execution(block_size: int | None, compile: bool | None) -> None:
 
 
 def ranked_list_params(
-    margin: float, alpha: float | None, neg_temperature: float, pos_temperature: float,
-    imbalance: float, weight_gradient: bool = False,
+    margin: float,
+    alpha: float | None,
+    neg_temperature: float,
+    pos_temperature: float,
+    imbalance: float,
+    weight_gradient: bool = False,
 ) -> RankedListParams:
     """Validate the hyper-parameters and turn them into the two boundaries (docs/loss.md)."""
     margin = _check_number("margin", margin, 0.0)
@@ -82,9 +104,7 @@ def ranked_list_params(
         neg_boundary = _check_number("alpha", alpha, 0.0)
         pos_boundary = neg_boundary - margin
     if pos_boundary < 0:
-        raise ValueError(
-            f"alpha - margin must be >= 0 (the positive boundary), got alpha={alpha}, margin={margin}"
-        )
+        raise ValueError(f"alpha - margin must be >= 0 (the positive boundary), got alpha={alpha}, margin={margin}")
     return RankedListParams(
         pos_boundary=pos_boundary,
         neg_boundary=neg_boundary,
@@ -195,8 +215,16 @@ class _RankedListFunction(torch.autograd.Function):
         ref_grad = full_gradient and ctx.needs_input_grad[1]
         uniform = queries.new_ones(queries.shape[0]) if ref_grad and expect_uniform else None
         result = run_kernel(
-            queries, refs, labels, ref_labels, self_index, params,
-            query_grad=query_grad, ref_row_coef=uniform, block_size=block_size, terms_fn=terms_fn,
+            queries,
+            refs,
+            labels,
+            ref_labels,
+            self_index,
+            params,
+            query_grad=query_grad,
+            ref_row_coef=uniform,
+            block_size=block_size,
+            terms_fn=terms_fn,
             sources=sources,
         )
         ctx.mark_non_differentiable(result.log_weight_sum)
@@ -232,8 +260,16 @@ def _unit_ref_gradient(ctx: Any, grad_loss: torch.Tensor) -> torch.Tensor:
     params, block_size, terms_fn, sources = ctx.kernel_args
     with autocast_off(queries.device):  # backward may run inside the caller's autocast
         return run_kernel(
-            queries, refs, labels, ref_labels, self_index, params, query_grad=False,
-            ref_row_coef=grad_loss.to(queries.dtype), block_size=block_size, terms_fn=terms_fn,
+            queries,
+            refs,
+            labels,
+            ref_labels,
+            self_index,
+            params,
+            query_grad=False,
+            ref_row_coef=grad_loss.to(queries.dtype),
+            block_size=block_size,
+            terms_fn=terms_fn,
             sources=sources,
         ).grad_ref
 
@@ -308,9 +344,7 @@ def ranked_list_loss(
             raise ValueError("ref_emb needs ref_labels")
         _check_labels("ref_labels", ref_labels, ref_emb.shape[0], "ref_emb")
         if ref_emb.shape[1] != embeddings.shape[1]:
-            raise ValueError(
-                f"ref_emb has dimension {ref_emb.shape[1]} but embeddings has {embeddings.shape[1]}"
-            )
+            raise ValueError(f"ref_emb has dimension {ref_emb.shape[1]} but embeddings has {embeddings.shape[1]}")
         raw_refs = ref_emb.to(device=device, dtype=compute)
         ref_labels_long = ref_labels.to(device=device, dtype=torch.long)
         self_rows = _check_self_index(self_index, labels, ref_labels_long)
@@ -320,8 +354,17 @@ def ranked_list_loss(
 
     terms_fn = select_block_terms(compile, device, n * raw_refs.shape[0])
     per_query, log_weight_sum = _RankedListFunction.apply(
-        raw, raw_refs, labels, ref_labels_long, self_rows, params, gradient == "full",
-        reduction in ("mean", "sum"), block_size, terms_fn, ref_emb is None,
+        raw,
+        raw_refs,
+        labels,
+        ref_labels_long,
+        self_rows,
+        params,
+        gradient == "full",
+        reduction in ("mean", "sum"),
+        block_size,
+        terms_fn,
+        ref_emb is None,
     )
     if reduction == "mean":
         loss = per_query.mean()
@@ -341,9 +384,7 @@ def ranked_list_loss(
     return loss
 
 
-def _check_self_index(
-    self_index: torch.Tensor | None, labels: torch.Tensor, ref_labels: torch.Tensor
-) -> torch.Tensor:
+def _check_self_index(self_index: torch.Tensor | None, labels: torch.Tensor, ref_labels: torch.Tensor) -> torch.Tensor:
     """self_index as long on the labels' device; each entry -1 or a row of ref_emb of the query's class."""
     n, m, device = labels.shape[0], ref_labels.shape[0], labels.device
     if self_index is None:
@@ -358,13 +399,17 @@ def _check_self_index(
     outside = ((index < -1) | (index >= m)).nonzero()
     if len(outside):
         i = int(outside[0])
-        raise ValueError(f"self_index[{i}] = {int(index[i])} is neither -1 nor a row of ref_emb in [0, {m})"
-                         f" ({len(outside)} such entries)")
+        raise ValueError(
+            f"self_index[{i}] = {int(index[i])} is neither -1 nor a row of ref_emb in [0, {m})"
+            f" ({len(outside)} such entries)"
+        )
     other_class = ((index >= 0) & (ref_labels[index.clamp_min(0)] != labels)).nonzero()
     if len(other_class):
         i = int(other_class[0])
-        raise ValueError(f"self_index[{i}] = {int(index[i])} points at a row of class {int(ref_labels[index[i]])}, "
-                         f"but query {i} has class {int(labels[i])} ({len(other_class)} such entries)")
+        raise ValueError(
+            f"self_index[{i}] = {int(index[i])} points at a row of class {int(ref_labels[index[i]])}, "
+            f"but query {i} has class {int(labels[i])} ({len(other_class)} such entries)"
+        )
     return index
 
 
@@ -389,9 +434,16 @@ class RankedListLoss(torch.nn.Module):
         _check_modes(reduction, gradient)
         _check_execution(block_size, compile)
         self.options: dict[str, Any] = dict(
-            margin=margin, alpha=alpha, neg_temperature=neg_temperature,
-            pos_temperature=pos_temperature, imbalance=imbalance, reduction=reduction,
-            gradient=gradient, weight_gradient=weight_gradient, block_size=block_size, compile=compile,
+            margin=margin,
+            alpha=alpha,
+            neg_temperature=neg_temperature,
+            pos_temperature=pos_temperature,
+            imbalance=imbalance,
+            reduction=reduction,
+            gradient=gradient,
+            weight_gradient=weight_gradient,
+            block_size=block_size,
+            compile=compile,
         )
 
     @classmethod
@@ -409,7 +461,11 @@ class RankedListLoss(torch.nn.Module):
         self_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return ranked_list_loss(  # type: ignore[return-value]
-            embeddings, labels, ref_emb=ref_emb, ref_labels=ref_labels, self_index=self_index,
+            embeddings,
+            labels,
+            ref_emb=ref_emb,
+            ref_labels=ref_labels,
+            self_index=self_index,
             **self.options,
         )
 

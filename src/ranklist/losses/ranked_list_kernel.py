@@ -86,7 +86,9 @@ class BlockTerms(NamedTuple):
     extremes: Extremes
 
 
-def pair_masks(labels: torch.Tensor, ref_labels: torch.Tensor, self_col: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_masks(
+    labels: torch.Tensor, ref_labels: torch.Tensor, self_col: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(same class [B, M], positive candidate = same class and not the query itself [B, M])."""
     same = labels[:, None] == ref_labels[None, :]
     columns = torch.arange(ref_labels.shape[0], device=ref_labels.device, dtype=self_col.dtype)
@@ -94,9 +96,17 @@ def pair_masks(labels: torch.Tensor, ref_labels: torch.Tensor, self_col: torch.T
 
 
 def block_terms(
-    sim: torch.Tensor, out: torch.Tensor, labels: torch.Tensor, ref_labels: torch.Tensor, self_col: torch.Tensor,
-    pos_boundary: float, neg_boundary: float, pos_temperature: float, neg_temperature: float,
-    imbalance: float, weight_gradient: bool = False,
+    sim: torch.Tensor,
+    out: torch.Tensor,
+    labels: torch.Tensor,
+    ref_labels: torch.Tensor,
+    self_col: torch.Tensor,
+    pos_boundary: float,
+    neg_boundary: float,
+    pos_temperature: float,
+    neg_temperature: float,
+    imbalance: float,
+    weight_gradient: bool = False,
 ) -> BlockTerms:
     """distance_terms of a block of inner products, d = sqrt(2 - 2 sim), with W written into `out`
     [B, M] (a buffer reused by every block: a fresh 64 MB matrix per block costs its page faults).
@@ -104,16 +114,23 @@ def block_terms(
     B x M mask."""
     same, positive = pair_masks(labels, ref_labels, self_col)
     dist = torch.sqrt(torch.clamp(2.0 - 2.0 * sim, min=0.0))
-    terms = distance_terms(dist, same, positive, pos_boundary, neg_boundary, pos_temperature,
-                           neg_temperature, imbalance, weight_gradient)
+    terms = distance_terms(
+        dist, same, positive, pos_boundary, neg_boundary, pos_temperature, neg_temperature, imbalance, weight_gradient
+    )
     out.copy_(terms.weight)  # compiled, W is stored there directly
     return terms._replace(weight=out)
 
 
 def distance_terms(
-    dist: torch.Tensor, same: torch.Tensor, positive: torch.Tensor,
-    pos_boundary: float, neg_boundary: float, pos_temperature: float, neg_temperature: float,
-    imbalance: float, weight_gradient: bool = False,
+    dist: torch.Tensor,
+    same: torch.Tensor,
+    positive: torch.Tensor,
+    pos_boundary: float,
+    neg_boundary: float,
+    pos_temperature: float,
+    neg_temperature: float,
+    imbalance: float,
+    weight_gradient: bool = False,
 ) -> BlockTerms:
     """The element-wise pass from the distances, in three sweeps along each row that a compiler
     fuses into one loop over the rows (each row stays in cache): the extremes, the shifted weight
@@ -137,15 +154,32 @@ def distance_terms(
     pos_sum, neg_sum = torch.where(same, weight, 0.0).sum(dim=1), torch.where(same, 0.0, weight).sum(dim=1)
     pos_violation = torch.where(same, weight * pos_excess, 0.0).sum(dim=1)
     neg_violation = torch.where(same, 0.0, weight * neg_excess).sum(dim=1)
-    w = _pair_weights(weight, dist, same, (pos_sum, neg_sum, pos_violation, neg_violation), pos_excess, neg_excess,
-                      pos_temperature, neg_temperature, imbalance, weight_gradient)
+    w = _pair_weights(
+        weight,
+        dist,
+        same,
+        (pos_sum, neg_sum, pos_violation, neg_violation),
+        pos_excess,
+        neg_excess,
+        pos_temperature,
+        neg_temperature,
+        imbalance,
+        weight_gradient,
+    )
     return BlockTerms(w, w.sum(dim=1), pos_sum, neg_sum, pos_violation, neg_violation, extremes)
 
 
 def _pair_weights(
-    weight: torch.Tensor, dist: torch.Tensor, same: torch.Tensor, sums: tuple[torch.Tensor, ...],
-    pos_excess: torch.Tensor, neg_excess: torch.Tensor, pos_temperature: float, neg_temperature: float,
-    imbalance: float, weight_gradient: bool,
+    weight: torch.Tensor,
+    dist: torch.Tensor,
+    same: torch.Tensor,
+    sums: tuple[torch.Tensor, ...],
+    pos_excess: torch.Tensor,
+    neg_excess: torch.Tensor,
+    pos_temperature: float,
+    neg_temperature: float,
+    imbalance: float,
+    weight_gradient: bool,
 ) -> torch.Tensor:
     """W = c / d from the unnormalised weights and their row sums."""
     pos_sum, neg_sum, pos_violation, neg_violation = sums
@@ -173,7 +207,9 @@ def row_terms(terms: BlockTerms, params: RankedListParams) -> RowTerms:
     pos_loss = terms.pos_violation / terms.pos_sum.clamp_min(torch.finfo(terms.pos_sum.dtype).tiny)
     neg_loss = terms.neg_violation / terms.neg_sum.clamp_min(torch.finfo(terms.neg_sum.dtype).tiny)
     loss = (1.0 - params.imbalance) * pos_loss + params.imbalance * neg_loss
-    log_weight_sum = torch.logaddexp(torch.log(terms.pos_sum) + pos_shift, torch.log(terms.neg_sum) + extremes.neg_shift)
+    log_weight_sum = torch.logaddexp(
+        torch.log(terms.pos_sum) + pos_shift, torch.log(terms.neg_sum) + extremes.neg_shift
+    )
     return RowTerms(loss, log_weight_sum)
 
 
@@ -239,8 +275,14 @@ def run_kernel(
     column_sums = refs.new_zeros(m) if ref_row_coef is not None else None  # sum_i a_i W_ij
     sim_buffer = queries.new_empty(min(block, n), m)  # one for all blocks: no fresh pages per block
     weight_buffer = torch.empty_like(sim_buffer)
-    scalars = (params.pos_boundary, params.neg_boundary, params.pos_temperature,
-               params.neg_temperature, params.imbalance, params.weight_gradient)
+    scalars = (
+        params.pos_boundary,
+        params.neg_boundary,
+        params.pos_temperature,
+        params.neg_temperature,
+        params.imbalance,
+        params.weight_gradient,
+    )
     labels, ref_labels, self_index = _int32_labels(labels, ref_labels, self_index)
     blocks, near_pairs = [], []
     for start in range(0, n, block):
@@ -251,8 +293,9 @@ def run_kernel(
         near_rows = _near_rows(terms.extremes)
         if near_rows is not None:
             block_sources = None if sources is None else (sources[0][rows], sources[1])
-            near = _refine_rows(near_rows, q, refs, sim, (labels[rows], ref_labels, self_index[rows]),
-                                params, block_sources, terms)
+            near = _refine_rows(
+                near_rows, q, refs, sim, (labels[rows], ref_labels, self_index[rows]), params, block_sources, terms
+            )
             near_pairs.append(NearPairs(near.rows + start, near.cols, near.weight, near.diff))
         if grad_query is not None:
             torch.mm(terms.weight, refs, out=grad_query[rows])
@@ -262,7 +305,9 @@ def run_kernel(
             grad_ref.addmm_(terms.weight.T, q * coef[:, None], alpha=-1.0)
         blocks.append(terms._replace(weight=None))
     per_row = _concatenated(blocks)
-    _finish_gradients(grad_query, grad_ref, queries, refs, per_row.weight_row_sum, column_sums, near_pairs, ref_row_coef)
+    _finish_gradients(
+        grad_query, grad_ref, queries, refs, per_row.weight_row_sum, column_sums, near_pairs, ref_row_coef
+    )
     finished = row_terms(per_row, params)
     return KernelResult(finished.loss, finished.log_weight_sum, grad_query, grad_ref)
 
@@ -277,6 +322,7 @@ def _near_rows(extremes: Extremes) -> torch.Tensor | None:
 
 def _concatenated(blocks: list[BlockTerms]) -> BlockTerms:
     """The blocks' per-row results end to end (W left out)."""
+
     def cat(tensors: list) -> torch.Tensor | None:
         return None if tensors[0] is None else torch.cat(tensors)
 
@@ -286,8 +332,13 @@ def _concatenated(blocks: list[BlockTerms]) -> BlockTerms:
 
 
 def _finish_gradients(
-    grad_query: torch.Tensor | None, grad_ref: torch.Tensor | None, queries: torch.Tensor, refs: torch.Tensor,
-    row_sums: torch.Tensor, column_sums: torch.Tensor | None, near_pairs: list[NearPairs],
+    grad_query: torch.Tensor | None,
+    grad_ref: torch.Tensor | None,
+    queries: torch.Tensor,
+    refs: torch.Tensor,
+    row_sums: torch.Tensor,
+    column_sums: torch.Tensor | None,
+    near_pairs: list[NearPairs],
     coef: torch.Tensor | None,
 ) -> None:
     """dL_i/df_i = f_i sum_j W_ij - (W r)_i and grad_ref += r_j sum_i a_i W_ij, in place, plus the
@@ -311,13 +362,18 @@ def _int32_labels(labels: torch.Tensor, ref_labels: torch.Tensor, self_index: to
     if bool((both < limits.min).any() or (both > limits.max).any()):
         both = torch.unique(both, return_inverse=True)[1]
     both = both.to(torch.int32)
-    return both[: labels.shape[0]], both[labels.shape[0]:], self_index.to(torch.int32)
+    return both[: labels.shape[0]], both[labels.shape[0] :], self_index.to(torch.int32)
 
 
 def _refine_rows(
-    rows: torch.Tensor, q: torch.Tensor, refs: torch.Tensor, sim: torch.Tensor,
-    block_labels: tuple[torch.Tensor, torch.Tensor, torch.Tensor], params: RankedListParams,
-    sources: tuple[torch.Tensor, torch.Tensor] | None, terms: BlockTerms,
+    rows: torch.Tensor,
+    q: torch.Tensor,
+    refs: torch.Tensor,
+    sim: torch.Tensor,
+    block_labels: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    params: RankedListParams,
+    sources: tuple[torch.Tensor, torch.Tensor] | None,
+    terms: BlockTerms,
 ) -> NearPairs:
     """Recompute `rows` of a block in place of `terms` with every pair nearer than NEAR_DISTANCE
     measured from its difference; W of those pairs is zeroed and returned with the differences
@@ -328,8 +384,17 @@ def _refine_rows(
     dist[pair_rows, cols] = torch.linalg.vector_norm(diff, dim=1)
     labels, ref_labels, self_col = block_labels
     same, positive = pair_masks(labels[rows], ref_labels, self_col[rows])
-    fixed = distance_terms(dist, same, positive, params.pos_boundary, params.neg_boundary, params.pos_temperature,
-                           params.neg_temperature, params.imbalance, params.weight_gradient)
+    fixed = distance_terms(
+        dist,
+        same,
+        positive,
+        params.pos_boundary,
+        params.neg_boundary,
+        params.pos_temperature,
+        params.neg_temperature,
+        params.imbalance,
+        params.weight_gradient,
+    )
     weight = fixed.weight[pair_rows, cols]
     fixed.weight[pair_rows, cols] = 0.0
     fixed = fixed._replace(weight_row_sum=fixed.weight.sum(dim=1))
@@ -341,8 +406,13 @@ def _refine_rows(
     return NearPairs(rows[pair_rows], cols, weight, diff)
 
 
-def _differences(q: torch.Tensor, refs: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                 sources: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+def _differences(
+    q: torch.Tensor,
+    refs: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    sources: tuple[torch.Tensor, torch.Tensor] | None,
+) -> torch.Tensor:
     """f_i - r_j of the given pairs [P, D]: from the raw inputs normalised in float64 when given
     (the float32 unit vectors are rounded: ~eps absolute, so ~eps / d relative in the difference)."""
     if sources is None:

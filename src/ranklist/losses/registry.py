@@ -57,8 +57,10 @@ class Range:
         real = isinstance(value, numbers.Real) and not isinstance(value, bool)
         if not (real and math.isfinite(value) and self.low <= value <= self.high):
             bounds = f"in [{self.low}, {self.high}]" if math.isfinite(self.high) else f">= {self.low}"
-            raise ValueError(f"bad parameters for loss {loss!r}: {key} must be a finite number {bounds}"
-                             f"{' or null' if self.optional else ''}, got {value!r}")
+            raise ValueError(
+                f"bad parameters for loss {loss!r}: {key} must be a finite number {bounds}"
+                f"{' or null' if self.optional else ''}, got {value!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,9 @@ class Choice:
 
     def check(self, loss: str, key: str, value: Any) -> None:
         if not any(type(value) is type(v) and value == v for v in self.values):
-            raise ValueError(f"bad parameters for loss {loss!r}: {key} must be one of {list(self.values)}, got {value!r}")
+            raise ValueError(
+                f"bad parameters for loss {loss!r}: {key} must be one of {list(self.values)}, got {value!r}"
+            )
 
 
 NONNEGATIVE = Range()
@@ -117,28 +121,73 @@ def _init_params(cls: type) -> set[str]:
 # Sources in docs/baselines.md.
 LOSSES: dict[str, LossSpec] = {
     "rll": LossSpec(RankedListLoss, dict(PRESETS["default"]), presets=PRESETS),  # Wang et al. 2019, sec. 4.1
-    "triplet_semihard": LossSpec(pml_losses.TripletMarginLoss, {"margin": 0.2}, pml_miners.TripletMarginMiner,
-                                 {"margin": 0.2, "type_of_triplets": "semihard"},  # FaceNet, Schroff 2015
-                                 checks={"margin": NONNEGATIVE, "swap": FLAG, "smooth_loss": FLAG, "miner.margin": NONNEGATIVE,
-                                         "miner.type_of_triplets": Choice(("all", "hard", "semihard", "easy"))}),
-    "lifted_structure": LossSpec(pml_losses.LiftedStructureLoss, {"neg_margin": 1.0, "pos_margin": 0.0},  # Oh Song et al. 2016, alpha = 1
-                                 checks={"neg_margin": NONNEGATIVE, "pos_margin": NONNEGATIVE}),
+    "triplet_semihard": LossSpec(
+        pml_losses.TripletMarginLoss,
+        {"margin": 0.2},
+        pml_miners.TripletMarginMiner,
+        {"margin": 0.2, "type_of_triplets": "semihard"},  # FaceNet, Schroff 2015
+        checks={
+            "margin": NONNEGATIVE,
+            "swap": FLAG,
+            "smooth_loss": FLAG,
+            "miner.margin": NONNEGATIVE,
+            "miner.type_of_triplets": Choice(("all", "hard", "semihard", "easy")),
+        },
+    ),
+    "lifted_structure": LossSpec(
+        pml_losses.LiftedStructureLoss,
+        {"neg_margin": 1.0, "pos_margin": 0.0},  # Oh Song et al. 2016, alpha = 1
+        checks={"neg_margin": NONNEGATIVE, "pos_margin": NONNEGATIVE},
+    ),
     "npair": LossSpec(pml_losses.NPairsLoss),  # Sohn 2016 (multi-class N-pair; pml pairs each anchor with one positive)
-    "proxy_nca": LossSpec(pml_losses.ProxyNCALoss, {"softmax_scale": 3.0}, sized=True,  # Movshovitz-Attias 2017; scale 3 (Musgrave et al. 2020)
-                          checks={"softmax_scale": NONNEGATIVE}),
-    "contrastive": LossSpec(pml_losses.ContrastiveLoss, {"pos_margin": 0.0, "neg_margin": 0.5},  # Hadsell et al. 2006, normalised
-                            checks={"pos_margin": NONNEGATIVE, "neg_margin": NONNEGATIVE}),
-    "margin": LossSpec(pml_losses.MarginLoss, {"margin": 0.2, "nu": 0.0, "beta": 1.2, "learn_beta": False},
-                       pml_miners.DistanceWeightedMiner, {"cutoff": 0.5, "nonzero_loss_cutoff": 1.4},  # Wu et al. 2017
-                       checks={"margin": NONNEGATIVE, "nu": NONNEGATIVE, "beta": NONNEGATIVE, "learn_beta": FLAG,
-                               "miner.cutoff": NONNEGATIVE, "miner.nonzero_loss_cutoff": NONNEGATIVE}),
-    "multi_similarity": LossSpec(pml_losses.MultiSimilarityLoss, {"alpha": 2.0, "beta": 50.0, "base": 0.5},
-                                 pml_miners.MultiSimilarityMiner, {"epsilon": 0.1},  # Wang et al. 2019 (MS)
-                                 checks={"alpha": NONNEGATIVE, "beta": NONNEGATIVE, "base": Range(-1.0, 1.0),  # base: a cosine
-                                         "miner.epsilon": NONNEGATIVE}),
-    "pml_ranked_list": LossSpec(pml_losses.RankedListLoss, {"margin": 0.4, "Tn": 10.0, "alpha": 1.2, "imbalance": 0.5},  # pml's RLL, the paper's values
-                                checks={"margin": NONNEGATIVE, "Tn": NONNEGATIVE, "Tp": NONNEGATIVE,
-                                        "alpha": Range(optional=True), "imbalance": Range(0.0, 1.0)}),
+    "proxy_nca": LossSpec(
+        pml_losses.ProxyNCALoss,
+        {"softmax_scale": 3.0},
+        sized=True,  # Movshovitz-Attias 2017; scale 3 (Musgrave et al. 2020)
+        checks={"softmax_scale": NONNEGATIVE},
+    ),
+    "contrastive": LossSpec(
+        pml_losses.ContrastiveLoss,
+        {"pos_margin": 0.0, "neg_margin": 0.5},  # Hadsell et al. 2006, normalised
+        checks={"pos_margin": NONNEGATIVE, "neg_margin": NONNEGATIVE},
+    ),
+    "margin": LossSpec(
+        pml_losses.MarginLoss,
+        {"margin": 0.2, "nu": 0.0, "beta": 1.2, "learn_beta": False},
+        pml_miners.DistanceWeightedMiner,
+        {"cutoff": 0.5, "nonzero_loss_cutoff": 1.4},  # Wu et al. 2017
+        checks={
+            "margin": NONNEGATIVE,
+            "nu": NONNEGATIVE,
+            "beta": NONNEGATIVE,
+            "learn_beta": FLAG,
+            "miner.cutoff": NONNEGATIVE,
+            "miner.nonzero_loss_cutoff": NONNEGATIVE,
+        },
+    ),
+    "multi_similarity": LossSpec(
+        pml_losses.MultiSimilarityLoss,
+        {"alpha": 2.0, "beta": 50.0, "base": 0.5},
+        pml_miners.MultiSimilarityMiner,
+        {"epsilon": 0.1},  # Wang et al. 2019 (MS)
+        checks={
+            "alpha": NONNEGATIVE,
+            "beta": NONNEGATIVE,
+            "base": Range(-1.0, 1.0),  # base: a cosine
+            "miner.epsilon": NONNEGATIVE,
+        },
+    ),
+    "pml_ranked_list": LossSpec(
+        pml_losses.RankedListLoss,
+        {"margin": 0.4, "Tn": 10.0, "alpha": 1.2, "imbalance": 0.5},  # pml's RLL, the paper's values
+        checks={
+            "margin": NONNEGATIVE,
+            "Tn": NONNEGATIVE,
+            "Tp": NONNEGATIVE,
+            "alpha": Range(optional=True),
+            "imbalance": Range(0.0, 1.0),
+        },
+    ),
 }
 LOSS_NAMES = tuple(LOSSES)
 
@@ -166,7 +215,9 @@ def loss_params(name: str, preset: str | None = None, params: dict[str, Any] | N
     return resolved
 
 
-def build_loss(name: str, *, embedding_dim: int, num_classes: int, preset: str | None = None, **params: Any) -> torch.nn.Module:
+def build_loss(
+    name: str, *, embedding_dim: int, num_classes: int, preset: str | None = None, **params: Any
+) -> torch.nn.Module:
     """A loss module by name (see LOSSES); values are checked by the loss itself."""
     resolved = loss_params(name, preset, params)
     try:

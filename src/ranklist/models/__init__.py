@@ -7,6 +7,18 @@ from ranklist.models.inference import Inference, model_inference
 from ranklist.models.parameter_groups import parameter_groups
 
 __all__ = [
-    "BACKBONE_PREFIXES", "BACKBONES", "LEVELS", "BackboneSpec", "EmbeddingModel", "Inference", "backbone_spec", "build_model",
-    "evaluation_embedding", "load_model", "model_checkpoint", "model_inference", "parameter_groups", "save_model",
+    "BACKBONE_PREFIXES",
+    "BACKBONES",
+    "LEVELS",
+    "BackboneSpec",
+    "EmbeddingModel",
+    "Inference",
+    "backbone_spec",
+    "build_model",
+    "evaluation_embedding",
+    "load_model",
+    "model_checkpoint",
+    "model_inference",
+    "parameter_groups",
+    "save_model",
 ]

@@ -21,7 +21,13 @@ from torch import nn
 from ranklist.data.transforms import Normalization
 from ranklist.models.bn_inception import BNInception, load_bn_inception_weights
 from ranklist.models.efficientnet_lite import EfficientNetLite0, EfficientNetLite1, EfficientNetLite2
-from ranklist.models.hf_backbone import architecture_config, build_hf_backbone, describe_source, saved_normalization, tap_channels
+from ranklist.models.hf_backbone import (
+    architecture_config,
+    build_hf_backbone,
+    describe_source,
+    saved_normalization,
+    tap_channels,
+)
 from ranklist.models.hf_families import hf_family
 from ranklist.models.small_cnn import SmallCNN
 
@@ -77,11 +83,17 @@ def _hf_spec(source: str, saved: Mapping | None) -> BackboneSpec:
 
     def build(pretrained: bool | str) -> nn.Module:
         if not isinstance(pretrained, bool):
-            raise ValueError(f"hf:{source} takes pretrained=true/false (weights come from the source), not {pretrained!r}")
+            raise ValueError(
+                f"hf:{source} takes pretrained=true/false (weights come from the source), not {pretrained!r}"
+            )
         return build_hf_backbone(source, pretrained, description)
 
-    return BackboneSpec(build, saved_normalization(description), int(description["image_size"]),
-                        tap_channels(hf_family(config.model_type), config))
+    return BackboneSpec(
+        build,
+        saved_normalization(description),
+        int(description["image_size"]),
+        tap_channels(hf_family(config.model_type), config),
+    )
 
 
 BACKBONE_PREFIXES: dict[str, Callable[[str, Mapping | None], BackboneSpec]] = {"hf": _hf_spec}

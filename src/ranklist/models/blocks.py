@@ -18,8 +18,10 @@ def has_layer_blocks(backbone: nn.Module) -> bool:
 def parameter_depths(backbone: nn.Module) -> dict[str, int]:
     """Parameter name (as in backbone.named_parameters()) -> depth in [0, len(layer_blocks())]."""
     if not has_layer_blocks(backbone):
-        raise ValueError(f"backbone {type(backbone).__name__} does not list its blocks (layer_blocks): "
-                         "layer-wise lr decay and freeze_blocks need them")
+        raise ValueError(
+            f"backbone {type(backbone).__name__} does not list its blocks (layer_blocks): "
+            "layer-wise lr decay and freeze_blocks need them"
+        )
     owner = {id(p): index + 1 for index, block in enumerate(backbone.layer_blocks()) for p in block.parameters()}
     depths, current = {}, 0
     for name, param in backbone.named_parameters():

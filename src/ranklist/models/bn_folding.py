@@ -24,8 +24,15 @@ class FoldedBatchNorm2d(nn.BatchNorm2d):
 
 def fold_into(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
     """Let `conv` (bias-free, a class with `folded_weight_bias`) apply `norm` whenever norm is in eval mode."""
-    if conv.bias is not None or norm.num_features != conv.out_channels or not norm.affine or not norm.track_running_stats:
-        raise ValueError(f"cannot fold {norm} into {conv}: needs a bias-free convolution and an affine norm with running statistics")
+    if (
+        conv.bias is not None
+        or norm.num_features != conv.out_channels
+        or not norm.affine
+        or not norm.track_running_stats
+    ):
+        raise ValueError(
+            f"cannot fold {norm} into {conv}: needs a bias-free convolution and an affine norm with running statistics"
+        )
     norm.__class__ = FoldedBatchNorm2d
     object.__setattr__(conv, "folded_norm", norm)  # a reference, not a submodule: the state dict is unchanged
 

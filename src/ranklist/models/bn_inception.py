@@ -60,15 +60,22 @@ class BNInception(nn.Module):
             stride = 1 if c1 else 2  # the modules without a 1x1 branch halve the map
             branches = [
                 [self._conv_bn(f"{p}_3x3_reduce", cin, r3, 1), self._conv_bn(f"{p}_3x3", r3, c3, 3, stride)],
-                [self._conv_bn(f"{p}_double_3x3_reduce", cin, rd, 1), self._conv_bn(f"{p}_double_3x3_1", rd, d, 3),
-                 self._conv_bn(f"{p}_double_3x3_2", d, d, 3, stride)],
+                [
+                    self._conv_bn(f"{p}_double_3x3_reduce", cin, rd, 1),
+                    self._conv_bn(f"{p}_double_3x3_1", rd, d, 3),
+                    self._conv_bn(f"{p}_double_3x3_2", d, d, 3, stride),
+                ],
             ]
             if c1:
                 branches.insert(0, [self._conv_bn(f"{p}_1x1", cin, c1, 1)])
             if pool == "max":
-                self.add_module(f"{p}_pool", nn.MaxPool2d(3, stride=stride, padding=1 if stride == 1 else 0, ceil_mode=True))
+                self.add_module(
+                    f"{p}_pool", nn.MaxPool2d(3, stride=stride, padding=1 if stride == 1 else 0, ceil_mode=True)
+                )
             else:
-                self.add_module(f"{p}_pool", nn.AvgPool2d(3, stride=1, padding=1, ceil_mode=True, count_include_pad=True))
+                self.add_module(
+                    f"{p}_pool", nn.AvgPool2d(3, stride=1, padding=1, ceil_mode=True, count_include_pad=True)
+                )
             self._plan.append((name, branches, self._conv_bn(f"{p}_pool_proj", cin, proj, 1) if proj else None))
 
     def _conv_bn(self, name: str, cin: int, cout: int, kernel: int, stride: int = 1) -> str:
@@ -119,11 +126,16 @@ def load_bn_inception_weights(model: BNInception, path: str | Path) -> None:
     # num_batches_tracked is PyTorch bookkeeping the converted file predates.
     missing = sorted(k for k in set(own) - set(state) if not k.endswith("num_batches_tracked"))
     unexpected = sorted(set(state) - set(own))
-    wrong = sorted(f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
-                   for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    wrong = sorted(
+        f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if own[k].shape != state[k].shape
+    )
     if missing or unexpected or wrong:
-        details = [f"{label} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
-                   for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                       ("wrong shape", wrong)) if keys]
+        details = [
+            f"{label} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+            if keys
+        ]
         raise ValueError(f"{path} does not fit BN-Inception: " + "; ".join(details))
     model.load_state_dict(state, strict=False)

@@ -18,8 +18,12 @@ from ranklist.models.inference import Inference, model_inference
 def model_checkpoint(model: EmbeddingModel) -> dict[str, Any]:
     """{"model_config", "model_state", "preprocessing", "inference"}; the config says pretrained=False:
     the weights are here."""
-    return {"model_config": {**model.config, "pretrained": False}, "model_state": model.state_dict(),
-            "preprocessing": model.preprocessing.to_dict(), "inference": model_inference(model).to_dict()}
+    return {
+        "model_config": {**model.config, "pretrained": False},
+        "model_state": model.state_dict(),
+        "preprocessing": model.preprocessing.to_dict(),
+        "inference": model_inference(model).to_dict(),
+    }
 
 
 def save_model(model: EmbeddingModel, path: str | Path) -> None:
@@ -28,7 +32,12 @@ def save_model(model: EmbeddingModel, path: str | Path) -> None:
 
 _NUMPY_CORE = getattr(np, "_core", None) or np.core  # numpy 2 renamed it
 # What numpy's RNG state (saved in trainer checkpoints) needs to be unpickled, and nothing more.
-_NUMPY_GLOBALS = [_NUMPY_CORE.multiarray._reconstruct, np.ndarray, np.dtype, *(type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64))]
+_NUMPY_GLOBALS = [
+    _NUMPY_CORE.multiarray._reconstruct,
+    np.ndarray,
+    np.dtype,
+    *(type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64)),
+]
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -39,7 +48,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     with torch.serialization.safe_globals(_NUMPY_GLOBALS):
         source = load_torch_checked(path, map_location, weights_only=True)
     if not isinstance(source, dict):
-        raise ValueError(f"cannot read checkpoint {path}: it holds a {type(source).__name__}, not a ranklist checkpoint")
+        raise ValueError(
+            f"cannot read checkpoint {path}: it holds a {type(source).__name__}, not a ranklist checkpoint"
+        )
     return source
 
 
@@ -51,7 +62,11 @@ def load_model(checkpoint: str | Path | Mapping[str, Any], map_location: str | t
     if not isinstance(source, Mapping) or "model_config" not in source or "model_state" not in source:
         keys = sorted(source) if isinstance(source, Mapping) else type(source).__name__
         raise ValueError(f"{where} is not a ranklist model checkpoint (needs model_config and model_state, has {keys})")
-    kinds = {key: type(source[key]).__name__ for key in ("model_config", "model_state") if not isinstance(source[key], Mapping)}
+    kinds = {
+        key: type(source[key]).__name__
+        for key in ("model_config", "model_state")
+        if not isinstance(source[key], Mapping)
+    }
     if kinds:
         raise ValueError(f"{where}: model_config and model_state must be dicts, got {kinds}")
     config = {**source["model_config"], "pretrained": False}
@@ -62,7 +77,9 @@ def load_model(checkpoint: str | Path | Mapping[str, Any], map_location: str | t
     try:
         model.load_state_dict(source["model_state"])
     except RuntimeError as error:  # missing/unexpected keys or shape mismatches, all listed by torch
-        raise ValueError(f"{where}: model_state does not fit its model_config: {' '.join(str(error).split())}") from error
+        raise ValueError(
+            f"{where}: model_state does not fit its model_config: {' '.join(str(error).split())}"
+        ) from error
     if "preprocessing" in source:  # older checkpoints: the backbone's default at the model's image size
         try:
             model.preprocessing = Preprocessing.from_dict(source["preprocessing"])

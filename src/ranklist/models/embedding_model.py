@@ -1,8 +1,8 @@
 """The multi-level embedding model RLL-(L,M,H) (docs/models.md).
 
-    model = build_model("efficientnet_lite0", embedding_dim=128, levels=("L", "M", "H"))
-    outputs = model(images)                      # {"L": [B, D], "M": ..., "H": ...}, raw
-    emb = evaluation_embedding(outputs)          # concatenated, then L2-normalised as a whole
+model = build_model("efficientnet_lite0", embedding_dim=128, levels=("L", "M", "H"))
+outputs = model(images)                      # {"L": [B, D], "M": ..., "H": ...}, raw
+emb = evaluation_embedding(outputs)          # concatenated, then L2-normalised as a whole
 """
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ def _dims(embedding_dim: int | Mapping[str, int], levels: tuple[str, ...]) -> di
     """One size for every level, or a size per level (entries for levels not chosen are ignored)."""
     if isinstance(embedding_dim, int) and not isinstance(embedding_dim, bool):
         embedding_dim = {lvl: embedding_dim for lvl in levels}
-    ok = isinstance(embedding_dim, Mapping) and set(levels) <= set(embedding_dim) <= set(LEVELS) and all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in embedding_dim.values())
+    ok = (
+        isinstance(embedding_dim, Mapping)
+        and set(levels) <= set(embedding_dim) <= set(LEVELS)
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in embedding_dim.values())
+    )
     if not ok:
         raise ValueError(f"embedding_dim must be a positive int or one per level {list(levels)}, got {embedding_dim!r}")
     return {lvl: embedding_dim[lvl] for lvl in levels}
@@ -56,9 +59,16 @@ class EmbeddingModel(nn.Module):
     """
 
     def __init__(
-        self, backbone: str, *, embedding_dim: int | Mapping[str, int] = 512,
-        levels: Sequence[str] = LEVELS, pretrained: bool | str = True, freeze_bn: bool = False,
-        image_size: int | None = None, freeze_blocks: int = 0, gradient_checkpointing: bool = False,
+        self,
+        backbone: str,
+        *,
+        embedding_dim: int | Mapping[str, int] = 512,
+        levels: Sequence[str] = LEVELS,
+        pretrained: bool | str = True,
+        freeze_bn: bool = False,
+        image_size: int | None = None,
+        freeze_blocks: int = 0,
+        gradient_checkpointing: bool = False,
         backbone_config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -79,19 +89,27 @@ class EmbeddingModel(nn.Module):
         self.default_image_size = size
         self.freeze_bn = bool(freeze_bn)
         self.config: dict[str, Any] = dict(
-            backbone=backbone, embedding_dim=dims, levels=list(self.levels),
-            pretrained=pretrained, freeze_bn=self.freeze_bn, image_size=size,
-            freeze_blocks=freeze_blocks, gradient_checkpointing=bool(gradient_checkpointing),
+            backbone=backbone,
+            embedding_dim=dims,
+            levels=list(self.levels),
+            pretrained=pretrained,
+            freeze_bn=self.freeze_bn,
+            image_size=size,
+            freeze_blocks=freeze_blocks,
+            gradient_checkpointing=bool(gradient_checkpointing),
         )
         if hasattr(self.backbone, "saved_config"):
             self.config["backbone_config"] = self.backbone.saved_config
         tap_channels = getattr(self.backbone, "tap_channels", spec.tap_channels)
         sides = self._tap_sides(size)
-        self.heads = nn.ModuleDict({
-            lvl: HighHead(tap_channels[lvl], dims[lvl]) if lvl == "H"
-            else LowMidHead(tap_channels[lvl], dims[lvl], paper_pool_grid(sides[lvl]))
-            for lvl in self.levels
-        })
+        self.heads = nn.ModuleDict(
+            {
+                lvl: HighHead(tap_channels[lvl], dims[lvl])
+                if lvl == "H"
+                else LowMidHead(tap_channels[lvl], dims[lvl], paper_pool_grid(sides[lvl]))
+                for lvl in self.levels
+            }
+        )
         self.train()  # applies freeze_bn
 
     def _tap_sides(self, size: int) -> dict[str, int]:
@@ -136,16 +154,31 @@ def _backbone_options(backbone: nn.Module, name: str, freeze_blocks: int, gradie
 
 
 def build_model(
-    backbone: str, *, embedding_dim: int | Mapping[str, int] = 512, levels: Sequence[str] = LEVELS,
-    pretrained: bool | str = True, freeze_bn: bool = False, image_size: int | None = None,
-    freeze_blocks: int = 0, gradient_checkpointing: bool = False, backbone_config: Mapping[str, Any] | None = None,
+    backbone: str,
+    *,
+    embedding_dim: int | Mapping[str, int] = 512,
+    levels: Sequence[str] = LEVELS,
+    pretrained: bool | str = True,
+    freeze_bn: bool = False,
+    image_size: int | None = None,
+    freeze_blocks: int = 0,
+    gradient_checkpointing: bool = False,
+    backbone_config: Mapping[str, Any] | None = None,
 ) -> EmbeddingModel:
     """Backbone name (see BACKBONES, or hf:<hub id or directory>) -> EmbeddingModel. `pretrained` may
     be a weights path (bn_inception); `image_size` defaults to the backbone's and fixes the low/mid
     heads' grids; `backbone_config` is a backbone's saved description (checkpoints pass it back)."""
-    return EmbeddingModel(backbone, embedding_dim=embedding_dim, levels=levels, pretrained=pretrained,
-                          freeze_bn=freeze_bn, image_size=image_size, freeze_blocks=freeze_blocks,
-                          gradient_checkpointing=gradient_checkpointing, backbone_config=backbone_config)
+    return EmbeddingModel(
+        backbone,
+        embedding_dim=embedding_dim,
+        levels=levels,
+        pretrained=pretrained,
+        freeze_bn=freeze_bn,
+        image_size=image_size,
+        freeze_blocks=freeze_blocks,
+        gradient_checkpointing=gradient_checkpointing,
+        backbone_config=backbone_config,
+    )
 
 
 def evaluation_embedding(outputs: Mapping[str, torch.Tensor], levels: Sequence[str] | None = None) -> torch.Tensor:

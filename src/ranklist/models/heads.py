@@ -30,10 +30,14 @@ class LowMidHead(nn.Module):
     def __init__(self, in_channels: int, dim: int, grid: int) -> None:
         super().__init__()
         self.grid = grid
-        self.reduce = nn.Sequential(nn.Conv2d(in_channels, REDUCED_CHANNELS, 1, bias=False),
-                                    nn.BatchNorm2d(REDUCED_CHANNELS), nn.ReLU(inplace=True))
-        self.hidden = nn.Sequential(nn.Linear(REDUCED_CHANNELS * grid * grid, HIDDEN, bias=False),
-                                    nn.BatchNorm1d(HIDDEN), nn.ReLU(inplace=True))
+        self.reduce = nn.Sequential(
+            nn.Conv2d(in_channels, REDUCED_CHANNELS, 1, bias=False),
+            nn.BatchNorm2d(REDUCED_CHANNELS),
+            nn.ReLU(inplace=True),
+        )
+        self.hidden = nn.Sequential(
+            nn.Linear(REDUCED_CHANNELS * grid * grid, HIDDEN, bias=False), nn.BatchNorm1d(HIDDEN), nn.ReLU(inplace=True)
+        )
         self.embed = nn.Linear(HIDDEN, dim, bias=False)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,9 @@ def _processor_normalization(record: Mapping[str, Any]) -> Normalization:
     scale = float(record.get("rescale_factor", 1 / 255)) * 255 if record.get("do_rescale", True) else 255.0
     if not record.get("do_normalize", True):
         return Normalization(scale, "RGB")
-    return Normalization(scale, "RGB", tuple(record.get("image_mean", imagenet.mean)), tuple(record.get("image_std", imagenet.std)))
+    return Normalization(
+        scale, "RGB", tuple(record.get("image_mean", imagenet.mean)), tuple(record.get("image_std", imagenet.std))
+    )
 
 
 def _processor_image_size(record: Mapping[str, Any], config: Any) -> int:
@@ -59,8 +61,10 @@ def _processor_image_size(record: Mapping[str, Any], config: Any) -> int:
 def _unreachable(source: str, error: Exception) -> ValueError:
     """A hub id that cannot be fetched (offline, unknown) or a folder without the files, in one line."""
     reason = " ".join(str(error).split())[:300]
-    return ValueError(f"hf:{source} cannot be loaded ({reason}); give a hub id (with network access) "
-                      "or a local directory written by save_pretrained")
+    return ValueError(
+        f"hf:{source} cannot be loaded ({reason}); give a hub id (with network access) "
+        "or a local directory written by save_pretrained"
+    )
 
 
 def describe_source(source: str) -> dict[str, Any]:
@@ -79,9 +83,16 @@ def describe_source(source: str) -> dict[str, Any]:
         warnings.warn(f"hf:{source} has no preprocessor_config.json: ImageNet normalisation assumed", stacklevel=2)
         record = {}
     norm = _processor_normalization(record)
-    return {"architecture": config.to_dict(),
-            "normalization": {"scale": norm.scale, "channels": norm.channels, "mean": list(norm.mean), "std": list(norm.std)},
-            "image_size": _processor_image_size(record, config)}
+    return {
+        "architecture": config.to_dict(),
+        "normalization": {
+            "scale": norm.scale,
+            "channels": norm.channels,
+            "mean": list(norm.mean),
+            "std": list(norm.std),
+        },
+        "image_size": _processor_image_size(record, config),
+    }
 
 
 def saved_normalization(saved: Mapping[str, Any]) -> Normalization:
@@ -134,9 +145,12 @@ class HFBackbone(nn.Module):
         if not self.frozen_blocks:
             return []
         depths = parameter_depths(self)
-        owned = [m for name, m in self.named_modules()
-                 if (params := [f"{name}.{p}" if name else p for p, _ in m.named_parameters(recurse=False)])
-                 and all(depths[p] <= self.frozen_blocks for p in params)]
+        owned = [
+            m
+            for name, m in self.named_modules()
+            if (params := [f"{name}.{p}" if name else p for p, _ in m.named_parameters(recurse=False)])
+            and all(depths[p] <= self.frozen_blocks for p in params)
+        ]
         return owned + self._blocks[: self.frozen_blocks]
 
     def train(self, mode: bool = True) -> HFBackbone:
@@ -149,13 +163,19 @@ class HFBackbone(nn.Module):
         """transformers' own per-block checkpointing (named activation checkpointing from 5.x on)."""
         model = self.model
         if enabled and not model.supports_gradient_checkpointing:
-            raise ValueError(f"hf model_type {model.config.model_type!r} does not support gradient checkpointing in transformers")
+            raise ValueError(
+                f"hf model_type {model.config.model_type!r} does not support gradient checkpointing in transformers"
+            )
         if not model.supports_gradient_checkpointing:
             return
         if hasattr(model, "activation_checkpointing_enable"):
-            model.activation_checkpointing_enable({"use_reentrant": False}) if enabled else model.activation_checkpointing_disable()
+            model.activation_checkpointing_enable(
+                {"use_reentrant": False}
+            ) if enabled else model.activation_checkpointing_disable()
         else:
-            model.gradient_checkpointing_enable({"use_reentrant": False}) if enabled else model.gradient_checkpointing_disable()
+            model.gradient_checkpointing_enable(
+                {"use_reentrant": False}
+            ) if enabled else model.gradient_checkpointing_disable()
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.family.kind == "tokens" and min(x.shape[-2:]) < self.patch_size:
@@ -173,10 +193,12 @@ class HFBackbone(nn.Module):
         """Patch tokens [B, prefix + h*w, C] -> [B, C, h, w] (CLS and registers dropped). A side that is
         not a multiple of the patch size loses its remainder (the patch convolution floors)."""
         h, w = size[0] // self.patch_size, size[1] // self.patch_size
-        patches = tokens[:, self.prefix_tokens:]
+        patches = tokens[:, self.prefix_tokens :]
         if h * w != patches.shape[1] or h == 0 or w == 0:
-            raise ValueError(f"{size[0]}x{size[1]} images give {patches.shape[1]} patch tokens, not the "
-                             f"{h}x{w} grid of patch size {self.patch_size}: use a size that is a multiple of {self.patch_size}")
+            raise ValueError(
+                f"{size[0]}x{size[1]} images give {patches.shape[1]} patch tokens, not the "
+                f"{h}x{w} grid of patch size {self.patch_size}: use a size that is a multiple of {self.patch_size}"
+            )
         return patches.transpose(1, 2).reshape(patches.shape[0], patches.shape[2], h, w)
 
 

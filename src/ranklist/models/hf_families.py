@@ -48,11 +48,20 @@ def _swin_channels(config: Any) -> list[int]:
     return [int(config.embed_dim * 2**i) for i in range(len(config.depths))]
 
 
-_VIT = HFFamily("tokens", ("layers", "encoder.layer"), model_kwargs={"add_pooling_layer": False},
-                forward_kwargs={"interpolate_pos_encoding": True}, unused=("embeddings.mask_token",))
+_VIT = HFFamily(
+    "tokens",
+    ("layers", "encoder.layer"),
+    model_kwargs={"add_pooling_layer": False},
+    forward_kwargs={"interpolate_pos_encoding": True},
+    unused=("embeddings.mask_token",),
+)
 _DINOV2 = HFFamily("tokens", ("encoder.layer",), unused=("embeddings.mask_token",))  # interpolates by itself
-_CLIP = HFFamily("tokens", ("encoder.layers", "vision_model.encoder.layers"), model_class="CLIPVisionModel",
-                 forward_kwargs={"interpolate_pos_encoding": True})
+_CLIP = HFFamily(
+    "tokens",
+    ("encoder.layers", "vision_model.encoder.layers"),
+    model_class="CLIPVisionModel",
+    forward_kwargs={"interpolate_pos_encoding": True},
+)
 _CONVNEXT = HFFamily("stages", ("encoder.stages.*.layers",), _hidden_sizes)
 
 HF_FAMILIES: dict[str, HFFamily] = {
@@ -63,8 +72,12 @@ HF_FAMILIES: dict[str, HFFamily] = {
     "clip": _CLIP,  # a whole CLIP checkpoint: its vision tower is loaded
     "convnext": _CONVNEXT,
     "convnextv2": _CONVNEXT,
-    "swin": HFFamily("stages", ("encoder.layers.*.blocks",), _swin_channels,
-                     forward_kwargs={"interpolate_pos_encoding": True, "output_hidden_states_before_downsampling": True}),
+    "swin": HFFamily(
+        "stages",
+        ("encoder.layers.*.blocks",),
+        _swin_channels,
+        forward_kwargs={"interpolate_pos_encoding": True, "output_hidden_states_before_downsampling": True},
+    ),
     "resnet": HFFamily("stages", ("encoder.stages.*.layers",), _hidden_sizes),
 }
 

@@ -13,8 +13,10 @@ from ranklist.models.embedding_model import EmbeddingModel
 
 
 def _decay_split(name: str, params: list[nn.Parameter], lr: float, weight_decay: float) -> list[dict[str, Any]]:
-    return [{"name": name, "params": [p for p in params if p.dim() > 1], "lr": lr, "weight_decay": weight_decay},
-            {"name": f"{name}_no_decay", "params": [p for p in params if p.dim() <= 1], "lr": lr, "weight_decay": 0.0}]
+    return [
+        {"name": name, "params": [p for p in params if p.dim() > 1], "lr": lr, "weight_decay": weight_decay},
+        {"name": f"{name}_no_decay", "params": [p for p in params if p.dim() <= 1], "lr": lr, "weight_decay": 0.0},
+    ]
 
 
 def _backbone_groups(backbone: nn.Module, lr: float, layer_decay: float, weight_decay: float) -> list[dict[str, Any]]:
@@ -33,7 +35,11 @@ def _backbone_groups(backbone: nn.Module, lr: float, layer_decay: float, weight_
 
 
 def parameter_groups(
-    model: EmbeddingModel, *, lr: float, new_layer_lr_mult: float = 10.0, weight_decay: float = 0.0,
+    model: EmbeddingModel,
+    *,
+    lr: float,
+    new_layer_lr_mult: float = 10.0,
+    weight_decay: float = 0.0,
     layer_decay: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Backbone parameters at lr (with layer_decay < 1: lr * layer_decay ** (N - depth), N the
@@ -46,7 +52,8 @@ def parameter_groups(
     """
     if lr <= 0 or new_layer_lr_mult <= 0 or weight_decay < 0:
         raise ValueError(
-            f"need lr > 0, new_layer_lr_mult > 0, weight_decay >= 0; got {lr}, {new_layer_lr_mult}, {weight_decay}")
+            f"need lr > 0, new_layer_lr_mult > 0, weight_decay >= 0; got {lr}, {new_layer_lr_mult}, {weight_decay}"
+        )
     if not 0 < layer_decay <= 1:
         raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
     groups = _backbone_groups(model.backbone, lr, layer_decay, weight_decay)

@@ -64,18 +64,30 @@ def plot_recall_at_k(test: dict[str, dict[str, float]], path: Path, baseline: di
     width = 0.8 / len(rows)
     for i, (name, metrics) in enumerate(rows):
         values = [100 * metrics.get(f"recall@{k}", np.nan) for k in ks]
-        bars = ax.bar(np.arange(len(ks)) + i * width - 0.4 + width / 2, values, width, label=name,
-                      color="lightgray" if name == "before training" else None)
+        bars = ax.bar(
+            np.arange(len(ks)) + i * width - 0.4 + width / 2,
+            values,
+            width,
+            label=name,
+            color="lightgray" if name == "before training" else None,
+        )
         for bar, value in zip(bars, values):
-            ax.annotate(f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=7)
+            ax.annotate(
+                f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=7
+            )
     ax.set_xticks(np.arange(len(ks)), [f"R@{k}" for k in ks])
     ax.set(ylabel="%", ylim=(0, 105), title="Recall@K on the unseen test classes")
     ax.legend(fontsize=8, ncol=len(rows), loc="upper left")
     save_figure(figure, path)
 
 
-def plot_retrieval_grid(query_images: np.ndarray, neighbour_images: np.ndarray, correct: np.ndarray, path: Path,
-                        query_titles: list[str] | None = None) -> None:
+def plot_retrieval_grid(
+    query_images: np.ndarray,
+    neighbour_images: np.ndarray,
+    correct: np.ndarray,
+    path: Path,
+    query_titles: list[str] | None = None,
+) -> None:
     """Each row: a query, then its nearest neighbours framed green (same class) or red (not)."""
     q, k = correct.shape
     figure = Figure(figsize=(1.3 * (k + 1), 1.4 * q))
@@ -95,13 +107,21 @@ def plot_retrieval_grid(query_images: np.ndarray, neighbour_images: np.ndarray, 
             for spine in ax.spines.values():
                 spine.set_edgecolor(colour)
                 spine.set_linewidth(width)
-    axes[0, 1].annotate(f"top-{k} neighbours (green: same class, red: other class)", (0, 1.35),
-                        xycoords="axes fraction", fontsize=8)
+    axes[0, 1].annotate(
+        f"top-{k} neighbours (green: same class, red: other class)", (0, 1.35), xycoords="axes fraction", fontsize=8
+    )
     save_figure(figure, path)
 
 
-def plot_embedding_projection(embeddings: np.ndarray, labels: np.ndarray, path: Path, *, max_classes: int = 20,
-                              seed: int = 0, class_names: list[str] | None = None) -> None:
+def plot_embedding_projection(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    path: Path,
+    *,
+    max_classes: int = 20,
+    seed: int = 0,
+    class_names: list[str] | None = None,
+) -> None:
     """PCA of the test embeddings of a few classes to 2-D, coloured by class."""
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
@@ -127,8 +147,15 @@ def _colour(i: int):
     return colormaps["tab20"](i % 20)
 
 
-def neighbours_for_grid(embeddings: np.ndarray, labels: np.ndarray, num_queries: int, k: int, seed: int,
-                        gallery: np.ndarray | None = None, gallery_labels: np.ndarray | None = None):
+def neighbours_for_grid(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    num_queries: int,
+    k: int,
+    seed: int,
+    gallery: np.ndarray | None = None,
+    gallery_labels: np.ndarray | None = None,
+):
     """Random queries and their k nearest neighbours (cosine, ties by lower index): among the
     queries themselves (self excluded), or in `gallery`. Returns (queries, neighbour rows, correct)."""
     import torch
@@ -145,15 +172,23 @@ def neighbours_for_grid(embeddings: np.ndarray, labels: np.ndarray, num_queries:
     k = min(k, len(gallery_labels) - (1 if self_retrieval else 0))
     # Only the chosen queries are scanned (not every item: that was a whole retrieval pass at scale).
     # Self-retrieval takes one neighbour more and drops the query itself, which keeps the others' order.
-    top, _ = scan_gallery(unit(embeddings[queries]), unit(gallery), torch.as_tensor(labels[queries]), torch.as_tensor(gallery_labels),
-                          k + self_retrieval, exclude_self=False)
+    top, _ = scan_gallery(
+        unit(embeddings[queries]),
+        unit(gallery),
+        torch.as_tensor(labels[queries]),
+        torch.as_tensor(gallery_labels),
+        k + self_retrieval,
+        exclude_self=False,
+    )
     if self_retrieval:
         top = torch.stack([row[row != query][:k] for row, query in zip(top, queries.tolist())])
     neighbours = top.numpy()
     return queries, neighbours, gallery_labels[neighbours] == labels[queries][:, None]
 
 
-def plot_pair_distances(panels: dict[str, Any], path: Path, bounds: Any = None, level: str = "H", note: str = "") -> None:
+def plot_pair_distances(
+    panels: dict[str, Any], path: Path, bounds: Any = None, level: str = "H", note: str = ""
+) -> None:
     """The paper's picture: positive and negative test-pair distance histograms per panel ("before
     training", "after training": PairDistances), with alpha and alpha - m and the share of pairs on
     the wrong side of each (bounds: reporting.pair_distances.Boundaries, or None for losses without them)."""
@@ -161,15 +196,46 @@ def plot_pair_distances(panels: dict[str, Any], path: Path, bounds: Any = None, 
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     bins = np.linspace(0, 2, 81)  # unit vectors: distances lie in [0, 2]
     for ax, (title, d) in zip(axes, panels.items()):
-        ax.hist(d.positive, bins=bins, density=True, alpha=0.55, color="tab:green", label=f"positive pairs ({len(d.positive):,})")
-        ax.hist(d.negative, bins=bins, density=True, alpha=0.55, color="tab:red", label=f"negative pairs ({len(d.negative):,})")
+        ax.hist(
+            d.positive,
+            bins=bins,
+            density=True,
+            alpha=0.55,
+            color="tab:green",
+            label=f"positive pairs ({len(d.positive):,})",
+        )
+        ax.hist(
+            d.negative,
+            bins=bins,
+            density=True,
+            alpha=0.55,
+            color="tab:red",
+            label=f"negative pairs ({len(d.negative):,})",
+        )
         if bounds is not None:
             wrong = d.wrong_side(bounds)
-            ax.axvline(bounds.positive, color="darkgreen", linestyle="--", linewidth=1.5,
-                       label=f"α − m = {bounds.positive:.2f}: {100 * wrong['positives_beyond_alpha_minus_m']:.1f} % of positives beyond it")
-            ax.axvline(bounds.negative, color="darkred", linestyle="--", linewidth=1.5,
-                       label=f"α = {bounds.negative:.2f}: {100 * wrong['negatives_within_alpha']:.1f} % of negatives within it")
+            ax.axvline(
+                bounds.positive,
+                color="darkgreen",
+                linestyle="--",
+                linewidth=1.5,
+                label=f"α − m = {bounds.positive:.2f}: "
+                f"{100 * wrong['positives_beyond_alpha_minus_m']:.1f} % of positives beyond it",
+            )
+            ax.axvline(
+                bounds.negative,
+                color="darkred",
+                linestyle="--",
+                linewidth=1.5,
+                label=f"α = {bounds.negative:.2f}: "
+                f"{100 * wrong['negatives_within_alpha']:.1f} % of negatives within it",
+            )
         ax.set(title=title, xlabel=f"distance (Euclidean, L2-normalised level {level})", ylabel="density", xlim=(0, 2))
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
-    figure.suptitle("test pair distances" + (" against RLL's boundaries" if bounds is not None else "") + (f"\n{note}" if note else ""), fontsize=10)
+    figure.suptitle(
+        "test pair distances"
+        + (" against RLL's boundaries" if bounds is not None else "")
+        + (f"\n{note}" if note else ""),
+        fontsize=10,
+    )
     save_figure(figure, path)

@@ -53,14 +53,22 @@ class PairDistances:
 
     def wrong_side(self, bounds: Boundaries) -> dict[str, float]:
         """Shares of positives beyond alpha - m and of negatives within alpha."""
-        return {"positives_beyond_alpha_minus_m": float(np.mean(self.positive > bounds.positive)) if len(self.positive) else float("nan"),
-                "negatives_within_alpha": float(np.mean(self.negative < bounds.negative)) if len(self.negative) else float("nan")}
+        return {
+            "positives_beyond_alpha_minus_m": float(np.mean(self.positive > bounds.positive))
+            if len(self.positive)
+            else float("nan"),
+            "negatives_within_alpha": float(np.mean(self.negative < bounds.negative))
+            if len(self.negative)
+            else float("nan"),
+        }
 
 
 def _rll_boundaries(params: dict[str, Any]) -> Boundaries:
     from ranklist.losses.ranked_list import ranked_list_params
 
-    p = ranked_list_params(params["margin"], params["alpha"], params["neg_temperature"], params["pos_temperature"], params["imbalance"])
+    p = ranked_list_params(
+        params["margin"], params["alpha"], params["neg_temperature"], params["pos_temperature"], params["imbalance"]
+    )
     return Boundaries(p.neg_boundary, p.pos_boundary)
 
 
@@ -101,13 +109,16 @@ def _positive_pairs(labels: np.ndarray, gallery_labels: np.ndarray | None) -> tu
     return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
 
 
-def _negative_pairs(labels: np.ndarray, gallery_labels: np.ndarray | None, total: int, limit: int,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _negative_pairs(
+    labels: np.ndarray, gallery_labels: np.ndarray | None, total: int, limit: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Every negative pair when there are at most `limit`, else `limit` drawn uniformly (with replacement)."""
     own = gallery_labels is None
     gallery_labels = labels if own else gallery_labels
     if total <= limit:
-        q, g = np.triu_indices(len(labels), k=1) if own else np.indices((len(labels), len(gallery_labels))).reshape(2, -1)
+        q, g = (
+            np.triu_indices(len(labels), k=1) if own else np.indices((len(labels), len(gallery_labels))).reshape(2, -1)
+        )
         keep = labels[q] != gallery_labels[g]
         return q[keep].astype(np.int64), g[keep].astype(np.int64)
     rows, cols, found = [], [], 0
@@ -121,7 +132,9 @@ def _negative_pairs(labels: np.ndarray, gallery_labels: np.ndarray | None, total
     return np.concatenate(rows)[:limit], np.concatenate(cols)[:limit]
 
 
-def sample_pairs(labels: np.ndarray, gallery_labels: np.ndarray | None = None, *, max_pairs: int = MAX_PAIRS, seed: int = 0) -> PairSample:
+def sample_pairs(
+    labels: np.ndarray, gallery_labels: np.ndarray | None = None, *, max_pairs: int = MAX_PAIRS, seed: int = 0
+) -> PairSample:
     """The test pairs measured: self-retrieval (gallery_labels None: unordered pairs within the
     split) or query x gallery; at most `max_pairs` of each kind, seeded."""
     labels = np.asarray(labels)
@@ -133,7 +146,9 @@ def sample_pairs(labels: np.ndarray, gallery_labels: np.ndarray | None = None, *
         pos_q, pos_g = pos_q[keep], pos_g[keep]
     n = len(labels)
     all_pairs = n * (n - 1) // 2 if gallery_labels is None else n * len(gallery_labels)
-    neg_q, neg_g = _negative_pairs(labels, None if gallery_labels is None else np.asarray(gallery_labels), all_pairs - n_pos, max_pairs, rng)
+    neg_q, neg_g = _negative_pairs(
+        labels, None if gallery_labels is None else np.asarray(gallery_labels), all_pairs - n_pos, max_pairs, rng
+    )
     return PairSample(Pairs(pos_q, pos_g, n_pos), Pairs(neg_q, neg_g, all_pairs - n_pos))
 
 
@@ -141,8 +156,8 @@ def _distances(queries: torch.Tensor, gallery: torch.Tensor, pairs: Pairs) -> np
     """||q_i - g_j|| of unit vectors, in chunks (a few MiB at a time)."""
     out = []
     for start in range(0, len(pairs.queries), _CHUNK):
-        q = queries[torch.as_tensor(pairs.queries[start:start + _CHUNK])]
-        g = gallery[torch.as_tensor(pairs.gallery[start:start + _CHUNK])]
+        q = queries[torch.as_tensor(pairs.queries[start : start + _CHUNK])]
+        g = gallery[torch.as_tensor(pairs.gallery[start : start + _CHUNK])]
         out.append((q - g).norm(dim=1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
@@ -154,13 +169,25 @@ def pair_distances(embeddings: torch.Tensor, pairs: PairSample, gallery: torch.T
     return PairDistances(_distances(queries, gallery, pairs.positive), _distances(queries, gallery, pairs.negative))
 
 
-def distance_summary(distances: dict[str, PairDistances], bounds: Boundaries | None, pairs: PairSample, level: str) -> dict[str, Any]:
+def distance_summary(
+    distances: dict[str, PairDistances], bounds: Boundaries | None, pairs: PairSample, level: str
+) -> dict[str, Any]:
     """What summary.json keeps of the picture: pair counts, boundaries and wrong-side shares."""
-    result: dict[str, Any] = {"level": level, "positive_pairs": pairs.positive.total, "negative_pairs": pairs.negative.total,
-                              "positive_pairs_measured": len(pairs.positive.queries), "negative_pairs_measured": len(pairs.negative.queries)}
+    result: dict[str, Any] = {
+        "level": level,
+        "positive_pairs": pairs.positive.total,
+        "negative_pairs": pairs.negative.total,
+        "positive_pairs_measured": len(pairs.positive.queries),
+        "negative_pairs_measured": len(pairs.negative.queries),
+    }
     if bounds is not None:
         result["alpha"], result["alpha_minus_m"] = bounds.negative, bounds.positive
         result["wrong_side"] = {name: d.wrong_side(bounds) for name, d in distances.items()}
-    result["median"] = {name: {"positive": float(np.median(d.positive)) if len(d.positive) else None,
-                               "negative": float(np.median(d.negative)) if len(d.negative) else None} for name, d in distances.items()}
+    result["median"] = {
+        name: {
+            "positive": float(np.median(d.positive)) if len(d.positive) else None,
+            "negative": float(np.median(d.negative)) if len(d.negative) else None,
+        }
+        for name, d in distances.items()
+    }
     return result

@@ -19,7 +19,13 @@ from ranklist.reporting.figures import (
     plot_retrieval_grid,
     plot_training_curves,
 )
-from ranklist.reporting.pair_distances import PairDistances, distance_summary, loss_boundaries, pair_distances, sample_pairs
+from ranklist.reporting.pair_distances import (
+    PairDistances,
+    distance_summary,
+    loss_boundaries,
+    pair_distances,
+    sample_pairs,
+)
 
 THUMBNAIL = 128  # side of the square each image of the retrieval grid is shown in
 
@@ -37,9 +43,18 @@ def display_image(dataset: Any, index: int, size: int = THUMBNAIL) -> np.ndarray
     return np.asarray(canvas)
 
 
-def write_run_report(run_dir: Path, summary: dict[str, Any], records: list[dict[str, Any]], embeddings: torch.Tensor,
-                     labels: torch.Tensor, test_set: Any, *, grid_queries: int = 8, seed: int = 0,
-                     gallery: tuple[torch.Tensor, torch.Tensor, Any] | None = None) -> dict[str, str]:
+def write_run_report(
+    run_dir: Path,
+    summary: dict[str, Any],
+    records: list[dict[str, Any]],
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    test_set: Any,
+    *,
+    grid_queries: int = 8,
+    seed: int = 0,
+    gallery: tuple[torch.Tensor, torch.Tensor, Any] | None = None,
+) -> dict[str, str]:
     """The run's plots; `gallery` = (embeddings, labels, dataset) when the test queries search a gallery."""
     plots_dir = Path(run_dir) / "plots"
     plots: dict[str, str] = {}
@@ -50,7 +65,9 @@ def write_run_report(run_dir: Path, summary: dict[str, Any], records: list[dict[
     plot_recall_at_k(summary["test"], plots_dir / "recall_at_k.png", baseline)
     plots["Recall@K per level"] = "plots/recall_at_k.png"
     emb, lab = embeddings.numpy(), labels.numpy()
-    gallery_emb, gallery_lab, gallery_set = (None, None, test_set) if gallery is None else (gallery[0].numpy(), gallery[1].numpy(), gallery[2])
+    gallery_emb, gallery_lab, gallery_set = (
+        (None, None, test_set) if gallery is None else (gallery[0].numpy(), gallery[1].numpy(), gallery[2])
+    )
     queries, neighbours, correct = neighbours_for_grid(emb, lab, grid_queries, 5, seed, gallery_emb, gallery_lab)
     query_images = np.stack([display_image(test_set, int(i)) for i in queries])
     neighbour_images = np.stack([[display_image(gallery_set, int(j)) for j in row] for row in neighbours])
@@ -68,8 +85,9 @@ def _picture_level(outputs: dict[str, torch.Tensor]) -> str:
     return "H" if "H" in outputs else [level for level in ("L", "M", "H") if level in outputs][-1]
 
 
-def write_pair_picture(run_dir: Path, loss: Any, embedded: dict[str, tuple], *, seed: int = 0,
-                       baseline_cache: Path | None = None) -> tuple[dict[str, str], dict[str, Any]]:
+def write_pair_picture(
+    run_dir: Path, loss: Any, embedded: dict[str, tuple], *, seed: int = 0, baseline_cache: Path | None = None
+) -> tuple[dict[str, str], dict[str, Any]]:
     """plots/pair_distances.png and its summary entry (reporting/pair_distances.py).
 
     embedded: the test pass's {"final": (outputs, labels, gallery outputs, gallery labels),
@@ -82,14 +100,24 @@ def write_pair_picture(run_dir: Path, loss: Any, embedded: dict[str, tuple], *, 
     before = _baseline_distances(embedded.get("baseline"), pairs, baseline_cache)
     if before is not None:
         panels["before training (pretrained backbone)"] = before
-    panels["after training"] = pair_distances(outputs[level], pairs, None if gallery_outputs is None else gallery_outputs[level])
+    panels["after training"] = pair_distances(
+        outputs[level], pairs, None if gallery_outputs is None else gallery_outputs[level]
+    )
     bounds = loss_boundaries(loss.name, loss.preset, dict(loss.params))
-    note = "" if len(pairs.negative.queries) == pairs.negative.total and len(pairs.positive.queries) == pairs.positive.total else (
-        f"measured on a seeded uniform sample: {len(pairs.positive.queries):,} of {pairs.positive.total:,} positive, "
-        f"{len(pairs.negative.queries):,} of {pairs.negative.total:,} negative pairs")
+    note = (
+        ""
+        if len(pairs.negative.queries) == pairs.negative.total and len(pairs.positive.queries) == pairs.positive.total
+        else (
+            f"measured on a seeded uniform sample: {len(pairs.positive.queries):,} "
+            f"of {pairs.positive.total:,} positive, "
+            f"{len(pairs.negative.queries):,} of {pairs.negative.total:,} negative pairs"
+        )
+    )
     plot_pair_distances(panels, Path(run_dir) / "plots" / "pair_distances.png", bounds, level, note)
     named = {"before" if name.startswith("before") else "after": d for name, d in panels.items()}
-    return {"pair distances before / after training": "plots/pair_distances.png"}, distance_summary(named, bounds, pairs, level)
+    return {"pair distances before / after training": "plots/pair_distances.png"}, distance_summary(
+        named, bounds, pairs, level
+    )
 
 
 def _baseline_distances(baseline: tuple | None, pairs: Any, cache: Path | None) -> PairDistances | None:

@@ -35,12 +35,21 @@ def study_markdown(result: dict[str, Any]) -> str:
     metrics = score_columns(table.values())
     paper = result.get("paper_sop_recall@1") or {}
     header = ["variant", *(display_name(m) for m in metrics), "train s", *(["paper: SOP R@1"] if paper else [])]
-    lines = [f"# {result['title']}", "",
-             f"Base recipe `{result['base']}` with overrides {result['overrides'] or 'none'}; seeds {result['seeds']}; "
-             f"test split (unseen classes), concatenated embedding; mean +- std over seeds, %."
-             + (" Last column: the paper's Stanford Online Products Recall@1 (GoogLeNet V2), for the shape, not the level." if paper else "")
-             + (f" Code: commit {result['commit']}." if result.get("commit") else ""), "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"# {result['title']}",
+        "",
+        f"Base recipe `{result['base']}` with overrides {result['overrides'] or 'none'}; seeds {result['seeds']}; "
+        f"test split (unseen classes), concatenated embedding; mean +- std over seeds, %."
+        + (
+            " Last column: the paper's Stanford Online Products Recall@1 (GoogLeNet V2), for the shape, not the level."
+            if paper
+            else ""
+        )
+        + (f" Code: commit {result['commit']}." if result.get("commit") else ""),
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     best = max(table, key=lambda v: table[v].get(recall_key(1), {}).get("mean", -1))
     for name, row in table.items():
         cells = [f"**{name}**" if name == best else name, *(_cell(row.get(m)) for m in metrics)]
@@ -60,10 +69,19 @@ def plot_study(result: dict[str, Any], path: Path) -> None:
         means = [100 * table[n].get(metric, {}).get("mean", np.nan) for n in names]
         stds = [100 * table[n].get(metric, {}).get("std", 0.0) for n in names]
         x = np.arange(len(names)) + (offset - 0.5) * 0.38
-        ax.bar(x, means, 0.38, yerr=stds, capsize=3, color=colour, label=display_name(metric).replace("R@1", "Recall@1"))
+        ax.bar(
+            x, means, 0.38, yerr=stds, capsize=3, color=colour, label=display_name(metric).replace("R@1", "Recall@1")
+        )
         for position, name in zip(x, names):  # each seed's run
             values = [100 * run[metric] for run in result["runs"][name] if run.get(metric) is not None]
-            ax.plot([position] * len(values), values, "o", color="black", markersize=3, label="one seed" if position == x[0] and offset == 0 else None)
+            ax.plot(
+                [position] * len(values),
+                values,
+                "o",
+                color="black",
+                markersize=3,
+                label="one seed" if position == x[0] and offset == 0 else None,
+            )
     ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
     ax.set(ylabel="% (test, unseen classes)", title=result["title"])
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: it would cover a bar

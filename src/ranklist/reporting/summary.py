@@ -41,8 +41,17 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     )
     times = summary.get("time_s")
     if times:
-        lines += ["", "Time (s): " + ", ".join(f"{phase.replace('_', ' ')} {seconds}" for phase, seconds in times.items())
-                  + (f"; frozen blocks in {summary['frozen_precision']} during training" if summary.get("frozen_precision") == "bf16" else "") + "."]
+        lines += [
+            "",
+            "Time (s): "
+            + ", ".join(f"{phase.replace('_', ' ')} {seconds}" for phase, seconds in times.items())
+            + (
+                f"; frozen blocks in {summary['frozen_precision']} during training"
+                if summary.get("frozen_precision") == "bf16"
+                else ""
+            )
+            + ".",
+        ]
     if data:
         lines += ["", "Data: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data.items() if k != "name") + "."]
     test = summary.get("test", {})
@@ -56,13 +65,19 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         final = test.get(CONCAT) or next(iter(test.values()))
         before = baseline["test"].get("H", {})
         if "recall@1" in final and "recall@1" in before:
-            lines += ["", f"Recall@1 {_pct(before['recall@1'])} % before training -> {_pct(final['recall@1'])} % after "
-                          f"({100 * (final['recall@1'] - before['recall@1']):+.1f} points)."]
+            lines += [
+                "",
+                f"Recall@1 {_pct(before['recall@1'])} % before training -> {_pct(final['recall@1'])} % after "
+                f"({100 * (final['recall@1'] - before['recall@1']):+.1f} points).",
+            ]
     lines += _pair_lines(summary.get("pair_distances"))
     best = summary.get("best")
     if best:
-        lines += ["", f"Model selection: {best['metric']} = {_pct(best['value'])} % at iteration {best['step']} "
-                      "(validation classes are held-out training classes; the test split was used once, at the end)."]
+        lines += [
+            "",
+            f"Model selection: {best['metric']} = {_pct(best['value'])} % at iteration {best['step']} "
+            "(validation classes are held-out training classes; the test split was used once, at the end).",
+        ]
     elif "val_images" not in data and test:
         lines += ["", "No validation split (data.val_fraction = 0): the last iteration's model was tested, once."]
     plots = summary.get("plots", {})
@@ -83,9 +98,12 @@ def _pair_lines(pairs: dict[str, Any] | None) -> list[str]:
     def shares(key: str) -> str:
         return " -> ".join(f"{_pct(wrong[stage][key])} % {stage}" for stage in stages)
 
-    return ["", f"Test pairs on the wrong side (level {pairs['level']}, plots/pair_distances.png): positives beyond "
-                f"alpha - m = {pairs['alpha_minus_m']:.2f}: {shares('positives_beyond_alpha_minus_m')}; negatives within "
-                f"alpha = {pairs['alpha']:.2f}: {shares('negatives_within_alpha')}."]
+    return [
+        "",
+        f"Test pairs on the wrong side (level {pairs['level']}, plots/pair_distances.png): positives beyond "
+        f"alpha - m = {pairs['alpha_minus_m']:.2f}: {shares('positives_beyond_alpha_minus_m')}; negatives within "
+        f"alpha = {pairs['alpha']:.2f}: {shares('negatives_within_alpha')}.",
+    ]
 
 
 def _json_safe(value: Any) -> Any:

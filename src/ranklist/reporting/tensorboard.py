@@ -27,7 +27,10 @@ import torch
 TENSORBOARD_DIR = "tensorboard"
 PROJECTOR_POINTS = 2000  # the sprite stays under 2,000 px a side at 32 px thumbnails (TensorBoard's limit is 8,192)
 SPRITE_SIDE = 32
-MISSING = "train.tensorboard is on but the tensorboard package is not installed (pip install 'ranklist[tensorboard]'): no event files"
+MISSING = (
+    "train.tensorboard is on but the tensorboard package is not installed "
+    "(pip install 'ranklist[tensorboard]'): no event files"
+)
 
 
 def _writer_class():
@@ -55,12 +58,22 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, bool | int | 
 
 def final_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """The scalars of a finished run, by tag: test/<level>/<metric>, baseline/H/<metric>, pair_distances/..."""
-    metrics = {f"test/{level}/{name}": value for level, values in summary.get("test", {}).items() for name, value in values.items()}
+    metrics = {
+        f"test/{level}/{name}": value
+        for level, values in summary.get("test", {}).items()
+        for name, value in values.items()
+    }
     baseline = (summary.get("baseline") or {}).get("test", {})
-    metrics.update({f"baseline/{level}/{name}": value for level, values in baseline.items() for name, value in values.items()})
+    metrics.update(
+        {f"baseline/{level}/{name}": value for level, values in baseline.items() for name, value in values.items()}
+    )
     wrong = (summary.get("pair_distances") or {}).get("wrong_side", {})
-    metrics.update({f"pair_distances/{stage}/{name}": value for stage, shares in wrong.items() for name, value in shares.items()})
-    return {tag: float(value) for tag, value in metrics.items() if isinstance(value, (int, float)) and math.isfinite(value)}
+    metrics.update(
+        {f"pair_distances/{stage}/{name}": value for stage, shares in wrong.items() for name, value in shares.items()}
+    )
+    return {
+        tag: float(value) for tag, value in metrics.items() if isinstance(value, (int, float)) and math.isfinite(value)
+    }
 
 
 class RunBoard:
@@ -81,7 +94,16 @@ class RunBoard:
         if any(key.startswith("val/") for key in record):
             self.writer.flush()  # a validation is a moment worth seeing at once
 
-    def finish(self, run_dir: Path, summary: dict[str, Any], embeddings: torch.Tensor, labels: torch.Tensor, dataset: Any, *, seed: int = 0) -> None:
+    def finish(
+        self,
+        run_dir: Path,
+        summary: dict[str, Any],
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        dataset: Any,
+        *,
+        seed: int = 0,
+    ) -> None:
         """Final metrics, hparams, the report's figures and the projector."""
         step = int(summary.get("iterations", 0))
         metrics = final_metrics(summary)
@@ -113,14 +135,24 @@ class RunBoard:
         from ranklist.reporting.run_report import display_image
 
         rng = np.random.default_rng(seed)
-        chosen = np.arange(len(labels)) if len(labels) <= PROJECTOR_POINTS else np.sort(rng.choice(len(labels), PROJECTOR_POINTS, replace=False))
+        chosen = (
+            np.arange(len(labels))
+            if len(labels) <= PROJECTOR_POINTS
+            else np.sort(rng.choice(len(labels), PROJECTOR_POINTS, replace=False))
+        )
         names = getattr(dataset, "class_names", None)
         lab = labels.numpy()
         metadata = [[str(int(lab[i])), _cell(names[lab[i]]) if names else str(int(lab[i]))] for i in chosen]
         thumbnails = np.stack([display_image(dataset, int(i), SPRITE_SIDE) for i in chosen])
         label_img = torch.from_numpy(thumbnails).permute(0, 3, 1, 2).float() / 255
-        self.writer.add_embedding(embeddings[torch.as_tensor(chosen)].float(), metadata=metadata, label_img=label_img,
-                                  global_step=step, tag="test_embedding", metadata_header=["label", "class"])
+        self.writer.add_embedding(
+            embeddings[torch.as_tensor(chosen)].float(),
+            metadata=metadata,
+            label_img=label_img,
+            global_step=step,
+            tag="test_embedding",
+            metadata_header=["label", "class"],
+        )
 
     def close(self) -> None:
         if self.writer is not None:
@@ -133,7 +165,9 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()) or "-"
 
 
-def open_board(run_dir: Path, enabled: bool, *, purge_step: int | None = None, log: Callable[[str], None] = print) -> RunBoard | None:
+def open_board(
+    run_dir: Path, enabled: bool, *, purge_step: int | None = None, log: Callable[[str], None] = print
+) -> RunBoard | None:
     """The run's board when train.tensorboard is on and the package is there; else None (said once)."""
     if not enabled:
         return None

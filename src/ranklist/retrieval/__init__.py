@@ -16,6 +16,19 @@ from ranklist.retrieval.index import (
 from ranklist.retrieval.storage import is_index, load_index, save_index
 
 __all__ = [
-    "KINDS", "EmbeddingIndex", "Items", "ModelFingerprint", "add_to_index", "build_index", "check_same_model",
-    "is_index", "load_index", "model_fingerprint", "next_ids", "save_index", "search", "search_rows", "stored_vectors",
+    "KINDS",
+    "EmbeddingIndex",
+    "Items",
+    "ModelFingerprint",
+    "add_to_index",
+    "build_index",
+    "check_same_model",
+    "is_index",
+    "load_index",
+    "model_fingerprint",
+    "next_ids",
+    "save_index",
+    "search",
+    "search_rows",
+    "stored_vectors",
 ]

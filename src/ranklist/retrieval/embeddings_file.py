@@ -31,15 +31,26 @@ class EmbeddingsFile:
     precision: str | None = None  # of the forward that made them (fp32 | bf16), when known
 
     @classmethod
-    def from_outputs(cls, outputs: Mapping, labels: np.ndarray | None = None, paths: Sequence | None = None,
-                     model: ModelFingerprint | None = None, precision: str | None = None) -> EmbeddingsFile:
+    def from_outputs(
+        cls,
+        outputs: Mapping,
+        labels: np.ndarray | None = None,
+        paths: Sequence | None = None,
+        model: ModelFingerprint | None = None,
+        precision: str | None = None,
+    ) -> EmbeddingsFile:
         """From a model's raw per-level outputs (torch tensors): the evaluation embedding is derived here.
         `model`: ranklist.retrieval.model_fingerprint(model), recorded so indexes can check it."""
         from ranklist.models import evaluation_embedding
 
-        return cls(evaluation_embedding(outputs).numpy(), labels,
-                   None if paths is None else np.array([str(p) for p in paths]),
-                   {level: value.numpy() for level, value in outputs.items()}, model, precision)
+        return cls(
+            evaluation_embedding(outputs).numpy(),
+            labels,
+            None if paths is None else np.array([str(p) for p in paths]),
+            {level: value.numpy() for level, value in outputs.items()},
+            model,
+            precision,
+        )
 
     def ids(self) -> np.ndarray:
         """The items' ids: their paths when known, else their row numbers."""
@@ -53,7 +64,11 @@ def _check(record: EmbeddingsFile, where: str) -> EmbeddingsFile:
     if not np.isfinite(x).all():
         raise ValueError(f"{where}: 'embedding' has non-finite values")
     n = len(x)
-    for name, array in (("labels", record.labels), ("paths", record.paths), *((f"level_{k}", v) for k, v in record.levels.items())):
+    for name, array in (
+        ("labels", record.labels),
+        ("paths", record.paths),
+        *((f"level_{k}", v) for k, v in record.levels.items()),
+    ):
         if array is not None and len(array) != n:
             raise ValueError(f"{where}: '{name}' has {len(array)} rows but 'embedding' has {n}")
     if record.labels is not None and not np.issubdtype(record.labels.dtype, np.integer):
@@ -98,4 +113,7 @@ def read_embeddings(path: str | Path) -> EmbeddingsFile:
         except ValueError as error:  # JSONDecodeError is a ValueError too
             raise ValueError(f"{path}: 'model' is not a model fingerprint: {error}") from None
     precision = str(arrays["precision"]) if "precision" in arrays else None
-    return _check(EmbeddingsFile(arrays["embedding"], arrays.get("labels"), arrays.get("paths"), levels, model, precision), str(path))
+    return _check(
+        EmbeddingsFile(arrays["embedding"], arrays.get("labels"), arrays.get("paths"), levels, model, precision),
+        str(path),
+    )

@@ -61,6 +61,8 @@ def check_same_model(index_model: ModelFingerprint | None, query_model: ModelFin
         return
     same_weights = index_model.weights_sha256 == query_model.weights_sha256
     differs = "preprocessing" if same_weights else "model weights"
-    raise ValueError(f"{what} come from another model than the index's ({differs} differ: index built by "
-                     f"{index_model.describe()}, {what} by {query_model.describe()}); "
-                     "embed them with the index's checkpoint or rebuild the index")
+    raise ValueError(
+        f"{what} come from another model than the index's ({differs} differ: index built by "
+        f"{index_model.describe()}, {what} by {query_model.describe()}); "
+        "embed them with the index's checkpoint or rebuild the index"
+    )

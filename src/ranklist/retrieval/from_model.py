@@ -30,33 +30,59 @@ def thumbnail_array(image: Any, size: int = THUMBNAIL_SIZE) -> np.ndarray:
         image.thumbnail((size, size), Image.Resampling.LANCZOS)
     elif max(image.size) < size:  # small images (28 px) grow to the thumbnail size
         scale = size / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.NEAREST)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.NEAREST
+        )
     canvas = Image.new("RGB", (size, size), "white")
     canvas.paste(image, ((size - image.width) // 2, (size - image.height) // 2))
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def embed_items(model: torch.nn.Module, dataset: Any, ids: np.ndarray, *, batch_size: int = 64,
-                progress: bool = False, device: str | torch.device = "cpu") -> tuple[np.ndarray, Items]:
+def embed_items(
+    model: torch.nn.Module,
+    dataset: Any,
+    ids: np.ndarray,
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, Items]:
     """(evaluation embeddings [N, D], the items: ids, labels, paths or thumbnails) of a dataset split."""
     from ranklist.evaluation import embed_dataset
     from ranklist.models import evaluation_embedding
 
-    outputs, labels = embed_dataset(model, dataset, batch_size=batch_size, device=device, progress=progress, description="index")
+    outputs, labels = embed_dataset(
+        model, dataset, batch_size=batch_size, device=device, progress=progress, description="index"
+    )
     paths = getattr(dataset, "paths", None)
     thumbnails = None
     if paths is None:  # no file to show: keep a small copy of each image
         thumbnails = np.stack([thumbnail_array(dataset.load_image(i)) for i in range(len(dataset))])
-    items = Items(np.asarray(ids), labels.numpy().astype(np.int64),
-                  None if paths is None else np.array([str(p) for p in paths]), thumbnails)
+    items = Items(
+        np.asarray(ids),
+        labels.numpy().astype(np.int64),
+        None if paths is None else np.array([str(p) for p in paths]),
+        thumbnails,
+    )
     return evaluation_embedding(outputs).numpy(), items
 
 
-def index_from_model(model: torch.nn.Module, dataset: Any, *, kind: str = "flat", source: dict[str, Any] | None = None,
-                     batch_size: int = 64, progress: bool = False, device: str | torch.device = "cpu", **options: Any) -> EmbeddingIndex:
+def index_from_model(
+    model: torch.nn.Module,
+    dataset: Any,
+    *,
+    kind: str = "flat",
+    source: dict[str, Any] | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+    device: str | torch.device = "cpu",
+    **options: Any,
+) -> EmbeddingIndex:
     """Embed every item of `dataset` (built with model.preprocessing.transform(train=False)) on `device`
     (the model's) and index it."""
-    embeddings, items = embed_items(model, dataset, np.arange(len(dataset)), batch_size=batch_size, progress=progress, device=device)
+    embeddings, items = embed_items(
+        model, dataset, np.arange(len(dataset)), batch_size=batch_size, progress=progress, device=device
+    )
     meta = {"class_names": list(getattr(dataset, "class_names", []) or []) or None, "sources": [source or {}]}
     return build_index(embeddings, items, kind=kind, model=model_fingerprint(model), meta=meta, **options)
 
@@ -74,14 +100,24 @@ def _shared_class_numbers(index: EmbeddingIndex, items: Items, names: list[str])
     return Items(items.ids, mapping[items.labels], items.paths, items.thumbnails)
 
 
-def add_from_model(index: EmbeddingIndex, model: torch.nn.Module, dataset: Any, *, source: dict[str, Any] | None = None,
-                   batch_size: int = 64, progress: bool = False, device: str | torch.device = "cpu") -> EmbeddingIndex:
+def add_from_model(
+    index: EmbeddingIndex,
+    model: torch.nn.Module,
+    dataset: Any,
+    *,
+    source: dict[str, Any] | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+    device: str | torch.device = "cpu",
+) -> EmbeddingIndex:
     """Append a dataset split's items to an index built by the same model (refused otherwise)."""
     from ranklist.retrieval.fingerprint import check_same_model
 
     fingerprint = model_fingerprint(model)
     check_same_model(index.model, fingerprint, "the added items")  # before the embedding work
-    embeddings, items = embed_items(model, dataset, next_ids(index, len(dataset)), batch_size=batch_size, progress=progress, device=device)
+    embeddings, items = embed_items(
+        model, dataset, next_ids(index, len(dataset)), batch_size=batch_size, progress=progress, device=device
+    )
     items = _shared_class_numbers(index, items, list(getattr(dataset, "class_names", []) or []))
     add_to_index(index, embeddings, items, fingerprint)
     index.meta["sources"] = [*index.meta.get("sources", []), source or {}]

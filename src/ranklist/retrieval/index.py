@@ -44,8 +44,11 @@ class Items:
             raise ValueError("items: ids must be unique")
         if self.paths is not None and len(np.unique(self.paths)) != n:
             values, counts = np.unique(self.paths, return_counts=True)
-            raise ValueError(f"items: {int((counts > 1).sum())} image paths are listed more than once (e.g. {values[counts > 1][0]}); "
-                             "an image indexed twice is its own neighbour twice")
+            raise ValueError(
+                f"items: {int((counts > 1).sum())} image paths are listed more than once "
+                f"(e.g. {values[counts > 1][0]}); "
+                "an image indexed twice is its own neighbour twice"
+            )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -101,8 +104,10 @@ def _as_items(items: Items | np.ndarray | None, n: int, labels: np.ndarray | Non
     if isinstance(items, Items):
         found = items
     else:
-        found = Items(np.arange(n) if items is None else np.asarray(items),
-                      None if labels is None else np.asarray(labels, dtype=np.int64))
+        found = Items(
+            np.arange(n) if items is None else np.asarray(items),
+            None if labels is None else np.asarray(labels, dtype=np.int64),
+        )
     if len(found) != n:
         raise ValueError(f"ids has {len(found)} entries but embeddings has {n} rows")
     return found
@@ -122,8 +127,10 @@ def _faiss_index(x: np.ndarray, kind: str, nlist: int | None, m: int, nprobe: in
         if dim % m:
             raise ValueError(f"ivfpq needs the dimension {dim} to be a multiple of m={m}")
         if n < PQ_CENTROIDS:  # each sub-quantiser learns 256 centroids (8-bit codes) from the data
-            raise ValueError(f"ivfpq needs at least {PQ_CENTROIDS} vectors to train its product quantiser, got {n}; "
-                             "use kind 'flat' (exact) or 'ivf' for a collection this small")
+            raise ValueError(
+                f"ivfpq needs at least {PQ_CENTROIDS} vectors to train its product quantiser, got {n}; "
+                "use kind 'flat' (exact) or 'ivf' for a collection this small"
+            )
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
     index.train(x)
@@ -131,10 +138,19 @@ def _faiss_index(x: np.ndarray, kind: str, nlist: int | None, m: int, nprobe: in
     return index
 
 
-def build_index(embeddings: np.ndarray, ids: Items | np.ndarray | None = None, *, kind: str = "flat",
-                nlist: int | None = None, m: int = 16, nprobe: int = 16, seed: int = 0,
-                labels: np.ndarray | None = None, model: ModelFingerprint | None = None,
-                meta: dict[str, Any] | None = None) -> EmbeddingIndex:
+def build_index(
+    embeddings: np.ndarray,
+    ids: Items | np.ndarray | None = None,
+    *,
+    kind: str = "flat",
+    nlist: int | None = None,
+    m: int = 16,
+    nprobe: int = 16,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
+    model: ModelFingerprint | None = None,
+    meta: dict[str, Any] | None = None,
+) -> EmbeddingIndex:
     """Index `embeddings` (normalised here). `ids` is an Items record or just the ids (default
     0..N-1, with `labels`). ivf/ivfpq train their coarse quantiser (nlist lists, default ~4 sqrt(N))
     and product quantiser (m sub-vectors of 8 bits) with faiss's k-means."""
@@ -155,8 +171,9 @@ def next_ids(index: EmbeddingIndex, n: int) -> np.ndarray:
     return np.arange(start, start + n)
 
 
-def add_to_index(index: EmbeddingIndex, embeddings: np.ndarray, items: Items,
-                 model: ModelFingerprint | None = None) -> EmbeddingIndex:
+def add_to_index(
+    index: EmbeddingIndex, embeddings: np.ndarray, items: Items, model: ModelFingerprint | None = None
+) -> EmbeddingIndex:
     """Append items (embedded by the index's own model) to the index, in place; returns it."""
     check_same_model(index.model, model, "the added embeddings")
     x = _normalised(embeddings, "embeddings")
@@ -170,8 +187,10 @@ def add_to_index(index: EmbeddingIndex, embeddings: np.ndarray, items: Items,
     if index.items.paths is not None and items.paths is not None:
         again = np.intersect1d(index.items.paths, items.paths)
         if len(again):
-            raise ValueError(f"{len(again)} of the {len(items)} added images are already in the index (e.g. {again[0]}): "
-                             "adding a split twice doubles every neighbour; add only new images")
+            raise ValueError(
+                f"{len(again)} of the {len(items)} added images are already in the index (e.g. {again[0]}): "
+                "adding a split twice doubles every neighbour; add only new images"
+            )
     merged = index.items.concat(items)
     index.index.add(x)
     index.items = merged
@@ -179,15 +198,17 @@ def add_to_index(index: EmbeddingIndex, embeddings: np.ndarray, items: Items,
     return index
 
 
-def search(index: EmbeddingIndex, queries: np.ndarray, k: int = 10,
-           model: ModelFingerprint | None = None) -> tuple[np.ndarray, np.ndarray]:
+def search(
+    index: EmbeddingIndex, queries: np.ndarray, k: int = 10, model: ModelFingerprint | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(cosine similarities [Q, k], ids [Q, k]) of each query's k nearest indexed items."""
     rows_scores, rows = search_rows(index, queries, k, model)
     return rows_scores, index.ids[rows]
 
 
-def search_rows(index: EmbeddingIndex, queries: np.ndarray, k: int = 10,
-                model: ModelFingerprint | None = None) -> tuple[np.ndarray, np.ndarray]:
+def search_rows(
+    index: EmbeddingIndex, queries: np.ndarray, k: int = 10, model: ModelFingerprint | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Like `search`, but the neighbours as row numbers of the index (into `index.items`)."""
     check_same_model(index.model, model, "the queries")
     q = _normalised(queries, "queries")

@@ -48,15 +48,21 @@ def check_target(path: Path, replace: bool) -> None:
     if not os.path.lexists(path) or (path.is_dir() and not path.is_symlink() and not any(path.iterdir())):
         return
     if path.is_symlink():
-        raise ValueError(f"{path} is a symbolic link: refusing to replace what it points to; give the real folder "
-                         f"({os.path.realpath(path)}) or another output path")
+        raise ValueError(
+            f"{path} is a symbolic link: refusing to replace what it points to; give the real folder "
+            f"({os.path.realpath(path)}) or another output path"
+        )
     if not is_index(path):
-        raise ValueError(f"{path} exists and is not an index (a file or a folder of other things): "
-                         "refusing to replace it; choose another output path")
+        raise ValueError(
+            f"{path} exists and is not an index (a file or a folder of other things): "
+            "refusing to replace it; choose another output path"
+        )
     others = sorted(name for name in os.listdir(path) if name not in INDEX_FILES)
     if others:
-        raise ValueError(f"{path} holds an index and other files ({', '.join(others[:5])}): refusing to replace "
-                         "the folder and lose them; move them out or choose another output path")
+        raise ValueError(
+            f"{path} holds an index and other files ({', '.join(others[:5])}): refusing to replace "
+            "the folder and lose them; move them out or choose another output path"
+        )
     if not replace:
         raise ValueError(f"{path} already holds an index; pass --replace (replace=True) to replace it")
 
@@ -65,8 +71,11 @@ def _write_folder(index: EmbeddingIndex, folder: Path) -> None:
     import faiss
 
     faiss.write_index(index.index, str(folder / "index.faiss"))
-    items = {name: value for name, value in (("ids", index.items.ids), ("labels", index.items.labels),
-                                             ("paths", index.items.paths)) if value is not None}
+    items = {
+        name: value
+        for name, value in (("ids", index.items.ids), ("labels", index.items.labels), ("paths", index.items.paths))
+        if value is not None
+    }
     with open(folder / "items.npz", "wb") as handle:
         np.savez(handle, **items)
     if index.items.thumbnails is not None:
@@ -114,8 +123,11 @@ def _check_files(path: Path, meta: dict[str, Any]) -> None:
     """Every file the index recorded is there with its SHA-256; an index from before checksums is warned about."""
     files = meta.pop("files", None)
     if files is None:
-        print(f"ranklist: warning: the index at {path} (format {meta.get('format')}) records no checksums, so damage "
-              "to its files cannot be detected; rebuild it (ranklist index) to add them", file=sys.stderr)
+        print(
+            f"ranklist: warning: the index at {path} (format {meta.get('format')}) records no checksums, so damage "
+            "to its files cannot be detected; rebuild it (ranklist index) to add them",
+            file=sys.stderr,
+        )
         return
     for name in sorted(set(files) | {n for n in INDEX_FILES if n != "meta.json" and (path / n).exists()}):
         if name not in files or not (path / name).is_file():
@@ -128,8 +140,10 @@ def _check_files(path: Path, meta: dict[str, Any]) -> None:
 def _check_counts(path: Path, index: Any, items: Items, meta: dict[str, Any]) -> None:
     counts = {"vectors": int(index.ntotal), "items": len(items), "meta.json count": meta.get("count", len(items))}
     if len(set(counts.values())) != 1 or index.d != meta.get("dim"):
-        raise ValueError(f"corrupt index at {path}: {', '.join(f'{n} {c}' for n, c in counts.items())}; "
-                         f"dimension {index.d}, meta.json dim {meta.get('dim')}")
+        raise ValueError(
+            f"corrupt index at {path}: {', '.join(f'{n} {c}' for n, c in counts.items())}; "
+            f"dimension {index.d}, meta.json dim {meta.get('dim')}"
+        )
 
 
 def load_index(path: str | Path) -> EmbeddingIndex:

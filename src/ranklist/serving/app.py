@@ -39,8 +39,10 @@ def content_security_policy(page: str) -> str:
     so a value from the data that slipped into the DOM as markup still could not run or send anything."""
     scripts = re.findall(r"<script>(.*?)</script>", page, flags=re.S)
     hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts)
-    return (f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; img-src 'self' blob:; "
-            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return (
+        f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; img-src 'self' blob:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
 
 
 def allowed_hosts(bound: str, extra: Iterable[str] = ()) -> list[str]:
@@ -64,8 +66,11 @@ def create_app(service: SearchService, hosts: Iterable[str] = LOOPBACK_NAMES) ->
     app = FastAPI(title="ranklist search", docs_url="/docs", redoc_url=None)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
     limits, page_html = service.limits, _page()
-    page_headers = {"Content-Security-Policy": content_security_policy(page_html), "X-Content-Type-Options": "nosniff",
-                    "Referrer-Policy": "no-referrer"}
+    page_headers = {
+        "Content-Security-Policy": content_security_policy(page_html),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
 
     @app.exception_handler(InputError)
     async def input_error(_: Request, error: InputError) -> JSONResponse:
@@ -75,14 +80,18 @@ def create_app(service: SearchService, hosts: Iterable[str] = LOOPBACK_NAMES) ->
     async def body_limit(request: Request, call_next: Any) -> Any:
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limits.max_request_bytes):
-            return JSONResponse({"detail": f"request body of {length} bytes is over the limit of "
-                                           f"{limits.max_request_bytes} bytes"}, status_code=413)
+            return JSONResponse(
+                {"detail": f"request body of {length} bytes is over the limit of {limits.max_request_bytes} bytes"},
+                status_code=413,
+            )
         return await call_next(request)
 
     async def read_uploads(request: Request) -> list[Upload]:
         kind = request.headers.get("content-type", "")
         if not kind.startswith("multipart/form-data"):
-            raise InputError(415, f"send the images as multipart/form-data (field 'file'), not {kind or 'no content type'!r}")
+            raise InputError(
+                415, f"send the images as multipart/form-data (field 'file'), not {kind or 'no content type'!r}"
+            )
         try:
             form = await request.form(max_files=limits.max_files, max_fields=limits.max_files + 8)
         except Exception as error:  # the multipart parser's own limits and framing errors
@@ -90,8 +99,12 @@ def create_app(service: SearchService, hosts: Iterable[str] = LOOPBACK_NAMES) ->
         uploads = [value for key in FILE_FIELDS for value in form.getlist(key) if not isinstance(value, str)]
         if not uploads:
             raise InputError(400, "no image in the request: send one or more files in the field 'file'")
-        return [Upload(await upload.read(limits.max_upload_bytes + 1), upload.filename or f"file {i + 1}", upload.content_type)
-                for i, upload in enumerate(uploads)]
+        return [
+            Upload(
+                await upload.read(limits.max_upload_bytes + 1), upload.filename or f"file {i + 1}", upload.content_type
+            )
+            for i, upload in enumerate(uploads)
+        ]
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
@@ -104,12 +117,19 @@ def create_app(service: SearchService, hosts: Iterable[str] = LOOPBACK_NAMES) ->
     @app.get("/info")
     async def info() -> dict[str, Any]:
         index = service.index
-        return {"items": len(index), "kind": index.meta.get("kind"), "dim": index.dim, "runtime": service.embedder.runtime,
-                "precision": service.embedder.precision,
-                "labelled": index.labels is not None, "classes": len(service.class_names or []),
-                "max_k": min(limits.max_k, len(index)), "max_files": limits.max_files,
-                "max_upload_bytes": limits.max_upload_bytes,
-                "model": None if index.model is None else index.model.to_dict()}
+        return {
+            "items": len(index),
+            "kind": index.meta.get("kind"),
+            "dim": index.dim,
+            "runtime": service.embedder.runtime,
+            "precision": service.embedder.precision,
+            "labelled": index.labels is not None,
+            "classes": len(service.class_names or []),
+            "max_k": min(limits.max_k, len(index)),
+            "max_files": limits.max_files,
+            "max_upload_bytes": limits.max_upload_bytes,
+            "model": None if index.model is None else index.model.to_dict(),
+        }
 
     @app.post("/search")
     async def search(request: Request, k: int = 10) -> dict[str, Any]:
@@ -153,7 +173,9 @@ def create_app(service: SearchService, hosts: Iterable[str] = LOOPBACK_NAMES) ->
     return app
 
 
-def run_server(service: SearchService, host: str = "127.0.0.1", port: int = 8000, extra_hosts: Iterable[str] = ()) -> None:
+def run_server(
+    service: SearchService, host: str = "127.0.0.1", port: int = 8000, extra_hosts: Iterable[str] = ()
+) -> None:
     """Serve until interrupted (uvicorn, one process; the model runs in its worker threads)."""
     uvicorn = require("uvicorn", "ranklist serve")
     uvicorn.run(create_app(service, allowed_hosts(host, extra_hosts)), host=host, port=port, log_level="info")

@@ -47,7 +47,11 @@ class CoalescingEmbedder:
     def __post_init__(self) -> None:
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
-        self.preprocessing, self.fingerprint, self.runtime = self.inner.preprocessing, self.inner.fingerprint, self.inner.runtime
+        self.preprocessing, self.fingerprint, self.runtime = (
+            self.inner.preprocessing,
+            self.inner.fingerprint,
+            self.inner.runtime,
+        )
         self.precision = getattr(self.inner, "precision", "fp32")
 
     def embed(self, batch: torch.Tensor) -> np.ndarray:

@@ -20,5 +20,6 @@ def require(module: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise MissingExtraError(f"{purpose} needs the optional extra: pip install 'ranklist[{EXTRA}]' "
-                                f"(cannot import {module}: {error})") from None
+        raise MissingExtraError(
+            f"{purpose} needs the optional extra: pip install 'ranklist[{EXTRA}]' (cannot import {module}: {error})"
+        ) from None

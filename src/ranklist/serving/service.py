@@ -39,10 +39,14 @@ def _common_folder(paths: np.ndarray) -> str:
 
 
 class SearchService:
-    def __init__(self, index: EmbeddingIndex, embedder: Embedder, limits: ServeLimits = ServeLimits(),
-                 expose_paths: bool = False) -> None:
+    def __init__(
+        self, index: EmbeddingIndex, embedder: Embedder, limits: ServeLimits = ServeLimits(), expose_paths: bool = False
+    ) -> None:
         if index.model is None:
-            print("ranklist serve: warning: the index records no model; queries cannot be checked against it", file=sys.stderr)
+            print(
+                "ranklist serve: warning: the index records no model; queries cannot be checked against it",
+                file=sys.stderr,
+            )
         check_same_model(index.model, embedder.fingerprint, "the server's embeddings")
         # concurrent requests share forwards (one leader runs the model over everything queued)
         self.index, self.embedder, self.limits = index, CoalescingEmbedder(embedder, limits.max_batch), limits
@@ -153,5 +157,11 @@ class SearchService:
         scores, found = self.neighbours(rows, k)
         correct = labels[found] == labels[rows][:, None]
         order = sorted(range(len(rows)), key=lambda i: (correct[i].mean(), bool(correct[i, 0]), int(rows[i])))
-        return [{"query": self.item(int(rows[i])), "precision": round(float(correct[i].mean()), 4),
-                 "neighbours": self._hits(scores[i], found[i], int(labels[rows[i]]))} for i in order]
+        return [
+            {
+                "query": self.item(int(rows[i])),
+                "precision": round(float(correct[i].mean()), 4),
+                "neighbours": self._hits(scores[i], found[i], int(labels[rows[i]])),
+            }
+            for i in order
+        ]

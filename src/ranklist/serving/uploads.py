@@ -41,7 +41,15 @@ class ServeLimits:
     max_batch: int = 32  # images in one forward shared by concurrent requests
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_files", "max_pixels", "max_request_pixels", "max_k", "browse_queries", "max_batch"):
+        for name in (
+            "max_upload_bytes",
+            "max_files",
+            "max_pixels",
+            "max_request_pixels",
+            "max_k",
+            "browse_queries",
+            "max_batch",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"serve limit {name} must be >= 1, got {getattr(self, name)}")
 
@@ -78,7 +86,9 @@ def _open(upload: Upload, limits: ServeLimits, draft_side: int | None) -> Image.
     with _decode_errors(name):
         image = Image.open(io.BytesIO(data))
         if image.width * image.height > limits.max_pixels:
-            raise InputError(413, f"{name}: {image.width}x{image.height} pixels is over the limit of {limits.max_pixels}")
+            raise InputError(
+                413, f"{name}: {image.width}x{image.height} pixels is over the limit of {limits.max_pixels}"
+            )
         if draft_side and image.format == "JPEG":
             image.draft(image.mode, (draft_side * SHRINK_MARGIN, draft_side * SHRINK_MARGIN))
         return image
@@ -116,8 +126,11 @@ def decode_batch(uploads: Sequence[Upload], limits: ServeLimits, preprocessing: 
     opened = [_open(upload, limits, preprocessing.resize) for upload in uploads]
     total = sum(image.width * image.height for image in opened)  # after the JPEG draft
     if total > limits.max_request_pixels:
-        raise InputError(413, f"the request's {len(opened)} images decode to {total} pixels, over the per-request "
-                              f"limit of {limits.max_request_pixels}: send fewer or smaller images")
+        raise InputError(
+            413,
+            f"the request's {len(opened)} images decode to {total} pixels, over the per-request "
+            f"limit of {limits.max_request_pixels}: send fewer or smaller images",
+        )
     transform = preprocessing.transform(train=False)
     inputs = []
     try:

@@ -32,7 +32,9 @@ class DataConfig:
     val_fraction: float = 0.2  # training classes held out (class-disjoint) for model selection
     allow_partial: bool = False
     num_workers: int = 0
-    folds: int = 0  # `ranklist tune`: K class-disjoint folds of the training classes; fold `fold` validates, the rest train, no test phase (0: off)
+    # `ranklist tune`: K class-disjoint folds of the training classes; fold `fold` validates, the rest train,
+    # no test phase (0: off)
+    folds: int = 0
     fold: int = 0
 
 
@@ -52,7 +54,9 @@ class ModelConfig:
 class LossConfig:
     name: str = "rll"  # a name of ranklist.losses.LOSSES
     preset: Optional[str] = None  # a named setting of the loss (RLL: cvpr2019 | tpami2021_code | default)
-    params: dict[str, Any] = field(default_factory=dict)  # override the defaults / preset (docs/loss.md, docs/baselines.md)
+    params: dict[str, Any] = field(
+        default_factory=dict
+    )  # override the defaults / preset (docs/loss.md, docs/baselines.md)
     memory_size: int = 0  # RLL only: cross-batch memory of this many recent embeddings (0: off)
     memory_warmup: int = 0  # iterations before the memory is used
 
@@ -70,7 +74,9 @@ class OptimConfig:
     warmup_iterations: int = 0
     grad_clip: Optional[float] = None
     amp: bool = False  # autocast in bfloat16 (CPU and GPU; needs no gradient scaler)
-    frozen_precision: str = "fp32"  # fp32 | bf16 | auto: the frozen blocks' forward in training (auto: bf16 on bf16 hardware)
+    frozen_precision: str = (
+        "fp32"  # fp32 | bf16 | auto: the frozen blocks' forward in training (auto: bf16 on bf16 hardware)
+    )
 
 
 @dataclass
@@ -83,9 +89,12 @@ class TrainConfig:
     device: str = "cpu"
     threads: Optional[int] = None  # torch threads on CPU; default: torch's own choice
     channels_last: bool = True  # NHWC memory format: ~1.5x faster convolutions on CPU (measured)
-    tensorboard: bool = False  # event files in RUN/tensorboard/ (reporting/tensorboard.py; the `tensorboard` extra); on in the shipped recipes
-    cache_frozen: bool = False  # compute the frozen blocks' output of each training image once; crops at their stride (training/trunk_cache.py)
-    deterministic: bool = False  # deterministic algorithms only (cuDNN, cuBLAS workspace): CUDA runs repeat bit for bit (training/determinism.py)
+    # event files in RUN/tensorboard/ (reporting/tensorboard.py; the `tensorboard` extra); on in the shipped recipes
+    tensorboard: bool = False
+    # compute the frozen blocks' output of each training image once; crops at their stride (training/trunk_cache.py)
+    cache_frozen: bool = False
+    # deterministic algorithms only (cuDNN, cuBLAS workspace): CUDA runs repeat bit for bit (training/determinism.py)
+    deterministic: bool = False
 
 
 @dataclass
@@ -93,9 +102,12 @@ class EvalConfig:
     ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     batch_size: int = 128
     nmi: bool = True
-    baseline: bool = True  # score the pretrained backbone before training too (costs one more forward and scoring of the test split)
+    baseline: bool = (
+        True  # score the pretrained backbone before training too (costs one more forward and scoring of the test split)
+    )
     grid_queries: int = 8  # rows of the retrieval grid
-    precision: str = "fp32"  # fp32 | bf16 | auto: the evaluation forward (bf16: ~2x faster embedding on bf16 hardware; auto: bf16 there only)
+    # fp32 | bf16 | auto: the evaluation forward (bf16: ~2x faster embedding on bf16 hardware; auto: bf16 there only)
+    precision: str = "fp32"
 
 
 @dataclass
@@ -148,7 +160,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections (data, model, ...), got {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of sections (data, model, ...), got {type(data).__name__}"
+        )
     return data
 
 
@@ -166,10 +180,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
     except (ConfigKeyError, ConfigAttributeError) as error:
         key = getattr(error, "full_key", None) or str(error).splitlines()[0]
-        hint = f" (loss hyper-parameters go under loss.params: loss.params.{key[5:]})" if key.startswith("loss.") else ""
+        hint = (
+            f" (loss hyper-parameters go under loss.params: loss.params.{key[5:]})" if key.startswith("loss.") else ""
+        )
         raise ConfigError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(_valid_keys(schema))}") from None
     except ValidationError as error:
-        raise ConfigError(f"bad config value: {str(error).splitlines()[0]} (key {getattr(error, 'full_key', '?')})") from None
+        raise ConfigError(
+            f"bad config value: {str(error).splitlines()[0]} (key {getattr(error, 'full_key', '?')})"
+        ) from None
     config: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     check_config(config)
     return config
@@ -187,7 +205,10 @@ def check_config(config: RunConfig) -> None:
     need(0 <= d.val_fraction < 1, f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
     need(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
     need(d.folds == 0 or d.folds >= 2, f"data.folds must be 0 (off) or >= 2, got {d.folds}")
-    need(d.folds == 0 or 0 <= d.fold < d.folds, f"data.fold must be in 0..{d.folds - 1} (data.folds={d.folds}), got {d.fold}")
+    need(
+        d.folds == 0 or 0 <= d.fold < d.folds,
+        f"data.fold must be in 0..{d.folds - 1} (data.folds={d.folds}), got {d.fold}",
+    )
     need(m.embedding_dim >= 1, f"model.embedding_dim must be >= 1, got {m.embedding_dim}")
     need(m.freeze_blocks >= 0, f"model.freeze_blocks must be >= 0, got {m.freeze_blocks}")
     from ranklist.training.optimizers import OPTIMIZERS
@@ -200,21 +221,38 @@ def check_config(config: RunConfig) -> None:
     need(0 < o.layer_decay <= 1, f"optim.layer_decay must be in (0, 1], got {o.layer_decay}")
     need(0 < o.gamma <= 1, f"optim.gamma must be in (0, 1], got {o.gamma}")
     need(o.warmup_iterations >= 0, f"optim.warmup_iterations must be >= 0, got {o.warmup_iterations}")
-    need(o.frozen_precision in FROZEN_PRECISIONS, f"optim.frozen_precision must be one of {list(FROZEN_PRECISIONS)}, got {o.frozen_precision!r}")
+    need(
+        o.frozen_precision in FROZEN_PRECISIONS,
+        f"optim.frozen_precision must be one of {list(FROZEN_PRECISIONS)}, got {o.frozen_precision!r}",
+    )
     need(o.grad_clip is None or o.grad_clip > 0, f"optim.grad_clip must be > 0 or null, got {o.grad_clip}")
     need(list(o.milestones) == sorted(o.milestones), f"optim.milestones must be increasing, got {o.milestones}")
     need(t.iterations >= 1, f"train.iterations must be >= 1, got {t.iterations}")
     for key in ("val_every", "log_every", "checkpoint_every"):
         need(getattr(t, key) >= 1, f"train.{key} must be >= 1, got {getattr(t, key)}")
     need(t.threads is None or t.threads >= 1, f"train.threads must be >= 1 or null, got {t.threads}")
-    need(not t.cache_frozen or m.freeze_blocks > 0, f"train.cache_frozen needs frozen blocks (model.freeze_blocks > 0), got model.freeze_blocks={m.freeze_blocks}")
-    need(not t.cache_frozen or d.recipe != "rrc", "train.cache_frozen cannot cache data.recipe='rrc' (a new crop scale per item); use 'paper' or 'resize'")
+    need(
+        not t.cache_frozen or m.freeze_blocks > 0,
+        f"train.cache_frozen needs frozen blocks (model.freeze_blocks > 0), got model.freeze_blocks={m.freeze_blocks}",
+    )
+    need(
+        not t.cache_frozen or d.recipe != "rrc",
+        "train.cache_frozen cannot cache data.recipe='rrc' (a new crop scale per item); use 'paper' or 'resize'",
+    )
     need(bool(e.ks) and min(e.ks) >= 1, f"eval.ks must be positive, got {e.ks}")
     need(e.batch_size >= 1, f"eval.batch_size must be >= 1, got {e.batch_size}")
-    need(loss.memory_size >= 0 and loss.memory_warmup >= 0, f"loss.memory_size and loss.memory_warmup must be >= 0, got {loss.memory_size}, {loss.memory_warmup}")
-    need(loss.memory_size == 0 or loss.name == "rll", f"loss.memory_size works with loss.name=rll only, got {loss.name!r}")
+    need(
+        loss.memory_size >= 0 and loss.memory_warmup >= 0,
+        f"loss.memory_size and loss.memory_warmup must be >= 0, got {loss.memory_size}, {loss.memory_warmup}",
+    )
+    need(
+        loss.memory_size == 0 or loss.name == "rll",
+        f"loss.memory_size works with loss.name=rll only, got {loss.name!r}",
+    )
     need(e.grid_queries >= 1, f"eval.grid_queries must be >= 1, got {e.grid_queries}")
-    need(e.precision in ("fp32", "bf16", "auto"), f"eval.precision must be 'fp32', 'bf16' or 'auto', got {e.precision!r}")
+    need(
+        e.precision in ("fp32", "bf16", "auto"), f"eval.precision must be 'fp32', 'bf16' or 'auto', got {e.precision!r}"
+    )
     from ranklist.losses import check_loss
 
     try:

@@ -20,7 +20,9 @@ def make_deterministic() -> None:
     cuDNN without autotuning, and cuBLAS's fixed workspace, set before the first cuBLAS call."""
     workspace = os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", DETERMINISTIC_CUBLAS[0])
     if workspace not in DETERMINISTIC_CUBLAS:
-        raise ValueError(f"train.deterministic needs CUBLAS_WORKSPACE_CONFIG in {list(DETERMINISTIC_CUBLAS)}, got {workspace!r}")
+        raise ValueError(
+            f"train.deterministic needs CUBLAS_WORKSPACE_CONFIG in {list(DETERMINISTIC_CUBLAS)}, got {workspace!r}"
+        )
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False

@@ -18,5 +18,10 @@ def training_loader(run, state) -> DataLoader:
     workers = run.config.data.num_workers
     generator = torch.Generator().manual_seed(run.config.train.seed * 100_003 + state.epoch)
     # Pinned batches on CUDA: train_step's copies to the device then run without blocking.
-    return DataLoader(SeededItems(run.splits.train), batch_sampler=RunBatches(run.sampler, state.epoch, state.batch),
-                      generator=generator, num_workers=workers, pin_memory=run.device.type == "cuda")
+    return DataLoader(
+        SeededItems(run.splits.train),
+        batch_sampler=RunBatches(run.sampler, state.epoch, state.batch),
+        generator=generator,
+        num_workers=workers,
+        pin_memory=run.device.type == "cuda",
+    )

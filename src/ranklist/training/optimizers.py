@@ -22,9 +22,12 @@ def lr_factor(step: int, warmup: int, milestones: list[int], gamma: float) -> fl
     return warm * gamma ** sum(step >= m for m in milestones)
 
 
-def build_optimizer(groups: list[dict[str, Any]], config: OptimConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+def build_optimizer(
+    groups: list[dict[str, Any]], config: OptimConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     optimizer = OPTIMIZERS[config.name](groups, config)
     milestones = list(config.milestones)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, config.warmup_iterations, milestones, config.gamma))
+        optimizer, lambda step: lr_factor(step, config.warmup_iterations, milestones, config.gamma)
+    )
     return optimizer, scheduler

@@ -48,7 +48,9 @@ def frozen_precision(model: torch.nn.Module, setting: str, device: torch.device)
     if setting == "bf16" and not frozen:
         raise ConfigError("optim.frozen_precision=bf16 needs frozen blocks (model.freeze_blocks > 0)")
     if setting == "bf16" and not able:
-        raise ConfigError(f"optim.frozen_precision=bf16: backbone {model.config['backbone']!r} cannot run its frozen blocks apart")
+        raise ConfigError(
+            f"optim.frozen_precision=bf16: backbone {model.config['backbone']!r} cannot run its frozen blocks apart"
+        )
     chosen = "bf16" if setting == "bf16" or (setting == "auto" and frozen and able and native_bf16(device)) else "fp32"
     if able:
         backbone.set_frozen_precision(torch.bfloat16 if chosen == "bf16" else None)

@@ -44,8 +44,10 @@ def process_device(name: str, world: int, local_rank: int) -> str:
     if world <= 1 or device.type != "cuda":
         return name
     if device.index is not None:
-        raise ConfigError(f"train.device {name!r} would put all {world} processes on one GPU; use train.device=cuda "
-                          "(each process takes cuda:LOCAL_RANK)")
+        raise ConfigError(
+            f"train.device {name!r} would put all {world} processes on one GPU; use train.device=cuda "
+            "(each process takes cuda:LOCAL_RANK)"
+        )
     return f"cuda:{local_rank}"
 
 
@@ -55,8 +57,10 @@ def check_class_disjoint(splits: RunSplits) -> None:
     for name, split in (("test queries", splits.queries), ("gallery", splits.gallery)):
         shared = sorted(train & set(class_keys(split))) if split is not None else []
         if shared:
-            raise ConfigError(f"{len(shared)} classes of the {name} are also training classes (e.g. {shared[:3]}); "
-                              "evaluation must be on unseen classes")
+            raise ConfigError(
+                f"{len(shared)} classes of the {name} are also training classes (e.g. {shared[:3]}); "
+                "evaluation must be on unseen classes"
+            )
 
 
 def check_ks(ks: Sequence[int], splits: RunSplits) -> None:
@@ -64,9 +68,15 @@ def check_ks(ks: Sequence[int], splits: RunSplits) -> None:
     if splits.queries is None:  # a tuning fold: validation only (Recall@1)
         return _check_val(splits)
     candidates = len(splits.gallery) if splits.gallery is not None else len(splits.queries) - 1
-    where = f"the gallery's {len(splits.gallery)} items" if splits.gallery is not None else f"{len(splits.queries)} test items minus the query"
+    where = (
+        f"the gallery's {len(splits.gallery)} items"
+        if splits.gallery is not None
+        else f"{len(splits.queries)} test items minus the query"
+    )
     if max(ks) > candidates:
-        raise ConfigError(f"eval.ks {list(ks)} asks for Recall@{max(ks)} but each query has only {candidates} candidates ({where})")
+        raise ConfigError(
+            f"eval.ks {list(ks)} asks for Recall@{max(ks)} but each query has only {candidates} candidates ({where})"
+        )
     _check_val(splits)
 
 
@@ -87,13 +97,18 @@ def check_findable(splits: RunSplits) -> None:
 def _check_pairs(split: Dataset, name: str) -> None:
     counts = np.bincount(np.asarray(split.labels))
     if len(counts) and counts.max() < 2:
-        raise ConfigError(f"every class of the {name} split has a single image ({len(counts)} classes): no query has another "
-                          "image of its class to find; give classes at least 2 images")
+        raise ConfigError(
+            f"every class of the {name} split has a single image ({len(counts)} classes): no query has another "
+            "image of its class to find; give classes at least 2 images"
+        )
 
 
 def _check_val(splits: RunSplits) -> None:
     if splits.val is not None and len(splits.val) < 2:
-        raise ConfigError(f"the validation split has {len(splits.val)} items; Recall@1 needs at least 2 (lower data.val_fraction or set it to 0)")
+        raise ConfigError(
+            f"the validation split has {len(splits.val)} items; "
+            "Recall@1 needs at least 2 (lower data.val_fraction or set it to 0)"
+        )
 
 
 def check_images(splits: Iterable[tuple[str, Dataset]]) -> None:

@@ -28,7 +28,14 @@ from ranklist.training.determinism import make_deterministic
 from ranklist.training.distributed import local_rank
 from ranklist.training.optimizers import build_optimizer
 from ranklist.training.precision import evaluation_precision, frozen_precision
-from ranklist.training.preflight import check_class_disjoint, check_findable, check_images, check_ks, process_device, resolve_device
+from ranklist.training.preflight import (
+    check_class_disjoint,
+    check_findable,
+    check_images,
+    check_ks,
+    process_device,
+    resolve_device,
+)
 from ranklist.training.trunk_cache import cache_trunk
 
 
@@ -98,9 +105,16 @@ def seed_everything(seed: int) -> None:
 def build_run_model(config: RunConfig) -> EmbeddingModel:
     """The model, carrying the run's preprocessing record (saved with it in every checkpoint)."""
     m = config.model
-    model = build_model(m.backbone, embedding_dim=m.embedding_dim, levels=m.levels, pretrained=m.weights or m.pretrained,
-                        freeze_bn=m.freeze_bn, image_size=config.data.image_size, freeze_blocks=m.freeze_blocks,
-                        gradient_checkpointing=m.gradient_checkpointing)
+    model = build_model(
+        m.backbone,
+        embedding_dim=m.embedding_dim,
+        levels=m.levels,
+        pretrained=m.weights or m.pretrained,
+        freeze_bn=m.freeze_bn,
+        image_size=config.data.image_size,
+        freeze_blocks=m.freeze_blocks,
+        gradient_checkpointing=m.gradient_checkpointing,
+    )
     model.preprocessing = Preprocessing.from_config(config.data, model.normalization)
     return model
 
@@ -108,22 +122,33 @@ def build_run_model(config: RunConfig) -> EmbeddingModel:
 def build_splits(config: RunConfig, preprocessing: Preprocessing) -> RunSplits:
     """The run's splits, each transformed by the one preprocessing record; the test protocol is the dataset's own."""
     d = config.data
-    options: dict[str, Any] = {"val_fraction": d.val_fraction, **{key: getattr(d, key) for key in dataset_spec(d.name).run_options}}
+    options: dict[str, Any] = {
+        "val_fraction": d.val_fraction,
+        **{key: getattr(d, key) for key in dataset_spec(d.name).run_options},
+    }
     train_tf, test_tf = preprocessing.transform(train=True), preprocessing.transform(train=False)
 
     def split(name: str, transform) -> Dataset:
         return build_dataset(d.name, name, root=d.root, transform=transform, **options)
 
     if d.folds:  # tuning: one fold of the training classes validates, the others train; the test split is never built
-        train, val = fold_splits(split("trainval", None), d.folds, d.fold, train_transform=train_tf, val_transform=test_tf)
+        train, val = fold_splits(
+            split("trainval", None), d.folds, d.fold, train_transform=train_tf, val_transform=test_tf
+        )
         return RunSplits(train, val, None, None)
     has_val = d.val_fraction > 0
     protocol = evaluation_splits(d.name, d.root)
-    return RunSplits(split("train" if has_val else "trainval", train_tf), split("val", test_tf) if has_val else None,
-                     split(protocol.queries, test_tf), split(protocol.gallery, test_tf) if protocol.gallery else None)
+    return RunSplits(
+        split("train" if has_val else "trainval", train_tf),
+        split("val", test_tf) if has_val else None,
+        split(protocol.queries, test_tf),
+        split(protocol.gallery, test_tf) if protocol.gallery else None,
+    )
 
 
-def build_level_losses(config: RunConfig, dims: dict[str, int], num_classes: int, world: int = 1) -> torch.nn.ModuleDict:
+def build_level_losses(
+    config: RunConfig, dims: dict[str, int], num_classes: int, world: int = 1
+) -> torch.nn.ModuleDict:
     """One loss per embedding level (summed with weight 1); proxies differ per level.
 
     Across processes RLL ranks each process's queries against the gathered global batch; the
@@ -137,7 +162,10 @@ def build_level_losses(config: RunConfig, dims: dict[str, int], num_classes: int
             return built
         if world > 1:
             if loss.memory_size:
-                raise ConfigError("loss.memory_size (cross-batch memory) is not supported across processes; the gathered batch already extends each list")
+                raise ConfigError(
+                    "loss.memory_size (cross-batch memory) is not supported across processes; "
+                    "the gathered batch already extends each list"
+                )
             return DistributedRankedListLoss(**built.options)
         return CrossBatchMemory(built, loss.memory_size, loss.memory_warmup) if loss.memory_size else built
 
@@ -146,7 +174,9 @@ def build_level_losses(config: RunConfig, dims: dict[str, int], num_classes: int
 
 def _optimizer(config: RunConfig, model: EmbeddingModel, losses: torch.nn.ModuleDict):
     o = config.optim
-    groups = parameter_groups(model, lr=o.lr, new_layer_lr_mult=o.new_layer_lr_mult, weight_decay=o.weight_decay, layer_decay=o.layer_decay)
+    groups = parameter_groups(
+        model, lr=o.lr, new_layer_lr_mult=o.new_layer_lr_mult, weight_decay=o.weight_decay, layer_decay=o.layer_decay
+    )
     loss_params = list(losses.parameters())
     if loss_params:  # proxies are new layers too
         groups.append({"name": "loss", "params": loss_params, "lr": o.lr * o.new_layer_lr_mult, "weight_decay": 0.0})
@@ -171,11 +201,25 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
     check_ks(config.eval.ks, splits)
     check_images(splits.named().items())
     if config.train.cache_frozen:
-        splits.train = cache_trunk(model, splits.train, model.preprocessing, flips=config.data.hflip,
-                                   batch_size=config.eval.batch_size, memory_format=model_memory_format(config))
-    sampler = ClassBalancedBatchSampler(splits.train.labels, config.data.classes_per_batch, config.data.samples_per_class,
-                                        seed=config.train.seed, rank=rank, world_size=world)
-    losses = build_level_losses(config, model.embedding_dims, int(len(np.unique(splits.train.labels))), world).to(device)
+        splits.train = cache_trunk(
+            model,
+            splits.train,
+            model.preprocessing,
+            flips=config.data.hflip,
+            batch_size=config.eval.batch_size,
+            memory_format=model_memory_format(config),
+        )
+    sampler = ClassBalancedBatchSampler(
+        splits.train.labels,
+        config.data.classes_per_batch,
+        config.data.samples_per_class,
+        seed=config.train.seed,
+        rank=rank,
+        world_size=world,
+    )
+    losses = build_level_losses(config, model.embedding_dims, int(len(np.unique(splits.train.labels))), world).to(
+        device
+    )
     if world > 1:  # drawn after the per-process seed: every process starts from rank 0's (proxies)
         broadcast_state(losses)
     train_model: torch.nn.Module = model
@@ -187,8 +231,30 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
     # The checkpoints record how the run embeds, so that every later embedding of them does the same.
     model.inference = Inference(evaluation_precision(config.eval.precision, device), config.train.channels_last)
     # Every process embeds a shard of each evaluated split; the lead process scores it once.
-    evaluator = Evaluator(batch_size=config.eval.batch_size, device=str(device), num_workers=config.data.num_workers,
-                          progress=progress, ks=tuple(config.eval.ks), compute_nmi=config.eval.nmi, seed=config.train.seed,
-                          distributed=world > 1, precision=model.inference.precision)
-    return Run(config, device, rank, world, model, train_model, losses, optimizer, scheduler, sampler, splits,
-               evaluator, replace(evaluator, ks=(1,), compute_nmi=False), frozen)
+    evaluator = Evaluator(
+        batch_size=config.eval.batch_size,
+        device=str(device),
+        num_workers=config.data.num_workers,
+        progress=progress,
+        ks=tuple(config.eval.ks),
+        compute_nmi=config.eval.nmi,
+        seed=config.train.seed,
+        distributed=world > 1,
+        precision=model.inference.precision,
+    )
+    return Run(
+        config,
+        device,
+        rank,
+        world,
+        model,
+        train_model,
+        losses,
+        optimizer,
+        scheduler,
+        sampler,
+        splits,
+        evaluator,
+        replace(evaluator, ks=(1,), compute_nmi=False),
+        frozen,
+    )

@@ -18,8 +18,15 @@ from omegaconf import OmegaConf
 from ranklist.atomic import atomic_write_text
 
 RUN_MARKERS = ("config.yaml", "summary.json", "metrics.jsonl", "checkpoints")
-RESUMABLE_KEYS = ("train.iterations", "train.val_every", "train.log_every", "train.checkpoint_every", "train.threads",
-                  "data.num_workers", "eval.batch_size")
+RESUMABLE_KEYS = (
+    "train.iterations",
+    "train.val_every",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.threads",
+    "data.num_workers",
+    "eval.batch_size",
+)
 LAST = Path("checkpoints") / "last.pt"
 
 
@@ -43,9 +50,14 @@ def check_run_folder(out: Path, *, resume: bool, overwrite: bool, data_root: str
         return
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise RunFolderError(f"run folder {out} already exists and is not empty (use --resume to continue it or --overwrite to replace it)")
+            raise RunFolderError(
+                f"run folder {out} already exists and is not empty "
+                "(use --resume to continue it or --overwrite to replace it)"
+            )
         if not is_run_folder(out):
-            raise RunFolderError(f"--overwrite refuses to replace {out}: it is not a run folder (none of {', '.join(RUN_MARKERS)})")
+            raise RunFolderError(
+                f"--overwrite refuses to replace {out}: it is not a run folder (none of {', '.join(RUN_MARKERS)})"
+            )
 
 
 def start_run_folder(out: Path, *, overwrite: bool) -> None:
@@ -60,15 +72,20 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
         return {prefix[:-1]: tree}
     flat: dict[str, Any] = {}
     for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) and value else {f"{prefix}{key}": value})
+        flat.update(
+            _flatten(value, f"{prefix}{key}.") if isinstance(value, dict) and value else {f"{prefix}{key}": value}
+        )
     return flat
 
 
 def config_changes(recorded: dict[str, Any], given: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """{dotted key: (recorded, given)} for every value that differs (the run's name aside)."""
     old, new = _flatten(recorded), _flatten(given)
-    return {key: (old.get(key), new.get(key)) for key in sorted(set(old) | set(new))
-            if key != "name" and old.get(key) != new.get(key)}
+    return {
+        key: (old.get(key), new.get(key))
+        for key in sorted(set(old) | set(new))
+        if key != "name" and old.get(key) != new.get(key)
+    }
 
 
 def check_resume_config(out: Path, given: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -81,8 +98,10 @@ def check_resume_config(out: Path, given: dict[str, Any]) -> dict[str, tuple[Any
     refused = {k: v for k, v in changes.items() if k not in RESUMABLE_KEYS}
     if refused:
         said = "; ".join(f"{k}: {old!r} recorded, {new!r} given" for k, (old, new) in refused.items())
-        raise RunFolderError(f"cannot resume {out} with a changed configuration ({said}); resume with the recorded "
-                             f"values, or start a new run (only {', '.join(RESUMABLE_KEYS)} may change)")
+        raise RunFolderError(
+            f"cannot resume {out} with a changed configuration ({said}); resume with the recorded "
+            f"values, or start a new run (only {', '.join(RESUMABLE_KEYS)} may change)"
+        )
     return changes
 
 

@@ -38,9 +38,18 @@ class TrainState:
         """The weights, the optimiser, schedule and losses' state, and this state (collective: every
         process must call it, for its RNG state)."""
         rng = gather_objects(rng_state())  # every process's, so that a resumed DDP run is exact
-        return {**model_checkpoint(run.model), "loss_state": run.losses.state_dict(), "optimizer": run.optimizer.state_dict(),
-                "scheduler": run.scheduler.state_dict(), "step": self.step, "epoch": self.epoch, "batch": self.batch,
-                "best": asdict(self.best), "rng": rng, "config": asdict(run.config)}
+        return {
+            **model_checkpoint(run.model),
+            "loss_state": run.losses.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "best": asdict(self.best),
+            "rng": rng,
+            "config": asdict(run.config),
+        }
 
     @classmethod
     def restore(cls, run, checkpoint: dict[str, Any]) -> TrainState:
@@ -51,7 +60,10 @@ class TrainState:
         run.scheduler.load_state_dict(checkpoint["scheduler"])
         rng = checkpoint["rng"]
         if len(rng) != run.world:  # each process's own augmentation draws continue
-            raise ValueError(f"the run was checkpointed by {len(rng)} process(es) and cannot resume exactly with {run.world}; resume it with {len(rng)}")
+            raise ValueError(
+                f"the run was checkpointed by {len(rng)} process(es) and cannot resume exactly with {run.world}; "
+                f"resume it with {len(rng)}"
+            )
         set_rng_state(rng[run.rank])
         return cls(checkpoint["step"], checkpoint["epoch"], checkpoint["batch"], Best(**checkpoint["best"]), rng)
 
@@ -107,6 +119,8 @@ def train_step(run, state: TrainState, batch: tuple[torch.Tensor, torch.Tensor])
 
 
 def diverged(step: int, optim: Any) -> TrainingDiverged:
-    return TrainingDiverged(f"training diverged at step {step + 1}: the loss or the embeddings are no longer finite (NaN or inf); "
-                            f"lower optim.lr (now {optim.lr:g}), set optim.grad_clip (e.g. 10) or lengthen optim.warmup_iterations; "
-                            "the last checkpoint saved is intact")
+    return TrainingDiverged(
+        f"training diverged at step {step + 1}: the loss or the embeddings are no longer finite (NaN or inf); "
+        f"lower optim.lr (now {optim.lr:g}), set optim.grad_clip (e.g. 10) or lengthen optim.warmup_iterations; "
+        "the last checkpoint saved is intact"
+    )

@@ -32,12 +32,19 @@ ABLATIONS: dict[str, dict[str, list[str]]] = {
     "margin": {f"m={m}": [f"loss.params.margin={m}"] for m in (0.0, 0.2, 0.4, 0.6, 1.2)},
     "temperature": {f"T={t}": [f"loss.params.neg_temperature={t}"] for t in (0, 5, 10, 15, 20)},
     "batch": {f"{c}x3": [f"data.classes_per_batch={c}", "data.samples_per_class=3"] for c in (40, 50, 55, 60, 65)},
-    "level": {name: [f"model.levels=[{','.join(levels)}]"] for name, levels in
-              (("L", "L"), ("M", "M"), ("H", "H"), ("L,M,H", "LMH"))},
+    "level": {
+        name: [f"model.levels=[{','.join(levels)}]"]
+        for name, levels in (("L", "L"), ("M", "M"), ("H", "H"), ("L,M,H", "LMH"))
+    },
     "gradient": {g: [f"loss.params.gradient={g}"] for g in ("query", "full")},
     "reduction": {r: [f"loss.params.reduction={r}"] for r in ("mean", "official")},
-    "memory": {"batch only": [], "memory 1024": ["loss.memory_size=1024", "loss.memory_warmup=50"]},  # cross-batch memory
-    "backbone": {name: [f"model.backbone={name}"] for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")},
+    "memory": {
+        "batch only": [],
+        "memory 1024": ["loss.memory_size=1024", "loss.memory_warmup=50"],
+    },  # cross-batch memory
+    "backbone": {
+        name: [f"model.backbone={name}"] for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+    },
 }
 # The paper's SOP Recall@1 (CVPR 2019 Table 2 and Tables 3-7) beside each variant.
 PAPER_SOP_RECALL1: dict[str, dict[str, float]] = {
@@ -58,9 +65,20 @@ def comparison_variants(losses: list[str]) -> dict[str, list[str]]:
     return {name: [f"loss.name={name}"] + ([] if name == "rll" else ["loss.preset=null"]) for name in losses}
 
 
-def run_study(title: str, base: str | Path, variants: dict[str, list[str]], seeds: list[int], out: Path, *,
-              overrides: list[str] | None = None, progress: bool = False, log: Callable[[str], None] = print,
-              resume: bool = True, paper: dict[str, float] | None = None, bases: dict[str, str | Path] | None = None) -> dict[str, Any]:
+def run_study(
+    title: str,
+    base: str | Path,
+    variants: dict[str, list[str]],
+    seeds: list[int],
+    out: Path,
+    *,
+    overrides: list[str] | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+    resume: bool = True,
+    paper: dict[str, float] | None = None,
+    bases: dict[str, str | Path] | None = None,
+) -> dict[str, Any]:
     """Train every (variant, seed), then write study.json, study.md and study.png in `out`.
 
     bases: a variant's own recipe in place of `base` (a tuned comparison: each loss's best.yaml).
@@ -75,22 +93,43 @@ def run_study(title: str, base: str | Path, variants: dict[str, list[str]], seed
     for name, variant in variants.items():
         for seed in seeds:
             recipe = (bases or {}).get(name, base)
-            config: RunConfig = load_config(recipe, [*(overrides or []), *variant, f"train.seed={seed}", f"name={_slug(title)}-{_slug(name)}-s{seed}"])
+            config: RunConfig = load_config(
+                recipe,
+                [*(overrides or []), *variant, f"train.seed={seed}", f"name={_slug(title)}-{_slug(name)}-s{seed}"],
+            )
             run_dir = out / _slug(f"{name}-seed{seed}")
             finished = finished_run(config, [run_dir, *sorted(out.parent.glob("*/*/"))]) if resume else None
             if finished is not None:
                 run_dir, summary = finished
             else:
                 log(f"[{title}] {name}, seed {seed}")
-                summary = Trainer(config, run_dir, progress=progress, log=log, baseline_cache=out / ".baselines").run(overwrite=True)
+                summary = Trainer(config, run_dir, progress=progress, log=log, baseline_cache=out / ".baselines").run(
+                    overwrite=True
+                )
             scores = {k: v for k, v in summary["test"][headline_view(summary["test"])].items() if k != EXCLUDED}
-            rows.setdefault(name, []).append({"seed": seed, "run": str(run_dir.relative_to(out.parent)),
-                                              "train_time_s": summary["train_time_s"], **scores})
+            rows.setdefault(name, []).append(
+                {
+                    "seed": seed,
+                    "run": str(run_dir.relative_to(out.parent)),
+                    "train_time_s": summary["train_time_s"],
+                    **scores,
+                }
+            )
     table = {name: mean_std(runs, score_columns(runs)) for name, runs in rows.items()}
-    result = {"title": title, "base": str(base), **({"bases": {k: str(v) for k, v in bases.items()}} if bases else {}),
-              "overrides": overrides or [], "seeds": seeds, "variants": variants,
-              "paper_sop_recall@1": paper or {}, "runs": rows, "table": table, "wall_time_s": round(time.time() - started, 1),
-              "commit": source_commit(), "hardware": hardware()}
+    result = {
+        "title": title,
+        "base": str(base),
+        **({"bases": {k: str(v) for k, v in bases.items()}} if bases else {}),
+        "overrides": overrides or [],
+        "seeds": seeds,
+        "variants": variants,
+        "paper_sop_recall@1": paper or {},
+        "runs": rows,
+        "table": table,
+        "wall_time_s": round(time.time() - started, 1),
+        "commit": source_commit(),
+        "hardware": hardware(),
+    }
     atomic_write_text(out / "study.json", json.dumps(result, indent=2))
     atomic_write_text(out / "study.md", study_markdown(result))
     plot_study(result, out / "study.png")
@@ -114,7 +153,11 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     """A config as it trains: its name aside, the loss as its resolved parameters (a preset or a
     default named explicitly is the same loss)."""
     loss = config["loss"]
-    resolved = {**loss, "preset": None, "params": json.loads(json.dumps(loss_params(loss["name"], loss["preset"], loss["params"])))}
+    resolved = {
+        **loss,
+        "preset": None,
+        "params": json.loads(json.dumps(loss_params(loss["name"], loss["preset"], loss["params"]))),
+    }
     return {**config, "name": None, "loss": resolved}
 
 

@@ -36,7 +36,14 @@ from ranklist.training.distributed import init_from_env, shutdown
 from ranklist.training.loader import training_loader
 from ranklist.training.phase_times import PhaseTimes
 from ranklist.training.run import Run, build_run, build_run_model
-from ranklist.training.run_folder import LAST, RunFolderError, check_resume_config, check_run_folder, record_resume, start_run_folder
+from ranklist.training.run_folder import (
+    LAST,
+    RunFolderError,
+    check_resume_config,
+    check_run_folder,
+    record_resume,
+    start_run_folder,
+)
 from ranklist.training.state import TrainState, train_step
 
 
@@ -67,7 +74,15 @@ class Trainer:
     """baseline_cache: a folder where the pretrained backbone's test metrics are kept by what decides
     them (a study's variants share one backbone and test split: it is embedded once, not per variant)."""
 
-    def __init__(self, config: RunConfig, out: str | Path, *, progress: bool = True, log=print, baseline_cache: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        out: str | Path,
+        *,
+        progress: bool = True,
+        log=print,
+        baseline_cache: Path | None = None,
+    ) -> None:
         self.config, self.out, self.progress, self.log = config, Path(out), progress, log
         self.metrics_path = self.out / "metrics.jsonl"
         self.baseline_cache = baseline_cache
@@ -95,7 +110,9 @@ class Trainer:
         with self.times.phase("setup"):
             changes = self._check_start(resume, overwrite) if rank == 0 else {}
             checkpoint = read_checkpoint(self.out / LAST) if resume and rank == 0 else None
-            run = build_run(self.config, rank, world, progress=self.progress)  # everything checked before the folder is touched
+            run = build_run(
+                self.config, rank, world, progress=self.progress
+            )  # everything checked before the folder is touched
             barrier()
         created = rank == 0 and not resume
         if created:
@@ -129,9 +146,13 @@ class Trainer:
             except ValueError as error:
                 raise RunFolderError(f"{self.out}: {error}") from None
             if run.lead:
-                atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in _read_jsonl(self.metrics_path, state.step)))
+                atomic_write_text(
+                    self.metrics_path, "".join(json.dumps(r) + "\n" for r in _read_jsonl(self.metrics_path, state.step))
+                )
                 record_resume(self.out, state.step, changes, config_to_yaml(self.config))
-                self.board = open_board(self.out, self.config.train.tensorboard, purge_step=state.step + 1, log=self.log)
+                self.board = open_board(
+                    self.out, self.config.train.tensorboard, purge_step=state.step + 1, log=self.log
+                )
                 self.log(f"resumed {self.out} at iteration {state.step}")
             return state
         state = TrainState()
@@ -146,9 +167,17 @@ class Trainer:
         """Where the pretrained backbone's test metrics are kept by what decides them (single process)."""
         if self.baseline_cache is None or run.world > 1:
             return None
-        key = {"backbone": self.config.model.backbone, "weights": self.config.model.weights, "preprocessing": run.model.preprocessing.to_dict(),
-               "data": [self.config.data.name, self.config.data.root], "eval": asdict(self.config.eval), "seed": self.config.train.seed}
-        return self.baseline_cache / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20] + ".json")
+        key = {
+            "backbone": self.config.model.backbone,
+            "weights": self.config.model.weights,
+            "preprocessing": run.model.preprocessing.to_dict(),
+            "data": [self.config.data.name, self.config.data.root],
+            "eval": asdict(self.config.eval),
+            "seed": self.config.train.seed,
+        }
+        return self.baseline_cache / (
+            hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20] + ".json"
+        )
 
     def _wants_baseline(self) -> bool:
         """A pretrained backbone to compare against, and eval.baseline on."""
@@ -165,7 +194,8 @@ class Trainer:
             return BackboneBaseline(build_run_model(self.config).to(run.device, memory_format=run.memory_format))
 
     def _baseline_metrics(self, run: Run, embedded, cached: Path | None) -> dict[str, float] | None:
-        """The baseline's test metrics ("H" view): scored from `embedded` (and kept in `cached`), or read from `cached`."""
+        """The baseline's test metrics ("H" view): scored from `embedded` (and kept in `cached`), or read
+        from `cached`."""
         if not self._wants_baseline():
             return None
         with self.times.phase("baseline"):
@@ -196,7 +226,9 @@ class Trainer:
         if record[best.metric] > best.value:
             best.step, best.value = state.step, record[best.metric]
             atomic_torch_save(model_checkpoint(run.model), self.out / "checkpoints" / "best.pt")
-        self.log(f"iteration {state.step}: val recall@1 {record[best.metric]:.4f} (best {best.value:.4f} at {best.step})")
+        self.log(
+            f"iteration {state.step}: val recall@1 {record[best.metric]:.4f} (best {best.value:.4f} at {best.step})"
+        )
 
     def _record(self, record: dict[str, Any]) -> None:
         """One line of metrics.jsonl, and the same values in TensorBoard."""
@@ -215,7 +247,12 @@ class Trainer:
         """Iterations until train.iterations; returns the training time in seconds."""
         train = self.config.train
         run.model.train()
-        bar = tqdm(total=train.iterations, initial=state.step, desc="train", disable=not (run.lead and show_progress(self.progress)))
+        bar = tqdm(
+            total=train.iterations,
+            initial=state.step,
+            desc="train",
+            disable=not (run.lead and show_progress(self.progress)),
+        )
         started, running = time.time(), []
         if state.batch >= len(run.sampler):  # a checkpoint taken at an epoch's end
             state.epoch, state.batch = state.epoch + 1, 0
@@ -235,8 +272,12 @@ class Trainer:
         train, step = self.config.train, state.step
         last = step == train.iterations
         if run.lead and (step % train.log_every == 0 or last):
-            record = {"step": step, "loss": float(np.mean(running)), "lr": run.optimizer.param_groups[0]["lr"],
-                      "time_s": round(time.time() - started, 2)}
+            record = {
+                "step": step,
+                "loss": float(np.mean(running)),
+                "lr": run.optimizer.param_groups[0]["lr"],
+                "time_s": round(time.time() - started, 2),
+            }
             self._record(record)
             running.clear()
             if not show_progress(self.progress):
@@ -269,54 +310,102 @@ class Trainer:
         baseline = self._baseline_metrics(run, embedded.get("baseline"), cached)
         with self.times.phase("report"):
             summary = self._summary(run, state, trained, test, baseline)
-            summary["plots"] = write_run_report(self.out, summary, _read_jsonl(self.metrics_path), evaluation_embedding(outputs), labels,
-                                                run.splits.queries, grid_queries=self.config.eval.grid_queries, seed=self.config.train.seed,
-                                                gallery=(evaluation_embedding(gallery_outputs), gallery_labels, run.splits.gallery)
-                                                if run.splits.gallery is not None else None)
+            summary["plots"] = write_run_report(
+                self.out,
+                summary,
+                _read_jsonl(self.metrics_path),
+                evaluation_embedding(outputs),
+                labels,
+                run.splits.queries,
+                grid_queries=self.config.eval.grid_queries,
+                seed=self.config.train.seed,
+                gallery=(evaluation_embedding(gallery_outputs), gallery_labels, run.splits.gallery)
+                if run.splits.gallery is not None
+                else None,
+            )
             # The paper's picture: test-pair distances against alpha and alpha - m, before and after.
-            picture, summary["pair_distances"] = write_pair_picture(self.out, self.config.loss, embedded, seed=self.config.train.seed,
-                                                                    baseline_cache=cached.with_suffix(".pairs.npz") if cached else None)
+            picture, summary["pair_distances"] = write_pair_picture(
+                self.out,
+                self.config.loss,
+                embedded,
+                seed=self.config.train.seed,
+                baseline_cache=cached.with_suffix(".pairs.npz") if cached else None,
+            )
             summary["plots"].update(picture)
             if self.board is not None:
-                self.board.finish(self.out, summary, evaluation_embedding(outputs), labels, run.splits.queries, seed=self.config.train.seed)
+                self.board.finish(
+                    self.out,
+                    summary,
+                    evaluation_embedding(outputs),
+                    labels,
+                    run.splits.queries,
+                    seed=self.config.train.seed,
+                )
         summary["time_s"] = self.times.summary()  # the summary's own writing is not counted
         summary["wall_time_s"] = round(time.time() - started, 1)
         write_run_summary(self.out, summary)
         return summary
 
-    def _finish_fold(self, run: Run, state: TrainState, trained: tuple[int, float], started: float) -> dict[str, Any] | None:
+    def _finish_fold(
+        self, run: Run, state: TrainState, trained: tuple[int, float], started: float
+    ) -> dict[str, Any] | None:
         """A tuning fold's summary: the selected step's validation metrics ("validation") in place of a test."""
         if not run.lead:
             return None
         with self.times.phase("report"):
             summary = self._summary(run, state, trained, {}, None)
-            selected = [r for r in _read_jsonl(self.metrics_path) if r["step"] == state.best.step and state.best.metric in r]
-            summary["validation"] = {key[len("val/"):]: value for key, value in selected[-1].items() if key.startswith("val/")}
+            selected = [
+                r for r in _read_jsonl(self.metrics_path) if r["step"] == state.best.step and state.best.metric in r
+            ]
+            summary["validation"] = {
+                key[len("val/") :]: value for key, value in selected[-1].items() if key.startswith("val/")
+            }
         summary["time_s"] = self.times.summary()
         summary["wall_time_s"] = round(time.time() - started, 1)
         write_run_summary(self.out, summary)
         return summary
 
-    def _summary(self, run: Run, state: TrainState, trained: tuple[int, float], test: dict[str, Any],
-                 baseline: dict[str, float] | None) -> dict[str, Any]:
+    def _summary(
+        self,
+        run: Run,
+        state: TrainState,
+        trained: tuple[int, float],
+        test: dict[str, Any],
+        baseline: dict[str, float] | None,
+    ) -> dict[str, Any]:
         """trained: (iterations, seconds) of this session's training (a resumed run's own part)."""
         cfg, splits = self.config, run.splits.named()
         steps, train_time = trained
         summary = {
-            "name": cfg.name, "command": " ".join(sys.argv), "commit": source_commit(), "config": asdict(cfg),
-            "hardware": {**hardware(), "device": str(run.device)}, "preprocessing": run.model.preprocessing.to_dict(),
-            "frozen_precision": run.frozen_precision, "eval_precision": run.evaluator.precision, "train_time_s": round(train_time, 1), "iterations": state.step,
+            "name": cfg.name,
+            "command": " ".join(sys.argv),
+            "commit": source_commit(),
+            "config": asdict(cfg),
+            "hardware": {**hardware(), "device": str(run.device)},
+            "preprocessing": run.model.preprocessing.to_dict(),
+            "frozen_precision": run.frozen_precision,
+            "eval_precision": run.evaluator.precision,
+            "train_time_s": round(train_time, 1),
+            "iterations": state.step,
             # Steps alone (data, forward, backward, optimiser): comparable across machines and val schedules.
-            "train_images_per_s": round(steps * run.batch_size / self.times.get("train_steps"), 1) if self.times.get("train_steps") > 0 else None,
-            "best": asdict(state.best) if state.best.step is not None else None, "test": test,
-            "dataset": {"name": cfg.data.name, **{f"{k}_images": len(v) for k, v in splits.items()},
-                        **{f"{k}_classes": int(len(np.unique(v.labels))) for k, v in splits.items()}},
+            "train_images_per_s": round(steps * run.batch_size / self.times.get("train_steps"), 1)
+            if self.times.get("train_steps") > 0
+            else None,
+            "best": asdict(state.best) if state.best.step is not None else None,
+            "test": test,
+            "dataset": {
+                "name": cfg.data.name,
+                **{f"{k}_images": len(v) for k, v in splits.items()},
+                **{f"{k}_classes": int(len(np.unique(v.labels))) for k, v in splits.items()},
+            },
         }
         if run.trunk_cached:
             summary["trunk_cache_mib"] = round(run.splits.train.nbytes / 2**20, 1)
         if baseline is not None:
-            summary["baseline"] = {"description": f"pretrained {cfg.model.backbone} before training (pooled high-level features)",
-                                   "test": {"H": baseline}}
+            summary["baseline"] = {
+                "description": f"pretrained {cfg.model.backbone} before training (pooled high-level features)",
+                "test": {"H": baseline},
+            }
         return summary
 
 

@@ -64,14 +64,23 @@ def _trunk_shape(model: EmbeddingModel, side: int) -> tuple[int, int]:
     return shape[1], shape[-1]
 
 
-def cache_trunk(model: EmbeddingModel, train_split: Dataset, preprocessing: Preprocessing, *, flips: bool,
-                batch_size: int, memory_format: torch.memory_format = torch.contiguous_format) -> CachedTrunkSet:
+def cache_trunk(
+    model: EmbeddingModel,
+    train_split: Dataset,
+    preprocessing: Preprocessing,
+    *,
+    flips: bool,
+    batch_size: int,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> CachedTrunkSet:
     """The frozen trunk's maps of every training image (and of its mirror image where `flips`),
     computed as the training forward computes them (its precision, the model's device), kept on the CPU.
     A cache larger than half the available memory is an error that says so."""
     backbone = model.backbone
     if not callable(getattr(backbone, "frozen_trunk", None)):
-        raise ValueError(f"train.cache_frozen: backbone {model.config['backbone']!r} cannot run its frozen blocks apart")
+        raise ValueError(
+            f"train.cache_frozen: backbone {model.config['backbone']!r} cannot run its frozen blocks apart"
+        )
     uncropped = copy.copy(train_split)  # the same items, before the random crop and flip
     uncropped.transform = preprocessing.uncropped_transform()
     channels, full = _trunk_shape(model, uncropped.transform.image_size)
@@ -103,8 +112,10 @@ def _element_size(backbone: torch.nn.Module) -> int:
 def _check_memory(needed: int) -> None:
     available = _available_memory()
     if available is not None and needed > available // 2:
-        raise ValueError(f"train.cache_frozen: the cache would take {needed / 2**30:.1f} GiB, more than half of the "
-                         f"{available / 2**30:.1f} GiB available; set train.cache_frozen=false")
+        raise ValueError(
+            f"train.cache_frozen: the cache would take {needed / 2**30:.1f} GiB, more than half of the "
+            f"{available / 2**30:.1f} GiB available; set train.cache_frozen=false"
+        )
 
 
 def _available_memory() -> int | None:

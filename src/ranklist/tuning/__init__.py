@@ -1,7 +1,8 @@
 """`ranklist tune`: hyper-parameters chosen by class-disjoint cross-validation on the training
 classes, with Optuna (docs/tuning.md). Needs the optional extra: pip install 'ranklist[tune]'.
 
-    tune("configs/demo.yaml", ["train.iterations=100"], "configs/spaces/rll.yaml", trials=40, folds=4, out=Path("runs/tune/rll"))
+    tune("configs/demo.yaml", ["train.iterations=100"], "configs/spaces/rll.yaml",
+         trials=40, folds=4, out=Path("runs/tune/rll"))
 """
 
 from __future__ import annotations
@@ -22,9 +23,21 @@ def require_optuna() -> None:
         raise ValueError("ranklist tune needs Optuna: pip install 'ranklist[tune]'") from None
 
 
-def tune(recipe: str | Path, overrides: list[str], space: str | Path, *, trials: int, folds: int, out: Path,
-         storage: str | None = None, study: str | None = None, metric: str = "map@r", seed: int = 0, progress: bool = True,
-         log: Callable[[str], None] = print) -> Path:
+def tune(
+    recipe: str | Path,
+    overrides: list[str],
+    space: str | Path,
+    *,
+    trials: int,
+    folds: int,
+    out: Path,
+    storage: str | None = None,
+    study: str | None = None,
+    metric: str = "map@r",
+    seed: int = 0,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
     """Run the study in `out` until it holds `trials` trials; write its reports; return tune.md's path."""
     require_optuna()
     from ranklist.tuning.report import write_records, write_report
@@ -46,8 +59,14 @@ def tune(recipe: str | Path, overrides: list[str], space: str | Path, *, trials:
             optuna_study = open_study(settings, url, study or Path(space).stem)
         finally:
             lock.release()
-        run_trials(optuna_study, settings, out, progress=progress, log=log,
-                   after_trial=lambda: write_records(optuna_study, settings, out, redacted(url)))
+        run_trials(
+            optuna_study,
+            settings,
+            out,
+            progress=progress,
+            log=log,
+            after_trial=lambda: write_records(optuna_study, settings, out, redacted(url)),
+        )
         return write_report(optuna_study, settings, out, redacted(url))
 
 

@@ -3,7 +3,8 @@ training classes with several seeds and tested once, then per loss the mean, std
 over seeds, the paired difference to a reference loss per metric (seeds paired), and a paired
 bootstrap over the test queries of one seed.
 
-    compare_tuned([Path("runs/tune/rll"), Path("runs/tune/multi_similarity")], seeds=[0, 1, 2, 3, 4], out=Path("runs/tuned"))
+    compare_tuned([Path("runs/tune/rll"), Path("runs/tune/multi_similarity")],
+                  seeds=[0, 1, 2, 3, 4], out=Path("runs/tuned"))
 
 The runs go through the study machinery (training/study.py): a finished run with the same
 configuration is read, not trained again, so an interrupted comparison continues where it stopped.
@@ -33,26 +34,49 @@ def tuned_recipes(folders: list[Path]) -> dict[str, Path]:
     for folder in folders:
         recipe = folder / "best.yaml"
         if not recipe.is_file():
-            raise FileNotFoundError(f"{folder} holds no best.yaml (run `ranklist tune ... --out {folder}` until a trial completes)")
+            raise FileNotFoundError(
+                f"{folder} holds no best.yaml (run `ranklist tune ... --out {folder}` until a trial completes)"
+            )
         if folder.name in recipes:
-            raise ValueError(f"two tuning folders are named {folder.name!r} ({recipes[folder.name].parent} and {folder}); the names label the losses")
+            raise ValueError(
+                f"two tuning folders are named {folder.name!r} ({recipes[folder.name].parent} and {folder}); "
+                "the names label the losses"
+            )
         recipes[folder.name] = recipe
     return recipes
 
 
-def compare_tuned(folders: list[Path], seeds: list[int], out: Path, *, reference: str = "rll", resamples: int = 10_000,
-                  progress: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+def compare_tuned(
+    folders: list[Path],
+    seeds: list[int],
+    out: Path,
+    *,
+    reference: str = "rll",
+    resamples: int = 10_000,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Train (or reuse) every tuned recipe x seed, then write tuned.json, tuned.md and tuned.png in `out`."""
     from ranklist.training.study import run_study
     from ranklist.tuning.compare_report import plot_tuned, tuned_markdown
 
     recipes = tuned_recipes(folders)
     if reference not in recipes:
-        raise ValueError(f"--reference {reference!r} is not among the tuned losses {list(recipes)} (a folder's name names its loss)")
+        raise ValueError(
+            f"--reference {reference!r} is not among the tuned losses {list(recipes)} (a folder's name names its loss)"
+        )
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds must be at least 2 different seeds (5 or more for a useful interval), got {seeds}")
-    study = run_study("tuned comparison", recipes[reference], {name: [] for name in recipes}, seeds, out,
-                      progress=progress, log=log, bases=recipes)
+    study = run_study(
+        "tuned comparison",
+        recipes[reference],
+        {name: [] for name in recipes},
+        seeds,
+        out,
+        progress=progress,
+        log=log,
+        bases=recipes,
+    )
     result = tuned_statistics(study, reference)
     result["bootstrap"] = bootstrap_by_query(study, out.parent, reference, seeds[0], resamples)
     result["recipes"] = {name: str(path) for name, path in recipes.items()}
@@ -65,14 +89,34 @@ def compare_tuned(folders: list[Path], seeds: list[int], out: Path, *, reference
 def tuned_statistics(study: dict[str, Any], reference: str) -> dict[str, Any]:
     """Per loss and metric: the t-interval over seeds, and the paired difference to `reference`."""
     runs = study["runs"]
-    by_seed = {name: {metric: {r["seed"]: r[metric] for r in rows if r.get(metric) is not None} for metric in METRICS} for name, rows in runs.items()}
-    table = {name: {metric: asdict(t_interval(list(values.values()))) for metric, values in metrics.items() if values}
-             for name, metrics in by_seed.items()}
-    differences = {name: {metric: asdict(paired_difference(values, by_seed[reference][metric]))
-                          for metric, values in metrics.items() if values and by_seed[reference][metric]}
-                   for name, metrics in by_seed.items() if name != reference}
-    return {"reference": reference, "seeds": study["seeds"], "metrics": list(METRICS), "table": table, "differences": differences,
-            "runs": runs, "wall_time_s": study["wall_time_s"], "commit": study["commit"], "hardware": study["hardware"]}
+    by_seed = {
+        name: {metric: {r["seed"]: r[metric] for r in rows if r.get(metric) is not None} for metric in METRICS}
+        for name, rows in runs.items()
+    }
+    table = {
+        name: {metric: asdict(t_interval(list(values.values()))) for metric, values in metrics.items() if values}
+        for name, metrics in by_seed.items()
+    }
+    differences = {
+        name: {
+            metric: asdict(paired_difference(values, by_seed[reference][metric]))
+            for metric, values in metrics.items()
+            if values and by_seed[reference][metric]
+        }
+        for name, metrics in by_seed.items()
+        if name != reference
+    }
+    return {
+        "reference": reference,
+        "seeds": study["seeds"],
+        "metrics": list(METRICS),
+        "table": table,
+        "differences": differences,
+        "runs": runs,
+        "wall_time_s": study["wall_time_s"],
+        "commit": study["commit"],
+        "hardware": study["hardware"],
+    }
 
 
 def bootstrap_by_query(study: dict[str, Any], root: Path, reference: str, seed: int, resamples: int) -> dict[str, Any]:
@@ -82,8 +126,12 @@ def bootstrap_by_query(study: dict[str, Any], root: Path, reference: str, seed: 
     result: dict[str, Any] = {"seed": seed, "resamples": resamples, "differences": {}}
     for name, metrics in values.items():
         if name != reference:
-            result["differences"][name] = {metric: asdict(paired_bootstrap(metrics[metric], values[reference][metric], resamples=resamples, seed=seed))
-                                           for metric in PER_QUERY}
+            result["differences"][name] = {
+                metric: asdict(
+                    paired_bootstrap(metrics[metric], values[reference][metric], resamples=resamples, seed=seed)
+                )
+                for metric in PER_QUERY
+            }
     return result
 
 
@@ -106,10 +154,24 @@ def per_query_values(run: Path) -> dict[str, np.ndarray]:
     options = {"val_fraction": d.val_fraction, **{key: getattr(d, key) for key in dataset_spec(d.name).run_options}}
     protocol, transform = evaluation_splits(d.name, d.root), model.preprocessing.transform(train=False)
     queries = build_dataset(d.name, protocol.queries, root=d.root, transform=transform, **options)
-    gallery = build_dataset(d.name, protocol.gallery, root=d.root, transform=transform, **options) if protocol.gallery else None
-    evaluator = Evaluator(batch_size=config.eval.batch_size, device=str(device), progress=False, compute_nmi=False,
-                          precision=evaluation_precision(config.eval.precision, device))
+    gallery = (
+        build_dataset(d.name, protocol.gallery, root=d.root, transform=transform, **options)
+        if protocol.gallery
+        else None
+    )
+    evaluator = Evaluator(
+        batch_size=config.eval.batch_size,
+        device=str(device),
+        progress=False,
+        compute_nmi=False,
+        precision=evaluation_precision(config.eval.precision, device),
+    )
     outputs, labels, gallery_outputs, gallery_labels = evaluator.embed(model, queries, gallery)
-    per_query, _ = per_query_metrics(evaluation_embedding(outputs), labels, (1,),
-                                     evaluation_embedding(gallery_outputs) if gallery_outputs is not None else None, gallery_labels)
+    per_query, _ = per_query_metrics(
+        evaluation_embedding(outputs),
+        labels,
+        (1,),
+        evaluation_embedding(gallery_outputs) if gallery_outputs is not None else None,
+        gallery_labels,
+    )
     return {metric: per_query[metric].numpy() for metric in PER_QUERY}

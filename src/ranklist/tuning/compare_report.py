@@ -32,26 +32,60 @@ def _header(first: str, metrics: list[str]) -> list[str]:
 
 def tuned_markdown(result: dict[str, Any]) -> str:
     metrics, reference, boot = result["metrics"], result["reference"], result["bootstrap"]
-    lines = ["# Tuned comparison", "",
-             f"Each loss's `best.yaml` (from `ranklist tune`, chosen on folds of the training classes) trained on all training classes "
-             f"with seeds {result['seeds']}, tested once on the unseen classes (concatenated embedding). Values in %: "
-             "mean +- std [95 % t-interval] over seeds." + (f" Code: commit {result['commit']}." if result.get("commit") else ""), "",
-             *_header("loss", metrics)]
-    lines += ["| " + " | ".join([f"**{name}**" if name == reference else name, *(_interval(row.get(m)) for m in metrics)]) + " |"
-              for name, row in result["table"].items()]
-    lines += ["", f"## Paired difference to {reference} (seeds paired)", "",
-              f"Per seed, the loss's value minus {reference}'s; mean +- std [95 % t-interval] over the seeds, in points. "
-              "An interval that holds 0 is no evidence of a difference.", "", *_header("loss", metrics)]
-    lines += ["| " + " | ".join([name, *(_interval(row.get(m), sign=True) for m in metrics)]) + " |" for name, row in result["differences"].items()]
+    lines = [
+        "# Tuned comparison",
+        "",
+        "Each loss's `best.yaml` (from `ranklist tune`, chosen on folds of the training classes) "
+        "trained on all training classes "
+        f"with seeds {result['seeds']}, tested once on the unseen classes (concatenated embedding). Values in %: "
+        "mean +- std [95 % t-interval] over seeds."
+        + (f" Code: commit {result['commit']}." if result.get("commit") else ""),
+        "",
+        *_header("loss", metrics),
+    ]
+    lines += [
+        "| "
+        + " | ".join([f"**{name}**" if name == reference else name, *(_interval(row.get(m)) for m in metrics)])
+        + " |"
+        for name, row in result["table"].items()
+    ]
+    lines += [
+        "",
+        f"## Paired difference to {reference} (seeds paired)",
+        "",
+        f"Per seed, the loss's value minus {reference}'s; mean +- std [95 % t-interval] over the seeds, in points. "
+        "An interval that holds 0 is no evidence of a difference.",
+        "",
+        *_header("loss", metrics),
+    ]
+    lines += [
+        "| " + " | ".join([name, *(_interval(row.get(m), sign=True) for m in metrics)]) + " |"
+        for name, row in result["differences"].items()
+    ]
     per_query = [m for m in metrics if any(m in row for row in boot["differences"].values())]
-    lines += ["", f"## Paired bootstrap over test queries (seed {boot['seed']}, {boot['resamples']} resamples)", "",
-              f"The same queries resampled for both models; the difference to {reference} in points [95 % percentile interval] "
-              f"(the share of resamples where it is <= 0). NMI scores a clustering, not queries: it has no bootstrap.", "",
-              *_header("loss", per_query)]
+    lines += [
+        "",
+        f"## Paired bootstrap over test queries (seed {boot['seed']}, {boot['resamples']} resamples)",
+        "",
+        f"The same queries resampled for both models; the difference to {reference} in points "
+        "[95 % percentile interval] "
+        f"(the share of resamples where it is <= 0). NMI scores a clustering, not queries: it has no bootstrap.",
+        "",
+        *_header("loss", per_query),
+    ]
     for name, row in boot["differences"].items():
-        cells = [f"{_pct(c['difference'], True)} [{_pct(c['low'], True)}, {_pct(c['high'], True)}] ({c['not_above']:.3f})" for c in (row[m] for m in per_query)]
+        cells = [
+            f"{_pct(c['difference'], True)} [{_pct(c['low'], True)}, {_pct(c['high'], True)}] ({c['not_above']:.3f})"
+            for c in (row[m] for m in per_query)
+        ]
         lines.append("| " + " | ".join([name, *cells]) + " |")
-    lines += ["", "![tuned comparison](tuned.png)", "", f"Wall time {result['wall_time_s']} s (runs reused from earlier invocations count 0).", ""]
+    lines += [
+        "",
+        "![tuned comparison](tuned.png)",
+        "",
+        f"Wall time {result['wall_time_s']} s (runs reused from earlier invocations count 0).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -64,16 +98,35 @@ def plot_tuned(result: dict[str, Any], path: Path) -> None:
     for offset, (metric, colour) in enumerate(((MAP_AT_R, "tab:orange"), (recall_key(1), "tab:blue"))):
         x = np.arange(len(names)) + (offset - 0.5) * 0.38
         means = np.array([100 * table[n].get(metric, {}).get("mean", np.nan) for n in names])
-        errors = [[100 * (table[n][metric]["mean"] - table[n][metric]["low"]) if metric in table[n] else 0 for n in names],
-                  [100 * (table[n][metric]["high"] - table[n][metric]["mean"]) if metric in table[n] else 0 for n in names]]
-        left.bar(x, means, 0.38, yerr=np.nan_to_num(errors), capsize=3, color=colour, label=f"{display_name(metric).replace('R@1', 'Recall@1')} (95 % CI)")
+        errors = [
+            [100 * (table[n][metric]["mean"] - table[n][metric]["low"]) if metric in table[n] else 0 for n in names],
+            [100 * (table[n][metric]["high"] - table[n][metric]["mean"]) if metric in table[n] else 0 for n in names],
+        ]
+        left.bar(
+            x,
+            means,
+            0.38,
+            yerr=np.nan_to_num(errors),
+            capsize=3,
+            color=colour,
+            label=f"{display_name(metric).replace('R@1', 'Recall@1')} (95 % CI)",
+        )
         for position, name in zip(x, names):
             seeds = [100 * run[metric] for run in result["runs"][name] if run.get(metric) is not None]
-            left.plot([position] * len(seeds), seeds, "o", color="black", markersize=2.5, label="one seed" if position == x[0] and offset == 0 else None)
+            left.plot(
+                [position] * len(seeds),
+                seeds,
+                "o",
+                color="black",
+                markersize=2.5,
+                label="one seed" if position == x[0] and offset == 0 else None,
+            )
     left.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
     left.set(ylabel="% (test, unseen classes)", title="tuned losses")
     left.set_ylim(bottom=0)
-    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3, fontsize=8)  # below: it hid bars and ticks above
+    left.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3, fontsize=8
+    )  # below: it hid bars and ticks above
     _plot_differences(right, result, reference)
     save_figure(figure, path)
 
@@ -84,8 +137,18 @@ def _plot_differences(ax, result: dict[str, Any], reference: str) -> None:
         y = np.arange(len(names)) + (offset - 0.5) * 0.3
         cells = [result["differences"][n].get(metric) for n in names]
         means = np.array([100 * c["mean"] if c else np.nan for c in cells])
-        spans = np.array([[100 * (c["mean"] - c["low"]), 100 * (c["high"] - c["mean"])] if c else [0, 0] for c in cells]).T
-        ax.errorbar(means, y, xerr=np.nan_to_num(spans.reshape(2, -1)), fmt="o", color=colour, capsize=3, label=display_name(metric))
+        spans = np.array(
+            [[100 * (c["mean"] - c["low"]), 100 * (c["high"] - c["mean"])] if c else [0, 0] for c in cells]
+        ).T
+        ax.errorbar(
+            means,
+            y,
+            xerr=np.nan_to_num(spans.reshape(2, -1)),
+            fmt="o",
+            color=colour,
+            capsize=3,
+            label=display_name(metric),
+        )
     ax.axvline(0, color="black", linewidth=1)
     ax.set_yticks(np.arange(len(names)), names)
     ax.set_ylim(len(names) - 0.5, -0.5)  # each loss's two intervals beside its name, the first at the top

@@ -49,29 +49,43 @@ class TuneSettings:
 
     def fingerprint(self) -> dict:
         """The settings that decide a trial's value (the trial target may grow between runs)."""
-        return {"recipe": str(self.recipe), "overrides": list(self.overrides), "space": [p.__dict__ for p in self.space.params],
-                "folds": self.folds, "metric": self.metric}
+        return {
+            "recipe": str(self.recipe),
+            "overrides": list(self.overrides),
+            "space": [p.__dict__ for p in self.space.params],
+            "folds": self.folds,
+            "metric": self.metric,
+        }
 
 
 def check_metric(metric: str) -> str:
     if metric not in VALIDATION_METRICS:
-        raise ValueError(f"--metric must be one of {list(VALIDATION_METRICS)} (scored on validation folds), got {metric!r}")
+        raise ValueError(
+            f"--metric must be one of {list(VALIDATION_METRICS)} (scored on validation folds), got {metric!r}"
+        )
     return metric
 
 
 def fold_config(settings: TuneSettings, values: dict[str, Value], fold: int, name: str = "trial") -> RunConfig:
     """The recipe with the trial's values, as fold `fold` of the study's folds."""
-    return load_config(settings.recipe, [*settings.overrides, *overrides(values), f"data.folds={settings.folds}", f"data.fold={fold}", f"name={name}"])
+    return load_config(
+        settings.recipe,
+        [*settings.overrides, *overrides(values), f"data.folds={settings.folds}", f"data.fold={fold}", f"name={name}"],
+    )
 
 
 def check_space_against_recipe(settings: TuneSettings) -> None:
-    """Each key at each bound (or choice) must make a recipe the loader accepts: a bad key fails now, not in trial 40."""
+    """Each key at each bound (or choice) must make a recipe the loader accepts: a bad key fails now,
+    not in trial 40."""
     for param in settings.space.params:
         for value in param.corners():
             try:
                 fold_config(settings, {param.key: value}, 0)
             except ValueError as error:
-                raise ValueError(f"search space {settings.space.path}: {param.key}={value!r} is refused by the recipe: {one_line(error)}") from None
+                raise ValueError(
+                    f"search space {settings.space.path}: {param.key}={value!r} is refused by the recipe: "
+                    f"{one_line(error)}"
+                ) from None
 
 
 def check_folds(settings: TuneSettings) -> None:

@@ -42,11 +42,24 @@ def trial_records(study) -> list[TrialRecord]:
 
     records = []
     for t in study.get_trials(deepcopy=False):
-        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
+        seconds = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
         value = t.value if t.state.name == "COMPLETE" and t.value is not None and math.isfinite(t.value) else None
-        records.append(TrialRecord(t.number, t.state.name, dict(t.params), list(t.user_attrs.get(FOLD_VALUES, [])), value,
-                                   round(seconds, 1) if seconds is not None else None, t.user_attrs.get(REASON),
-                                   RetryFailedTrialCallback.retried_trial_number(t)))
+        records.append(
+            TrialRecord(
+                t.number,
+                t.state.name,
+                dict(t.params),
+                list(t.user_attrs.get(FOLD_VALUES, [])),
+                value,
+                round(seconds, 1) if seconds is not None else None,
+                t.user_attrs.get(REASON),
+                RetryFailedTrialCallback.retried_trial_number(t),
+            )
+        )
     return records
 
 
@@ -59,9 +72,13 @@ def best_recipe(settings: TuneSettings, best: TrialRecord) -> str:
     """The recipe with the best values, on all training classes (no fold), as YAML with a header."""
     config = load_config(settings.recipe, [*settings.overrides, *overrides(best.params)])
     config.name = f"{config.name}-tuned"
-    header = (f"# ranklist tune: trial {best.number}, the best of the study: mean validation {settings.metric} {best.value:.4f} over "
-              f"{settings.folds} class-disjoint folds of the training classes.\n# Recipe {settings.recipe} with {settings.overrides or 'no overrides'}, "
-              f"then {overrides(best.params)}.\n# Train it with: ranklist train best.yaml\n")
+    header = (
+        f"# ranklist tune: trial {best.number}, the best of the study: "
+        f"mean validation {settings.metric} {best.value:.4f} over "
+        f"{settings.folds} class-disjoint folds of the training classes.\n"
+        f"# Recipe {settings.recipe} with {settings.overrides or 'no overrides'}, "
+        f"then {overrides(best.params)}.\n# Train it with: ranklist train best.yaml\n"
+    )
     return header + config_to_yaml(config)
 
 
@@ -69,10 +86,19 @@ def write_records(study, settings: TuneSettings, out: Path, storage: str) -> lis
     """tune.json and best.yaml (once a trial is complete) from the storage's present state."""
     records = trial_records(study)
     best = best_record(records)
-    result = {"study": study.study_name, "storage": storage, "settings": {**settings.fingerprint(), "trials": settings.trials, "seed": settings.seed},
-              "trials": [asdict(r) for r in records], "best": asdict(best) if best else None,
-              "counts": {state: sum(r.state == state for r in records) for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")},
-              "commit": source_commit(), "hardware": hardware()}
+    result = {
+        "study": study.study_name,
+        "storage": storage,
+        "settings": {**settings.fingerprint(), "trials": settings.trials, "seed": settings.seed},
+        "trials": [asdict(r) for r in records],
+        "best": asdict(best) if best else None,
+        "counts": {
+            state: sum(r.state == state for r in records)
+            for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+        },
+        "commit": source_commit(),
+        "hardware": hardware(),
+    }
     atomic_write_text(out / "tune.json", json.dumps(result, indent=2))
     if best is not None:
         atomic_write_text(out / "best.yaml", best_recipe(settings, best))
@@ -118,7 +144,13 @@ def plot_history(records: list[TrialRecord], metric: str, path: Path) -> None:
     ax.plot([r.number for r in done], [r.value for r in done], "o", color="tab:blue", label="complete trial")
     pruned = [r for r in records if r.state == "PRUNED" and r.fold_values]
     if pruned:
-        ax.plot([r.number for r in pruned], [float(np.mean(r.fold_values)) for r in pruned], "x", color="tab:grey", label="pruned (running mean)")
+        ax.plot(
+            [r.number for r in pruned],
+            [float(np.mean(r.fold_values)) for r in pruned],
+            "x",
+            color="tab:grey",
+            label="pruned (running mean)",
+        )
     if done:
         best, steps = -math.inf, []
         for r in done:
@@ -141,7 +173,10 @@ def plot_importance(weights: dict[str, float], path: Path) -> None:
     figure = Figure(figsize=(6.4, 0.45 * len(names) + 1.2))
     ax = figure.subplots()
     ax.barh(names, [weights[n] for n in names], color="tab:blue")
-    ax.set(xlabel=f"importance ({type(importance_evaluator()).__name__.replace('ImportanceEvaluator', '')}; sums to 1)", title="parameter importance")
+    ax.set(
+        xlabel=f"importance ({type(importance_evaluator()).__name__.replace('ImportanceEvaluator', '')}; sums to 1)",
+        title="parameter importance",
+    )
     save_figure(figure, path)
 
 
@@ -151,14 +186,29 @@ def _value(value: Any) -> str:
 
 def tune_markdown(name: str, settings: TuneSettings, records: list[TrialRecord], weights: dict[str, float]) -> str:
     best = best_record(records)
-    counts = ", ".join(f"{sum(r.state == s for r in records)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"))
-    lines = [f"# Tuning study {name}", "",
-             f"Recipe `{settings.recipe}` with overrides {settings.overrides or 'none'}; space `{settings.space.path}`; objective: mean "
-             f"validation {settings.metric} over {settings.folds} class-disjoint folds of the training classes (the test split is never read); "
-             f"target {settings.trials} trials, sampler seed {settings.seed}. Trials: {counts}.", ""]
+    counts = ", ".join(
+        f"{sum(r.state == s for r in records)} {s.lower()}"
+        for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+    )
+    lines = [
+        f"# Tuning study {name}",
+        "",
+        f"Recipe `{settings.recipe}` with overrides {settings.overrides or 'none'}; "
+        f"space `{settings.space.path}`; objective: mean "
+        f"validation {settings.metric} over {settings.folds} class-disjoint folds of the training classes "
+        "(the test split is never read); "
+        f"target {settings.trials} trials, sampler seed {settings.seed}. Trials: {counts}.",
+        "",
+    ]
     if best is not None:
-        lines += [f"Best: trial {best.number}, {settings.metric} {best.value:.4f} (folds {', '.join(f'{v:.4f}' for v in best.fold_values)}); "
-                  "its recipe is `best.yaml`.", "", "| key | best value |", "|---|---|"]
+        lines += [
+            f"Best: trial {best.number}, {settings.metric} {best.value:.4f} "
+            f"(folds {', '.join(f'{v:.4f}' for v in best.fold_values)}); "
+            "its recipe is `best.yaml`.",
+            "",
+            "| key | best value |",
+            "|---|---|",
+        ]
         lines += [f"| {key} | {_value(value)} |" for key, value in best.params.items()]
     lines += ["", "![optimisation history](history.png)", ""]
     if weights:
@@ -166,10 +216,21 @@ def tune_markdown(name: str, settings: TuneSettings, records: list[TrialRecord],
     else:
         lines += ["Parameter importance: too few complete trials to estimate it.", ""]
     keys = settings.space.keys()
-    lines += ["## Trials", "", "| # | state | value | folds | s | " + " | ".join(keys) + " | reason |", "|" + "---|" * (len(keys) + 6)]
+    lines += [
+        "## Trials",
+        "",
+        "| # | state | value | folds | s | " + " | ".join(keys) + " | reason |",
+        "|" + "---|" * (len(keys) + 6),
+    ]
     for r in records:
-        cells = [str(r.number), r.state.lower(), f"{r.value:.4f}" if r.value is not None else "-",
-                 " ".join(f"{v:.3f}" for v in r.fold_values) or "-", f"{r.seconds:.0f}" if r.seconds is not None else "-",
-                 *(_value(r.params[k]) if k in r.params else "-" for k in keys), (r.reason or "").replace("|", "/")]
+        cells = [
+            str(r.number),
+            r.state.lower(),
+            f"{r.value:.4f}" if r.value is not None else "-",
+            " ".join(f"{v:.3f}" for v in r.fold_values) or "-",
+            f"{r.seconds:.0f}" if r.seconds is not None else "-",
+            *(_value(r.params[k]) if k in r.params else "-" for k in keys),
+            (r.reason or "").replace("|", "/"),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

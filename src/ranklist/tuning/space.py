@@ -64,7 +64,7 @@ OPEN_MAPPINGS = ("loss.params.",)  # config mappings whose own keys may hold a d
 def _target(key: str) -> str:
     """The key as the override grammar reads it: loss.params.miner.epsilon -> loss.params[miner.epsilon]."""
     for prefix in OPEN_MAPPINGS:
-        rest = key[len(prefix):]
+        rest = key[len(prefix) :]
         if key.startswith(prefix) and "." in rest:
             return f"{prefix[:-1]}[{rest}]"
     return key
@@ -94,7 +94,9 @@ def load_space(path: str | Path) -> Space:
     except yaml.YAMLError as error:
         raise ValueError(f"search space {path} is not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(data, dict) or not data:
-        raise ValueError(f"search space {path} must be a mapping of dotted config keys to ranges, got {type(data).__name__}")
+        raise ValueError(
+            f"search space {path} must be a mapping of dotted config keys to ranges, got {type(data).__name__}"
+        )
     return Space(str(path), tuple(_param(path, str(key), spec) for key, spec in data.items()))
 
 
@@ -123,7 +125,9 @@ def _choices(choices: Any, bad) -> tuple[Value, ...]:
         raise bad(f"choices must be a non-empty list, got {choices!r}")
     for choice in choices:
         if not (choice is None or isinstance(choice, (bool, int, float, str))):
-            raise bad(f"choice {choice!r} is a {type(choice).__name__}; write lists and mappings as strings, e.g. \"[L,M,H]\"")
+            raise bad(
+                f'choice {choice!r} is a {type(choice).__name__}; write lists and mappings as strings, e.g. "[L,M,H]"'
+            )
     if len(set(map(repr, choices))) != len(choices):
         raise bad(f"choices repeat a value: {choices}")
     return tuple(choices)

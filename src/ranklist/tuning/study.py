@@ -51,36 +51,60 @@ def open_study(settings: TuneSettings, url: str, name: str):
     import optuna
     from optuna.storages import RDBStorage
 
-    engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None  # waits for another process's write
+    engine = (
+        {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None
+    )  # waits for another process's write
     # Optuna 4.9 renamed the stale-trial callback and its keyword; both spellings work until 6.
-    keyword = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in inspect.signature(RDBStorage).parameters else "failed_trial_callback"
+    keyword = (
+        "heartbeat_stale_trial_callback"
+        if "heartbeat_stale_trial_callback" in inspect.signature(RDBStorage).parameters
+        else "failed_trial_callback"
+    )
     for attempt in range(OPEN_ATTEMPTS):
         try:
-            storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                 **{keyword: retry_callback()(max_retry=MAX_RETRY)})
+            storage = RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                **{keyword: retry_callback()(max_retry=MAX_RETRY)},
+            )
             break
         except Exception as error:  # SQLAlchemy's errors for a bad URL, a missing driver, a refused connection
             if attempt + 1 == OPEN_ATTEMPTS or not _schema_race(error):
-                raise ValueError(f"--storage {redacted(url)!r} cannot be opened: {type(error).__name__}: {' '.join(str(error).split())[:300]}") from None
+                raise ValueError(
+                    f"--storage {redacted(url)!r} cannot be opened: {type(error).__name__}: "
+                    f"{' '.join(str(error).split())[:300]}"
+                ) from None
             time.sleep(1.0 + attempt)  # another machine is creating the same new database's tables
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=0)
-    study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
-                                sampler=sampler(settings.seed), pruner=pruner)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=sampler(settings.seed),
+        pruner=pruner,
+    )
     wanted = json.loads(json.dumps(settings.fingerprint()))
     recorded = study.user_attrs.get(SETTINGS_ATTR)
     if recorded is None:
         study.set_user_attr(SETTINGS_ATTR, wanted)
     elif recorded != wanted:
         differ = sorted(key for key in wanted if recorded.get(key) != wanted[key])
-        raise ValueError(f"study {name!r} in {redacted(url)} was made with other settings ({', '.join(differ)} differ: "
-                         f"{', '.join(f'{k}={recorded.get(k)!r}' for k in differ)}); use another --out, --storage or --study")
+        raise ValueError(
+            f"study {name!r} in {redacted(url)} was made with other settings ({', '.join(differ)} differ: "
+            f"{', '.join(f'{k}={recorded.get(k)!r}' for k in differ)}); use another --out, --storage or --study"
+        )
     return study
 
 
 def _schema_race(error: Exception) -> bool:
     """An error of two processes creating one database's tables at once (worth another try)."""
     text = str(error)
-    return type(error).__name__ in ("IntegrityError", "OperationalError") and ("already exists" in text or "UNIQUE constraint" in text)
+    return type(error).__name__ in ("IntegrityError", "OperationalError") and (
+        "already exists" in text or "UNIQUE constraint" in text
+    )
 
 
 def sampler(seed: int):
@@ -129,7 +153,11 @@ def recover_interrupted(study) -> None:
     fail_stale_trials(study)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         attrs = trial.user_attrs
-        if attrs.get(HOST) == socket.gethostname() and attrs.get(PID) not in (None, os.getpid()) and not _alive(attrs[PID]):
+        if (
+            attrs.get(HOST) == socket.gethostname()
+            and attrs.get(PID) not in (None, os.getpid())
+            and not _alive(attrs[PID])
+        ):
             requeue(study, trial, f"{INTERRUPTED}: its process {attrs[PID]} on {attrs[HOST]} ended")
 
 
@@ -160,8 +188,15 @@ class StudyLock:
             self.handle = None
 
 
-def run_trials(study, settings: TuneSettings, out: Path, *, progress: bool = True, after_trial: Callable[[], None] = lambda: None,
-               log: Callable[[str], None] = print) -> None:
+def run_trials(
+    study,
+    settings: TuneSettings,
+    out: Path,
+    *,
+    progress: bool = True,
+    after_trial: Callable[[], None] = lambda: None,
+    log: Callable[[str], None] = print,
+) -> None:
     """Run trials until the study counts settings.trials; `after_trial` runs after each of this process's."""
     from tqdm.auto import tqdm
 
@@ -186,7 +221,9 @@ def _next_trial(study, settings: TuneSettings, out: Path, lock: StudyLock) -> in
         trials = study.get_trials(deepcopy=False)
         if counted(trials, waiting=False) >= settings.trials:  # a queued trial is run first (Optuna pops it)
             return None
-        study.sampler = sampler(settings.seed + len(trials))  # each new trial its own seed: reproducible, and no two alike
+        study.sampler = sampler(
+            settings.seed + len(trials)
+        )  # each new trial its own seed: reproducible, and no two alike
 
         def started(trial) -> None:
             # A queued-again trial inherits its predecessor's attributes: this process owns it now.
@@ -212,8 +249,11 @@ def _requeue_own_interrupted(study) -> None:
     done = retried(trials)
     for trial in trials:
         attrs = trial.user_attrs
-        if (attrs.get(PID), attrs.get(HOST)) == (os.getpid(), socket.gethostname()) and str(attrs.get(REASON, "")).startswith(INTERRUPTED) \
-                and trial.number not in done:
+        if (
+            (attrs.get(PID), attrs.get(HOST)) == (os.getpid(), socket.gethostname())
+            and str(attrs.get(REASON, "")).startswith(INTERRUPTED)
+            and trial.number not in done
+        ):
             requeue(study, trial, attrs[REASON])
 
 
@@ -229,6 +269,10 @@ def _show(bar, study, settings: TuneSettings, number: int | None = None) -> str:
     if number is None:
         return ""
     trial = next(t for t in trials if t.number == number)
-    what = f"{settings.metric} {trial.value:.4f}" if trial.state.name == "COMPLETE" else trial.user_attrs.get(REASON) or ""
+    what = (
+        f"{settings.metric} {trial.value:.4f}" if trial.state.name == "COMPLETE" else trial.user_attrs.get(REASON) or ""
+    )
     total = f"{min(counted(trials), settings.trials)}/{settings.trials}"
-    return f"trial {number} {trial.state.name.lower()}: {what} ({total}" + (f"; best {best.value:.4f} in trial {best.number})" if best else ")")
+    return f"trial {number} {trial.state.name.lower()}: {what} ({total}" + (
+        f"; best {best.value:.4f} in trial {best.number})" if best else ")"
+    )
