@@ -159,7 +159,7 @@ def test_save_never_replaces_what_is_not_an_index(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "file.txt", "idx", "photos", "run"]
 
 
-def test_format_1_indexes_still_load(tmp_path):
+def test_a_format_1_index_is_refused_with_a_rebuild_hint(tmp_path):
     import json
 
     import faiss
@@ -168,20 +168,12 @@ def test_format_1_indexes_still_load(tmp_path):
     folder = tmp_path / "old"
     folder.mkdir()
     faiss.write_index(build_index(x).index, str(folder / "index.faiss"))
-    (folder / "meta.json").write_text(
-        json.dumps(
-            {
-                "kind": "flat",
-                "dim": 8,
-                "count": 10,
-                "labels": labels.tolist(),
-                "ids": [f"{i}.jpg" for i in range(10)],
-                "format": 1,
-            }
-        )
-    )
-    old = load_index(folder)
-    assert old.labels.tolist() == labels.tolist() and old.ids[3] == "3.jpg" and old.model is None
+    meta = {"kind": "flat", "dim": 8, "count": 10, "labels": labels.tolist(), "ids": ["0.jpg"] * 10, "format": 1}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(
+        ValueError, match="is format 1, which ranklist no longer reads: rebuild it with `ranklist index`"
+    ):
+        load_index(folder)
 
 
 def test_embeddings_file_round_trip_with_model(tmp_path):

@@ -30,6 +30,7 @@ from ranklist.retrieval.fingerprint import ModelFingerprint
 from ranklist.retrieval.index import FORMAT, EmbeddingIndex, Items
 
 INDEX_FILES = ("index.faiss", "meta.json", "items.npz", "thumbnails.npy")
+LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, zipfile.BadZipFile)
 
 
 def is_index(path: str | Path) -> bool:
@@ -108,10 +109,7 @@ def save_index(index: EmbeddingIndex, path: str | Path, *, replace: bool = False
         raise
 
 
-def _read_items(path: Path, meta: dict[str, Any]) -> Items:
-    if meta["format"] == 1:  # ids (and labels) inside meta.json
-        labels = meta.pop("labels", None)
-        return Items(np.asarray(meta.pop("ids")), None if labels is None else np.asarray(labels, dtype=np.int64))
+def _read_items(path: Path) -> Items:
     with np.load(path / "items.npz", allow_pickle=False) as arrays:
         found = {name: arrays[name] for name in arrays.files}
     thumbs = path / "thumbnails.npy"
@@ -146,6 +144,25 @@ def _check_counts(path: Path, index: Any, items: Items, meta: dict[str, Any]) ->
         )
 
 
+def _corrupt(path: Path, error: BaseException) -> ValueError:
+    return ValueError(f"corrupt index at {path}: {' '.join(str(error).split()) or type(error).__name__}")
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """meta.json, refused when it is not an index's record or is from format 1 (ids inside meta.json)."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        if not isinstance(meta, dict) or "format" not in meta:
+            raise ValueError("meta.json is not an index's record (no format)")
+    except LOAD_ERRORS as error:
+        raise _corrupt(path, error) from error
+    if meta["format"] == 1:
+        raise ValueError(
+            f"the index at {path} is format 1, which ranklist no longer reads: rebuild it with `ranklist index`"
+        )
+    return meta
+
+
 def load_index(path: str | Path) -> EmbeddingIndex:
     """An index folder, checked; a missing one is FileNotFoundError, a damaged one ValueError."""
     import faiss
@@ -153,17 +170,15 @@ def load_index(path: str | Path) -> EmbeddingIndex:
     path = Path(path)
     if not (path / "index.faiss").is_file() or not (path / "meta.json").is_file():
         raise FileNotFoundError(f"no index at {path} (expected index.faiss and meta.json)")
+    meta = _read_meta(path)
     try:
-        meta = json.loads((path / "meta.json").read_text())
-        if not isinstance(meta, dict) or "format" not in meta:
-            raise ValueError("meta.json is not an index's record (no format)")
         _check_files(path, meta)
         index = faiss.read_index(str(path / "index.faiss"))
-        items = _read_items(path, meta)
+        items = _read_items(path)
         model = meta.pop("model", None)
         model = ModelFingerprint.from_dict(model) if model is not None else None
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError, zipfile.BadZipFile) as error:
-        raise ValueError(f"corrupt index at {path}: {' '.join(str(error).split()) or type(error).__name__}") from error
+    except LOAD_ERRORS as error:
+        raise _corrupt(path, error) from error
     _check_counts(path, index, items, meta)
     meta.pop("format", None)
     return EmbeddingIndex(index, items, meta, model)
