@@ -16,9 +16,8 @@ through the recipe's training transform (the emoji benchmark's shape; no data se
   them (package_layers: a ZeroPad2d copy before each padded convolution, ReLU6 out of place, batch
   norms not folded; stride2_zero_pad: that copy back before the stride-2 convolutions only;
   unfolded_norms: the eval-mode batch norms run apart again), the backbone's batch-norm statistics
-  frozen (freeze_bn_on, or _off where the recipe freezes them; model.freeze_bn), the frozen trunk's
-  output cached once (cache_frozen_on, or _off where the recipe caches; train.cache_frozen),
-  loader workers with prefetch;
+  frozen (freeze_bn_on, or _off where the recipe freezes them; model.freeze_bn), loader workers
+  with prefetch;
 - evaluation forward (eval mode, batch eval.batch_size): torch.inference_mode and bf16 against no_grad,
   and the largest difference of the bf16 embeddings from fp32 (cosine).
 
@@ -52,13 +51,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ranklist.data import ArrayDataset, ClassBalancedBatchSampler, Preprocessing, build_transform
+from ranklist.data import ArrayDataset, ClassBalancedBatchSampler, build_transform
 from ranklist.models import BACKBONES, build_model, parameter_groups
 from ranklist.training.config import RunConfig, load_config
 from ranklist.training.optimizers import build_optimizer
 from ranklist.training.precision import frozen_precision, native_bf16
-from ranklist.training.run import build_level_losses, model_memory_format
-from ranklist.training.trunk_cache import cache_trunk
+from ranklist.training.run import build_level_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_SIZE = 64  # the emoji benchmark's images
@@ -81,7 +79,7 @@ class Variant:
     losses: torch.nn.ModuleDict
     amp: bool = False
     channels_last: bool = True
-    loader: str = "main"  # the loader feeding it: "main" (in process), "workers" or "cached" (the frozen trunk's maps)
+    loader: str = "main"  # the loader feeding it: "main" (in process) or "workers"
     times: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -169,7 +167,7 @@ def _train_step(v: Variant, images: torch.Tensor, labels: torch.Tensor, device: 
     labels = labels.to(device)
     amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
     with torch.autocast(device.type, dtype=amp_dtype, enabled=v.amp):
-        outputs = v.step_model(images, from_trunk=True) if v.loader == "cached" else v.step_model(images)
+        outputs = v.step_model(images)
     mark()
     detached = {level: out.float().detach().requires_grad_() for level, out in outputs.items()}
     loss = sum(v.losses[level](emb, labels) for level, emb in detached.items())
@@ -197,7 +195,7 @@ def _batches(loader: DataLoader, device: torch.device):
             for_start = time.perf_counter()
 
 
-def _loaders(config: RunConfig, normalization: str, n_classes: int, workers: int, cached_by: torch.nn.Module | None):
+def _loaders(config: RunConfig, normalization: str, n_classes: int, workers: int):
     d = config.data
     gen = np.random.default_rng(0)
     images = gen.integers(0, 256, size=(n_classes * d.samples_per_class, SOURCE_SIZE, SOURCE_SIZE, 3), dtype=np.uint8)
@@ -213,18 +211,6 @@ def _loaders(config: RunConfig, normalization: str, n_classes: int, workers: int
         return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, **extra)
 
     loaders = {"main": loader(0), **({"workers": loader(workers)} if workers else {})}
-    if cached_by is not None:  # the trunk's maps of the same images (the variants share the frozen blocks)
-        cached = cache_trunk(
-            cached_by,
-            dataset,
-            Preprocessing.from_config(d, normalization),
-            flips=d.hflip,
-            batch_size=config.eval.batch_size,
-            memory_format=model_memory_format(config),
-        )
-        loaders["cached"] = DataLoader(
-            cached, batch_sampler=ClassBalancedBatchSampler(labels, d.classes_per_batch, d.samples_per_class, seed=0)
-        )
     return loaders
 
 
@@ -278,7 +264,7 @@ def _variants(
         **{f"freeze_stem_{n}_blocks": hasattr(base.backbone, "freeze") for n in freeze},
         f"workers_{workers}": workers > 0,
     }
-    cached, frozen_bn = config.train.cache_frozen, config.model.freeze_bn
+    frozen_bn = config.model.freeze_bn
     candidates["freeze_bn"] = lambda: _make_variant(
         f"freeze_bn_{'off' if frozen_bn else 'on'}",
         config,
@@ -288,19 +274,7 @@ def _variants(
         freeze=recipe_freeze,
         freeze_bn=not frozen_bn,
     )
-    candidates["recipe"] = lambda: _make_variant(
-        "recipe", config, base, device, num_classes, loader="cached" if cached else "main", freeze=recipe_freeze
-    )
-    candidates["cache_frozen"] = lambda: _make_variant(
-        f"cache_frozen_{'off' if cached else 'on'}",
-        config,
-        base,
-        device,
-        num_classes,
-        loader="main" if cached else "cached",
-        freeze=config.model.freeze_blocks,
-    )
-    usable["cache_frozen"] = config.model.freeze_blocks > 0 and hasattr(base.backbone, "frozen_trunk")
+    candidates["recipe"] = lambda: _make_variant("recipe", config, base, device, num_classes, freeze=recipe_freeze)
     return [
         make() for name, make in candidates.items() if name == "recipe" or (name in wanted and usable.get(name, True))
     ]
@@ -352,16 +326,15 @@ def measure_backbone(name: str, config: RunConfig, args) -> dict:
     )
     n_classes = max(config.data.classes_per_batch * 4, 16)
     variants = _variants(config, base, device, n_classes, args.variants, args.workers, args.freeze_blocks)
-    cached_by = next((v.model for v in variants if v.loader == "cached"), None)
     loaders = {
         key: _batches(loader, device)
-        for key, loader in _loaders(config, base.normalization, n_classes, args.workers, cached_by).items()
+        for key, loader in _loaders(config, base.normalization, n_classes, args.workers).items()
     }
     compile_s = None
     for step in range(args.warmup + args.steps):
         main = next(loaders["main"])
         for v in variants:  # interleaved: every variant takes this step before the next batch
-            # The workers and cached variants wait on their own loaders (same shapes); the others'
+            # The workers variant waits on its own loader (same shapes); the others'
             # data time is the in-process loader's, measured after the loop.
             images, labels, data_s = (main[0], main[1], 0.0) if v.loader == "main" else next(loaders[v.loader])
             parts = _train_step(v, images, labels, device)
@@ -502,7 +475,6 @@ def main(argv: list[str] | None = None) -> None:
             "stride2_zero_pad",
             "unfolded_norms",
             "freeze_bn",
-            "cache_frozen",
             "workers",
         ],
     )

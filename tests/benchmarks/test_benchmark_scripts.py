@@ -49,10 +49,9 @@ def test_train_step_quick_layer_options_on_efficientnet_lite0():
         "stride2_zero_pad",
         "unfolded_norms",
         "freeze_bn",
-        "cache_frozen",
     )
     options = report["backbones"]["efficientnet_lite0"]["options_x_recipe"]
-    assert set(options) == {"package_layers", "stride2_zero_pad", "unfolded_norms", "freeze_bn_off", "cache_frozen_on"}
+    assert set(options) == {"package_layers", "stride2_zero_pad", "unfolded_norms", "freeze_bn_off"}
     assert all(ratio > 0 for ratio in options.values())
 
 

@@ -31,8 +31,8 @@ model.levels: {type: categorical, choices: ["[L,M,H]", "[H]"]}
     assert (batch.kind, batch.corners()) == ("int", [16, 64]) and batch.step == 8
     assert gradient.choices == ("query", "full") and levels.corners() == ["[L,M,H]", "[H]"]
     assert overrides(
-        {"optim.lr": 0.1, "train.cache_frozen": True, "loss.params.alpha": None, "model.levels": "[H]"}
-    ) == ["optim.lr=0.1", "train.cache_frozen=true", "loss.params.alpha=null", "model.levels=[H]"]
+        {"optim.lr": 0.1, "train.deterministic": True, "loss.params.alpha": None, "model.levels": "[H]"}
+    ) == ["optim.lr=0.1", "train.deterministic=true", "loss.params.alpha=null", "model.levels=[H]"]
     assert override("optim.lr", 1e-7) == "optim.lr=1e-07"
     assert override("loss.params.miner.epsilon", 0.2) == "loss.params[miner.epsilon]=0.2"  # a miner's key holds a dot
 

@@ -69,20 +69,6 @@ class Preprocessing:
             **options,
         )
 
-    def uncropped_transform(self) -> ImageTransform:
-        """The training image before its random crop and flip, normalised (train.cache_frozen):
-        paper: resize x resize; resize: image_size x image_size. rrc has no such image (each crop
-        draws its own scale) and is an error."""
-        if self.recipe == "rrc":
-            raise ValueError(
-                "recipe 'rrc' draws a new crop scale for every item: "
-                "its training images cannot be cached before the crop"
-            )
-        side = self.resize if self.recipe == "paper" else self.image_size
-        return ImageTransform(
-            False, side, side, self.normalization, "resize", hflip=False, exif_orientation=self.exif_orientation
-        )
-
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON, YAML, ONNX metadata)."""
         record = asdict(self)

@@ -100,13 +100,9 @@ class EfficientNetLite(nn.Module):
         with bf16 units makes a step cheaper (docs/results.md, Throughput)."""
         self.frozen_dtype = dtype
 
-    def forward(self, x: torch.Tensor, *, from_trunk: bool = False) -> dict[str, torch.Tensor]:
-        """x: images, or (from_trunk) what `frozen_trunk` returned for them (train.cache_frozen)."""
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         taps: dict[str, torch.Tensor] = {}
-        if from_trunk:
-            self.check_trunk_cacheable()
-            x = x.float()  # cached in the frozen precision
-        elif self.frozen_blocks:
+        if self.frozen_blocks:
             x = self._trunk(x, taps)
             if self.training and self.frozen_dtype is not None:  # the trainable blocks run in fp32
                 x, taps = x.float(), {level: tap.float() for level, tap in taps.items()}
@@ -115,21 +111,6 @@ class EfficientNetLite(nn.Module):
         x = self._blocks(x, self.frozen_blocks, len(self.blocks), taps)
         taps["H"] = self.activation(self.head(x))
         return taps
-
-    def frozen_trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """The stem and frozen blocks' output for images x, in the frozen precision: fixed for an
-        image while training (weights and BN statistics frozen), so it can be cached."""
-        self.check_trunk_cacheable()
-        return self._trunk(x, {})
-
-    def check_trunk_cacheable(self) -> None:
-        """A cached trunk output can stand for the images only if no level taps inside the trunk."""
-        inside = {level: block for block, level in self.tap_blocks.items() if block < self.frozen_blocks}
-        if not self.frozen_blocks or inside:
-            raise ValueError(
-                f"the frozen trunk cannot be cached with {self.frozen_blocks} frozen blocks: it needs at least one, "
-                f"and no level tapped inside it (taps: {inside})"
-            )
 
     def _trunk(self, x: torch.Tensor, taps: dict[str, torch.Tensor]) -> torch.Tensor:
         """Stem + frozen blocks, under autocast to frozen_dtype in training (taps kept in that dtype)."""

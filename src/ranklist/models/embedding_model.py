@@ -133,9 +133,8 @@ class EmbeddingModel(nn.Module):
                     module.eval()
         return self
 
-    def forward(self, images: torch.Tensor, *, from_trunk: bool = False) -> dict[str, torch.Tensor]:
-        """images, or (from_trunk) the backbone's cached frozen-trunk output for them (train.cache_frozen)."""
-        taps = self.backbone(images, from_trunk=True) if from_trunk else self.backbone(images)
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        taps = self.backbone(images)
         return {lvl: self.heads[lvl](taps[lvl]) for lvl in self.levels}
 
 

@@ -91,8 +91,6 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory format: ~1.5x faster convolutions on CPU (measured)
     # event files in RUN/tensorboard/ (reporting/tensorboard.py; the `tensorboard` extra); on in the shipped recipes
     tensorboard: bool = False
-    # compute the frozen blocks' output of each training image once; crops at their stride (training/trunk_cache.py)
-    cache_frozen: bool = False
     # deterministic algorithms only (cuDNN, cuBLAS workspace): CUDA runs repeat bit for bit (training/determinism.py)
     deterministic: bool = False
 
@@ -231,14 +229,6 @@ def check_config(config: RunConfig) -> None:
     for key in ("val_every", "log_every", "checkpoint_every"):
         need(getattr(t, key) >= 1, f"train.{key} must be >= 1, got {getattr(t, key)}")
     need(t.threads is None or t.threads >= 1, f"train.threads must be >= 1 or null, got {t.threads}")
-    need(
-        not t.cache_frozen or m.freeze_blocks > 0,
-        f"train.cache_frozen needs frozen blocks (model.freeze_blocks > 0), got model.freeze_blocks={m.freeze_blocks}",
-    )
-    need(
-        not t.cache_frozen or d.recipe != "rrc",
-        "train.cache_frozen cannot cache data.recipe='rrc' (a new crop scale per item); use 'paper' or 'resize'",
-    )
     need(bool(e.ks) and min(e.ks) >= 1, f"eval.ks must be positive, got {e.ks}")
     need(e.batch_size >= 1, f"eval.batch_size must be >= 1, got {e.batch_size}")
     need(

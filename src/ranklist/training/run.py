@@ -36,7 +36,6 @@ from ranklist.training.preflight import (
     process_device,
     resolve_device,
 )
-from ranklist.training.trunk_cache import cache_trunk
 
 
 @dataclass
@@ -76,11 +75,6 @@ class Run:
     def lead(self) -> bool:
         """The process that evaluates and writes."""
         return self.rank == 0
-
-    @property
-    def trunk_cached(self) -> bool:
-        """splits.train yields the frozen trunk's cached maps (train.cache_frozen), not images."""
-        return self.config.train.cache_frozen
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -200,15 +194,6 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
     check_findable(splits)
     check_ks(config.eval.ks, splits)
     check_images(splits.named().items())
-    if config.train.cache_frozen:
-        splits.train = cache_trunk(
-            model,
-            splits.train,
-            model.preprocessing,
-            flips=config.data.hflip,
-            batch_size=config.eval.batch_size,
-            memory_format=model_memory_format(config),
-        )
     sampler = ClassBalancedBatchSampler(
         splits.train.labels,
         config.data.classes_per_batch,

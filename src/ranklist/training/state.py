@@ -95,7 +95,7 @@ def train_step(run, state: TrainState, batch: tuple[torch.Tensor, torch.Tensor])
     optim = run.config.optim
     # bfloat16 on every device: float16 without a gradient scaler lets small gradients underflow.
     with torch.autocast(run.device.type, enabled=optim.amp, dtype=torch.bfloat16):
-        outputs = run.train_model(images, from_trunk=True) if run.trunk_cached else run.train_model(images)
+        outputs = run.train_model(images)
     try:
         loss = sum(run.losses[level](outputs[level].float(), labels) for level in run.model.levels)
     except ValueError:  # a loss refuses non-finite embeddings: say why they are (checked only on this path)

@@ -399,8 +399,6 @@ class Trainer:
                 **{f"{k}_classes": int(len(np.unique(v.labels))) for k, v in splits.items()},
             },
         }
-        if run.trunk_cached:
-            summary["trunk_cache_mib"] = round(run.splits.train.nbytes / 2**20, 1)
         if baseline is not None:
             summary["baseline"] = {
                 "description": f"pretrained {cfg.model.backbone} before training (pooled high-level features)",
