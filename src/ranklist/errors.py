@@ -7,6 +7,9 @@ the command line prints one line for those and keeps the traceback of everything
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 DATALOADER_MARK = "Original Traceback"
 
 
@@ -16,6 +19,20 @@ class UserError(ValueError):
 
 class TrainingDiverged(UserError):
     """The loss or the embeddings became non-finite: a recipe problem (learning rate), not a bug."""
+
+
+class MissingExtraError(UserError):
+    """An optional package is not installed."""
+
+
+def require(module: str, purpose: str, extra: str = "serve") -> ModuleType:
+    """Import `module`, or say in one line which optional extra installs it (not an ImportError deep in a stack)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise MissingExtraError(
+            f"{purpose} needs the optional extra: pip install 'ranklist[{extra}]' (cannot import {module}: {error})"
+        ) from None
 
 
 def one_line(error: BaseException) -> str:

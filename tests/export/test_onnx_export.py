@@ -154,7 +154,7 @@ def test_export_command_and_errors(tmp_path, capsys):
 def test_a_missing_extra_is_named(monkeypatch):
     import builtins
 
-    from ranklist.serving.extra import MissingExtraError, require
+    from ranklist.errors import MissingExtraError, require
 
     real_import = builtins.__import__
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
-from ranklist.serving.extra import require
+from ranklist.errors import require
 from ranklist.serving.service import SearchService
 from ranklist.serving.uploads import InputError, Upload
 

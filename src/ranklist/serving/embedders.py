@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ranklist.data.preprocessing import Preprocessing
+from ranklist.errors import require
 from ranklist.retrieval.fingerprint import ModelFingerprint, model_fingerprint
 
 
@@ -59,7 +60,6 @@ class OnnxEmbedder:
 
     def __init__(self, path: str | Path, threads: int = 0) -> None:
         from ranklist.export.onnx_model import INPUT, OUTPUT_EMBEDDING, read_onnx_info
-        from ranklist.serving.extra import require
 
         ort = require("onnxruntime", "the ONNX runtime")
         info = read_onnx_info(path)
