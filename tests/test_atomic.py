@@ -76,13 +76,15 @@ def test_flipped_checksum_record_or_pickle_is_refused(tmp_path):
             load_torch_checked(path)
 
 
-def test_files_without_checksum_load_unverified(tmp_path):
+def test_files_without_checksum_are_refused_by_name(tmp_path):
     from ranklist.atomic import load_torch_checked, verify_torch_checksum
 
-    path = tmp_path / "old.pt"
-    torch.save({"x": torch.arange(3)}, path)  # as written before checksums existed
-    assert not verify_torch_checksum(path)
-    assert torch.equal(load_torch_checked(path)["x"], torch.arange(3))
+    for legacy in (False, True):  # torch's zip format and its older pickle format
+        path = tmp_path / f"old{legacy}.pt"
+        torch.save({"x": torch.arange(3)}, path, _use_new_zipfile_serialization=not legacy)
+        assert not verify_torch_checksum(path)
+        with pytest.raises(ValueError, match=rf"cannot read checkpoint {path}: it has no checksum record"):
+            load_torch_checked(path)
 
 
 def test_empty_truncated_missing_and_foreign_files_name_the_file(tmp_path):

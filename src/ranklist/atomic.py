@@ -99,8 +99,8 @@ def load_torch_checked(path: str | os.PathLike[str], map_location: Any = "cpu", 
     """torch.load of a file written by atomic_torch_save, its checksum verified first.
 
     A missing file is FileNotFoundError; an empty, truncated, bit-flipped or foreign file is one
-    ValueError naming it. Files written before checksums existed (no checksum record) load without
-    verification. weights_only=False (the default) unpickles arbitrary objects: only for trusted files.
+    ValueError naming it, and so is a file without a checksum record (damage to it could not be
+    detected). weights_only=False (the default) unpickles arbitrary objects: only for trusted files.
     """
     import torch
 
@@ -111,9 +111,9 @@ def load_torch_checked(path: str | os.PathLike[str], map_location: Any = "cpu", 
         raise FileNotFoundError(f"checkpoint not found: {target}")
     if target.stat().st_size == 0:
         raise ValueError(f"cannot read checkpoint {target}: the file is empty (0 bytes)")
-    verify_torch_checksum(target)
+    verified = verify_torch_checksum(target)
     try:
-        return torch.load(target, map_location=map_location, weights_only=weights_only)
+        loaded = torch.load(target, map_location=map_location, weights_only=weights_only)
     except MemoryError:
         raise
     except Exception as error:  # pickle/zip errors of a truncated or foreign file have no common type
@@ -126,6 +126,12 @@ def load_torch_checked(path: str | os.PathLike[str], map_location: Any = "cpu", 
                 f"unpickled (loading them could run code){'; ' + found[0][:160] if found else ''}"
             )
         raise ValueError(f"cannot read checkpoint {target}: {detail}") from error
+    if not verified:  # checked after torch.load so that a foreign file is still named as foreign
+        raise ValueError(
+            f"cannot read checkpoint {target}: it has no checksum record (ranklist's save_model and "
+            "training runs write one), so damage to it could not be detected"
+        )
+    return loaded
 
 
 TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a"  # the pickle header of torch's pre-1.6 (non-zip) format
@@ -158,7 +164,7 @@ def _foreign_file(target: Path) -> str | None:
 def verify_torch_checksum(path: str | os.PathLike[str]) -> bool:
     """Check a torch file's checksum record (and the zip's CRC-32s); True if it had one.
 
-    ValueError naming the file on any mismatch; False for files without a record (older ones).
+    ValueError naming the file on any mismatch; False for files without a record (load_torch_checked refuses them).
     """
     if not zipfile.is_zipfile(path):
         return False  # not a zip (truncated, foreign, or torch's legacy format): torch.load decides

@@ -128,12 +128,23 @@ def _same_outputs(a, b):
 
 def test_checkpoints_that_still_hold_the_right_model_load(tmp_path, model):
     checkpoint = model_checkpoint(model)
-    torch.save(checkpoint, tmp_path / "before_checksums.pt")  # written before this change
-    torch.save(checkpoint, tmp_path / "legacy_format.pt", _use_new_zipfile_serialization=False)
     atomic_torch_save({**checkpoint, "optimizer": {}, "epoch": 3}, tmp_path / "trainer_style.pt")
     (tmp_path / "trailing_bytes.pt").write_bytes(_saved(tmp_path / "m.pt", model) + b"\0" * 64)
-    for name in ("before_checksums.pt", "legacy_format.pt", "trainer_style.pt", "trailing_bytes.pt"):
+    for name in ("trainer_style.pt", "trailing_bytes.pt"):
         assert _same_outputs(load_model(tmp_path / name).eval(), model), name
+
+
+def test_checkpoints_without_a_checksum_or_a_preprocessing_record_are_refused(tmp_path, model):
+    checkpoint = model_checkpoint(model)
+    torch.save(checkpoint, tmp_path / "unchecked.pt")
+    torch.save(checkpoint, tmp_path / "legacy_format.pt", _use_new_zipfile_serialization=False)
+    for name in ("unchecked.pt", "legacy_format.pt"):
+        with pytest.raises(ValueError, match=f"cannot read checkpoint {tmp_path / name}: it has no checksum record"):
+            load_model(tmp_path / name)
+    del checkpoint["preprocessing"]
+    atomic_torch_save(checkpoint, tmp_path / "unprocessed.pt")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'unprocessed.pt'} has no preprocessing record"):
+        load_model(tmp_path / "unprocessed.pt")
 
 
 @pytest.mark.parametrize("offset", [22, 30, 60, 100, 150])

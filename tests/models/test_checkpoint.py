@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from ranklist.atomic import atomic_torch_save
 from ranklist.models import build_model, load_model, model_checkpoint, save_model
 
 
@@ -46,7 +47,7 @@ def test_incompatible_checkpoints_give_clear_errors(tmp_path):
     bad["model_config"]["backbone"] = "resnet9"
     with pytest.raises(ValueError, match="unusable model_config.*unknown backbone 'resnet9'"):
         load_model(bad)
-    torch.save({"weights": 1}, tmp_path / "other.pt")
+    atomic_torch_save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match=r"other.pt is not a ranklist model checkpoint .*\['weights'\]"):
         load_model(tmp_path / "other.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")

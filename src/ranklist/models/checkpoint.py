@@ -55,8 +55,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def load_model(checkpoint: str | Path | Mapping[str, Any], map_location: str | torch.device = "cpu") -> EmbeddingModel:
-    """Re-create a model from a checkpoint (a path or a dict) holding "model_config" and "model_state";
-    other keys (trainer checkpoints) are ignored."""
+    """Re-create a model from a checkpoint (a path or a dict) holding "model_config", "model_state" and
+    "preprocessing"; other keys (trainer checkpoints) are ignored."""
     where = "checkpoint dict" if isinstance(checkpoint, Mapping) else str(checkpoint)
     source: Any = checkpoint if isinstance(checkpoint, Mapping) else read_checkpoint(checkpoint, map_location)
     if not isinstance(source, Mapping) or "model_config" not in source or "model_state" not in source:
@@ -69,6 +69,11 @@ def load_model(checkpoint: str | Path | Mapping[str, Any], map_location: str | t
     }
     if kinds:
         raise ValueError(f"{where}: model_config and model_state must be dicts, got {kinds}")
+    if "preprocessing" not in source:
+        raise ValueError(
+            f"{where} has no preprocessing record, so how its input images are made is unknown "
+            "(ranklist's save_model and training runs write one)"
+        )
     config = {**source["model_config"], "pretrained": False}
     try:
         model = build_model(**config)
@@ -80,11 +85,10 @@ def load_model(checkpoint: str | Path | Mapping[str, Any], map_location: str | t
         raise ValueError(
             f"{where}: model_state does not fit its model_config: {' '.join(str(error).split())}"
         ) from error
-    if "preprocessing" in source:  # older checkpoints: the backbone's default at the model's image size
-        try:
-            model.preprocessing = Preprocessing.from_dict(source["preprocessing"])
-        except ValueError as error:
-            raise ValueError(f"{where}: {error}") from error
+    try:
+        model.preprocessing = Preprocessing.from_dict(source["preprocessing"])
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from error
     if "inference" in source:  # older checkpoints: fp32, contiguous
         try:
             model.inference = Inference.from_dict(source["inference"])
