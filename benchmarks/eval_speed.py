@@ -4,9 +4,7 @@ Synthetic clustered data shaped like Stanford Online Products' test split: 60,50
 dimension 512 in 11,316 classes (~5 per class). Measured, each in its own subprocess, 2 threads:
 - ranklist.retrieval_metrics: Recall@{1,10,100,1000} + MAP@R + R-Precision, its first call in a
   process, and (retrieval_metrics_warm, not run by default) a second call,
-- ranklist.nmi (faiss k-means from greedy k-means++ seeds, k = 11,316), and (nmi_random_init, not
-  run by default) the same faiss k-means from faiss's own random start, as nmi was before the
-  seeding: nmi's x_random_init is the seeding's cost,
+- ranklist.nmi (faiss k-means from greedy k-means++ seeds, k = 11,316),
 - pytorch-metric-learning's AccuracyCalculator on the same data (precision_at_1, MAP@R,
   R-Precision; its k-NN is faiss, k = max class size),
 - the floor: one exact all-pairs matrix product (60,502 x 60,502 x 512, blocked, into one buffer).
@@ -68,11 +66,6 @@ def _measure(method: str, n: int, classes: int, dim: int, threads: int) -> dict:
         from ranklist.evaluation import nmi
 
         out = {"nmi": nmi(emb, labels)}
-    elif method == "nmi_random_init":
-        from ranklist.evaluation.clustering import kmeans_assign, normalized_mutual_information
-
-        clusters = kmeans_assign(emb.numpy(), len(torch.unique(labels)), init="random")
-        out = {"nmi": normalized_mutual_information(clusters, labels.numpy())}
     elif method == "pml":
         from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
@@ -126,8 +119,6 @@ def main() -> None:
     for method in ("retrieval_metrics", "retrieval_metrics_warm", "pml"):
         if floor and "seconds" in results.get(method, {}):
             results[method]["x_floor"] = round(results[method]["seconds"] / floor, 2)
-    if "seconds" in results.get("nmi", {}) and "seconds" in results.get("nmi_random_init", {}):
-        results["nmi"]["x_random_init"] = round(results["nmi"]["seconds"] / results["nmi_random_init"]["seconds"], 3)
     print(
         json.dumps(
             {

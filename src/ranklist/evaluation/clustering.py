@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
@@ -27,9 +25,7 @@ def normalized_mutual_information(clusters: np.ndarray, classes: np.ndarray) -> 
     return max(0.0, 2.0 * mutual / entropy)
 
 
-def kmeans_assign(
-    emb: np.ndarray, k: int, *, seed: int = 0, iterations: int = 20, restarts: int = 1, init: str = "k-means++"
-) -> np.ndarray:
+def kmeans_assign(emb: np.ndarray, k: int, *, seed: int = 0, iterations: int = 20, restarts: int = 1) -> np.ndarray:
     """Cluster index of each row: faiss k-means (Lloyd) from k-means++ seeds, best of `restarts`.
 
     A random start (faiss's own) puts two centroids in one cluster and one across two, a local
@@ -40,8 +36,6 @@ def kmeans_assign(
 
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
-    if init not in SEEDINGS:
-        raise ValueError(f"init must be one of {sorted(SEEDINGS)}, got {init!r}")
     data = np.ascontiguousarray(emb, dtype=np.float32)
     best_objective, best = np.inf, None
     for attempt in range(restarts):
@@ -55,7 +49,7 @@ def kmeans_assign(
             max_points_per_centroid=max(256, data.shape[0] // k + 1),
             min_points_per_centroid=1,  # retrieval test sets have few items per class, by design
         )
-        kmeans.train(data, init_centroids=SEEDINGS[init](data, k, rng))
+        kmeans.train(data, init_centroids=data[kmeans_plus_plus(data, k, rng)])
         if best is None or kmeans.obj[-1] < best_objective:
             best_objective, best = kmeans.obj[-1], kmeans
     _, assignment = best.index.search(data, 1)
@@ -132,17 +126,6 @@ def _seeding_round(
             if len(seeds) == wanted:
                 break
     return seeds
-
-
-def _kmeans_plus_plus_centroids(data: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    return data[kmeans_plus_plus(data, k, rng)]
-
-
-# Initial centroids of a k-means run; None: faiss's own start (k random rows; kept for comparison).
-SEEDINGS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray | None]] = {
-    "k-means++": _kmeans_plus_plus_centroids,
-    "random": lambda data, k, rng: None,
-}
 
 
 def _squared_distances(centres: torch.Tensor, x: torch.Tensor, sq_x: torch.Tensor | None = None) -> np.ndarray:
