@@ -2,7 +2,7 @@
 
 import asyncio
 import io
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -167,7 +167,8 @@ def test_another_models_embedder_is_refused(served, tmp_path):
 
 
 def test_in_memory_thumbnails_and_an_unlabelled_index(served, tmp_path):
-    from ranklist.retrieval import Items, build_index, model_fingerprint
+    from ranklist.models.fingerprint import model_fingerprint
+    from ranklist.retrieval import Items, build_index
 
     embedder = load_embedder(served["checkpoint"], None)
     thumbs = np.full((3, 64, 64, 3), 200, dtype=np.uint8)
@@ -178,42 +179,46 @@ def test_in_memory_thumbnails_and_an_unlabelled_index(served, tmp_path):
     assert response.status_code == 409 and "no labels" in response.json()["detail"]
 
 
-class SlowEmbedder:
-    """Sleeps in embed, as a big model would: other requests must still be answered meanwhile."""
+class HeldEmbedder:
+    """Holds each forward until the test releases it, as a slow model would: other requests must still be
+    answered meanwhile. The hold has a timeout so that inference run on the event loop fails instead of hanging."""
 
     def __init__(self, inner):
         self.inner, self.preprocessing, self.fingerprint, self.runtime = (
             inner,
             inner.preprocessing,
             inner.fingerprint,
-            "slow",
+            "held",
         )
+        self.started, self.release, self.released = threading.Event(), threading.Event(), []
 
     def embed(self, batch):
-        time.sleep(1.0)
+        self.started.set()
+        self.released.append(self.release.wait(timeout=30))  # False: the hold timed out, nobody released it
         return self.inner.embed(batch)
 
 
 def test_inference_runs_off_the_event_loop(served):
     import httpx
 
-    app = create_app(
-        SearchService(load_index(served["index"]), SlowEmbedder(load_embedder(served["checkpoint"], None)))
-    )
+    held = HeldEmbedder(load_embedder(served["checkpoint"], None))
+    app = create_app(SearchService(load_index(served["index"]), held))
 
     async def scenario():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=LOCAL) as api:
             search = asyncio.create_task(
                 api.post("/search?k=2", files={"file": ("q.png", png(draw(2, 3)), "image/png")})
             )
-            await asyncio.sleep(0.2)
+            assert await asyncio.to_thread(held.started.wait, 60), "the search never reached the model"
             health = await api.get("/healthz")
-            return health.status_code, search.done(), (await search).status_code
+            search_done = search.done()
+            held.release.set()
+            return health.status_code, search_done, (await search).status_code
 
     status, search_done, search_status = asyncio.run(scenario())
-    # health answered while the (1 s) search still ran: the event loop was free.
-    # No timing bound: a busy machine may be slow.
-    assert status == 200 and not search_done and search_status == 200
+    # health was answered, and the test released the forward, while the search's forward was held: the event
+    # loop was free. No clock bound: inference on the loop would block it until the hold timed out.
+    assert status == 200 and not search_done and search_status == 200 and held.released == [True]
 
 
 def test_a_16_bit_grayscale_upload_is_scaled_not_white(served):
