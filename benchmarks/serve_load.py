@@ -41,7 +41,8 @@ def prepare(folder: Path, checkpoint: str | None, items: int, kinds: list[str]) 
     from onnx_speed import demo_model
 
     from ranklist.models import save_model
-    from ranklist.retrieval import build_index, model_fingerprint, save_index
+    from ranklist.models.fingerprint import model_fingerprint
+    from ranklist.retrieval import build_index, save_index
 
     model = demo_model(checkpoint)
     path = Path(checkpoint) if checkpoint else folder / "demo.pt"

@@ -11,7 +11,7 @@ import torch
 from ranklist.cli import main
 from ranklist.export import export_onnx, read_onnx_info
 from ranklist.models import BACKBONES, build_model, evaluation_embedding, load_model
-from ranklist.retrieval import model_fingerprint
+from ranklist.models.fingerprint import model_fingerprint
 from tests.serving.fixtures import draw, make_checkpoint
 
 ort = pytest.importorskip("onnxruntime")

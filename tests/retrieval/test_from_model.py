@@ -7,7 +7,8 @@ import torch
 from ranklist.cli import main
 from ranklist.data import ArrayDataset, build_dataset
 from ranklist.models import evaluation_embedding, load_model
-from ranklist.retrieval import load_index, model_fingerprint, search
+from ranklist.models.fingerprint import model_fingerprint
+from ranklist.retrieval import load_index, search
 from ranklist.retrieval.from_model import add_from_model, index_from_model, thumbnail_array
 from tests.data.fixtures import make_fashion_mnist
 from tests.serving.fixtures import make_checkpoint, make_folder

@@ -63,7 +63,7 @@ def test_errors():
 
 
 def fingerprint(tag="a"):
-    from ranklist.retrieval import ModelFingerprint
+    from ranklist.models.fingerprint import ModelFingerprint
 
     return ModelFingerprint(tag * 64, {"image_size": 32, "resize": 36, "recipe": "paper"})
 

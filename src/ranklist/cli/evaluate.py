@@ -35,7 +35,7 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         help="of the forward; default: the one the checkpoint's run "
-        "evaluated with (its eval.precision as resolved then; fp32 for checkpoints that record none)",
+        "evaluated with (its precision.eval as resolved then; fp32 for checkpoints that record none)",
     )
 
 
@@ -122,7 +122,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
 def embed_command(args: argparse.Namespace) -> None:
     from ranklist.data import evaluation_splits
     from ranklist.evaluation import embed_dataset
-    from ranklist.retrieval import model_fingerprint
+    from ranklist.models.fingerprint import model_fingerprint
     from ranklist.retrieval.embeddings_file import EmbeddingsFile, write_embeddings
 
     if not args.out.endswith(".npz"):

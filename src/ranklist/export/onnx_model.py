@@ -24,7 +24,7 @@ from torch import nn
 from ranklist.atomic import atomic_path
 from ranklist.data.preprocessing import Preprocessing
 from ranklist.errors import require
-from ranklist.retrieval.fingerprint import ModelFingerprint, model_fingerprint
+from ranklist.models.fingerprint import ModelFingerprint, model_fingerprint
 
 INPUT = "images"
 OUTPUT_EMBEDDING = "embedding"

@@ -1,7 +1,6 @@
 """Retrieval: a faiss index of embeddings (flat, IVF, IVF-PQ) with its items and the fingerprint of
 the model that embedded them, saved atomically; built from an embeddings file or from a model."""
 
-from ranklist.retrieval.fingerprint import ModelFingerprint, check_same_model, model_fingerprint
 from ranklist.retrieval.index import (
     KINDS,
     EmbeddingIndex,
@@ -19,13 +18,10 @@ __all__ = [
     "KINDS",
     "EmbeddingIndex",
     "Items",
-    "ModelFingerprint",
     "add_to_index",
     "build_index",
-    "check_same_model",
     "is_index",
     "load_index",
-    "model_fingerprint",
     "next_ids",
     "save_index",
     "search",

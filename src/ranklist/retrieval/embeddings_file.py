@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ranklist.atomic import atomic_path
-from ranklist.retrieval.fingerprint import ModelFingerprint
+from ranklist.models.fingerprint import ModelFingerprint
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class EmbeddingsFile:
         precision: str | None = None,
     ) -> EmbeddingsFile:
         """From a model's raw per-level outputs (torch tensors): the evaluation embedding is derived here.
-        `model`: ranklist.retrieval.model_fingerprint(model), recorded so indexes can check it."""
+        `model`: ranklist.models.fingerprint.model_fingerprint(model), recorded so indexes can check it."""
         from ranklist.models import evaluation_embedding
 
         return cls(

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ranklist.data.image_decoding import to_rgb
-from ranklist.retrieval.fingerprint import model_fingerprint
+from ranklist.models.fingerprint import check_same_model, model_fingerprint
 from ranklist.retrieval.index import EmbeddingIndex, Items, add_to_index, build_index, next_ids
 
 THUMBNAIL_SIZE = 64  # side of the thumbnails stored for in-memory images
@@ -111,8 +111,6 @@ def add_from_model(
     device: str | torch.device = "cpu",
 ) -> EmbeddingIndex:
     """Append a dataset split's items to an index built by the same model (refused otherwise)."""
-    from ranklist.retrieval.fingerprint import check_same_model
-
     fingerprint = model_fingerprint(model)
     check_same_model(index.model, fingerprint, "the added items")  # before the embedding work
     embeddings, items = embed_items(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ranklist.retrieval.fingerprint import ModelFingerprint, check_same_model
+from ranklist.models.fingerprint import ModelFingerprint, check_same_model
 
 KINDS = ("flat", "ivf", "ivfpq")
 PQ_CENTROIDS = 256  # per sub-quantiser, for the 8-bit codes ivfpq uses

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ranklist.atomic import file_digest
-from ranklist.retrieval.fingerprint import ModelFingerprint
+from ranklist.models.fingerprint import ModelFingerprint
 from ranklist.retrieval.index import FORMAT, EmbeddingIndex, Items
 
 INDEX_FILES = ("index.faiss", "meta.json", "items.npz", "thumbnails.npy")

@@ -17,7 +17,7 @@ import torch
 
 from ranklist.data.preprocessing import Preprocessing
 from ranklist.errors import require
-from ranklist.retrieval.fingerprint import ModelFingerprint, model_fingerprint
+from ranklist.models.fingerprint import ModelFingerprint, model_fingerprint
 
 
 class Embedder(Protocol):

@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from ranklist.data.image_decoding import read_rgb, upright
+from ranklist.models.fingerprint import check_same_model
 from ranklist.retrieval import EmbeddingIndex, search_rows, stored_vectors
-from ranklist.retrieval.fingerprint import check_same_model
 from ranklist.serving.coalescing import CoalescingEmbedder
 from ranklist.serving.embedders import Embedder
 from ranklist.serving.uploads import InputError, ServeLimits, Upload, decode_batch
