@@ -298,6 +298,7 @@ def test_inshop_is_dropped_in_by_hand_and_verified(tmp_path, fixture_counts):
 def test_bn_inception_weights_are_checked_by_loading(tmp_path, monkeypatch):
     import torch
 
+    from ranklist.models.backbones import check_weights
     from ranklist.models.bn_inception import BNInception
 
     buffer = io.BytesIO()
@@ -310,6 +311,7 @@ def test_bn_inception_weights_are_checked_by_loading(tmp_path, monkeypatch):
             "bn_inception",
             tmp_path / "weights",
             sources=with_digest(SOURCES, "bn_inception", {"bn_inception-239d2248.pth": prefix}),
+            check_weights=check_weights,
             log=lambda m: None,
         )
     assert target == tmp_path / "weights" / "bn_inception-239d2248.pth" and target.read_bytes() == weights
@@ -317,6 +319,12 @@ def test_bn_inception_weights_are_checked_by_loading(tmp_path, monkeypatch):
         json.loads((tmp_path / "weights" / "bn_inception-239d2248.pth.fetched.json").read_text())["counts"]["tensors"]
         > 100
     )
+
+
+def test_weights_are_not_fetched_without_their_check(tmp_path):
+    with pytest.raises(ValueError, match="bn_inception is a weights file: .* needs check_weights"):
+        fetch("bn_inception", tmp_path / "weights", log=lambda m: None)
+    assert not (tmp_path / "weights").exists()
 
 
 def test_sha256_arguments_are_checked(capsys):

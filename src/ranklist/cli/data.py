@@ -66,8 +66,10 @@ def data_command(args: argparse.Namespace) -> None:
 def fetch_command(args: argparse.Namespace) -> None:
     from ranklist.data.fetch import fetch
     from ranklist.data.sources import SOURCES
+    from ranklist.models.backbones import check_weights
 
     if args.source is None:
         raise ValueError(f"ranklist data fetch needs what to fetch: one of {sorted(SOURCES)}")
     files = [a.file for a in SOURCES[args.source].archives]
-    fetch(args.source, args.root, sha256=parse_sha256(args.sha256, files), unverified=args.unverified)
+    sha256 = parse_sha256(args.sha256, files)
+    fetch(args.source, args.root, sha256=sha256, unverified=args.unverified, check_weights=check_weights)

@@ -69,11 +69,12 @@ def reproduce(
     """Fetch, train, compare; writes OUT/reproduction.json and OUT/reproduction.md and returns the comparison."""
     from ranklist.atomic import atomic_write_text
     from ranklist.data.fetch import fetch
+    from ranklist.models.backbones import check_weights
     from ranklist.reporting.paper import comparison, comparison_markdown
     from ranklist.training import Trainer, load_config
 
     data = fetch(dataset, root, unverified=unverified, log=log)
-    weights_file = fetch("bn_inception", weights, log=log)
+    weights_file = fetch("bn_inception", weights, check_weights=check_weights, log=log)
     # The fetched paths first: the user's overrides still win (e.g. another backbone).
     config = load_config(config_path, [f"data.root={data}", f"model.weights={weights_file}", *overrides])
     out = Path(out)

@@ -1,7 +1,7 @@
 """`ranklist data fetch NAME --root DIR`: download, verify, extract safely, check, then put in place.
 
     fetch("cub200", "data")          # -> data/CUB_200_2011, what configs/cub200.yaml reads
-    fetch("bn_inception", "weights")  # -> weights/bn_inception-239d2248.pth
+    fetch("bn_inception", "weights", check_weights=check_weights)  # -> weights/bn_inception-239d2248.pth
 
 Each archive lands in ROOT/downloads/<file> (resumable through <file>.part, data/download.py) and
 is kept there; one whose checksum (data/sources.py) does not match is removed and refused, naming
@@ -28,6 +28,8 @@ from ranklist.data.extract import extract
 from ranklist.data.sources import SOURCES, Archive, Digest, Source
 from ranklist.errors import UserError
 
+# Loads a weights file into the named backbone, refusing one that does not fit; what it counted ({"tensors": n}).
+WeightsCheck = Callable[[str, Path], dict[str, int]]
 USER_DIGEST = "given on the command line (--sha256)"
 
 
@@ -95,14 +97,6 @@ def _check_dataset(name: str, folder: Path) -> dict[str, int]:
     return counts
 
 
-def _check_weights(path: Path) -> dict[str, int]:
-    from ranklist.models.bn_inception import BNInception, load_bn_inception_weights
-
-    model = BNInception()
-    load_bn_inception_weights(model, path)
-    return {"tensors": len(model.state_dict())}
-
-
 def _place_dataset(
     source: Source, name: str, files: list[Path], target: Path, log: Callable[[str], None]
 ) -> dict[str, int]:
@@ -136,15 +130,20 @@ def fetch(
     sha256: dict[str, str] | None = None,
     unverified: bool = False,
     sources: dict[str, Source] = SOURCES,
+    check_weights: WeightsCheck | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Fetch source `name` of `sources` into `root` (default: the source's, e.g. data/); returns its path.
 
     sha256: {archive file name: hex} checked instead of the registry's digest (required for an
-    archive without one, unless unverified=True). `sources` is the test hook for fixture checksums."""
+    archive without one, unless unverified=True). `sources` is the test hook for fixture checksums.
+    check_weights: how a weights source is checked by loading it into its backbone (the caller passes
+    models.backbones.check_weights, so that data does not import models); needed for weights only."""
     if name not in sources:
         raise ValueError(f"unknown source {name!r}; choose one of {sorted(sources)}")
     source, sha256 = sources[name], dict(sha256 or {})
+    if source.backbone is not None and check_weights is None:
+        raise ValueError(f"{name} is a weights file: fetch checks it by loading it and needs check_weights")
     unknown = sorted(set(sha256) - {a.file for a in source.archives})
     if unknown:
         raise ValueError(
@@ -159,8 +158,8 @@ def fetch(
     downloads = root / "downloads"
     records = [_verified(a, _obtain(a, downloads, source, log), sha256, unverified) for a in source.archives]
     files = [downloads / a.file for a in source.archives]
-    if source.dataset is None:  # weights: checked by loading them, then copied into place
-        counts = _check_weights(files[0])
+    if source.backbone is not None:  # weights: checked by loading them, then copied into place
+        counts = check_weights(source.backbone, files[0])
         shutil.copyfile(files[0], target.with_name(target.name + ".part"))
         target.with_name(target.name + ".part").replace(target)
     else:

@@ -37,6 +37,7 @@ class Source:
     default_root: str
     inner: str = ""  # the folder inside the extracted archives that becomes the target ("" = all of it)
     dataset: str | None = None  # the reader (data/benchmarks.py) whose published counts are checked
+    backbone: str | None = None  # weights: the backbone (models' BACKBONES) they are checked by loading into
     convert: str | None = None  # a layout conversion of data/fetch.py's CONVERSIONS
     manual: str | None = None  # what to download by hand, and where to put it
     note: str = ""
@@ -126,6 +127,7 @@ SOURCES: dict[str, Source] = {
         ),
         target="bn_inception-239d2248.pth",
         default_root="weights",
+        backbone="bn_inception",
         note="Cadene's pretrained-models.pytorch `bninception` ImageNet weights "
         "(the file the recipes' model.weights names)",
     ),

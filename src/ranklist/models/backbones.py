@@ -109,3 +109,9 @@ def backbone_spec(name: str, saved: Mapping | None = None) -> BackboneSpec:
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)} or hf:<hub id or directory>")
     return BACKBONES[name]
+
+
+def check_weights(name: str, path: Path) -> dict[str, int]:
+    """Build backbone `name` with the weights file at `path` (refused unless every tensor fits), as
+    `ranklist data fetch` checks fetched weights; {"tensors": how many the backbone holds}."""
+    return {"tensors": len(backbone_spec(name).build(path).state_dict())}
