@@ -3,6 +3,13 @@ import pytest
 from tests.data.fixtures import make_fashion_mnist
 
 
+def pytest_collection_modifyitems(items):
+    """A slow test is heavy too, so that `pytest -m "not heavy"` (the quick inner loop) leaves it out."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("heavy"):
+            item.add_marker(pytest.mark.heavy)
+
+
 def write_tiny_recipe(folder, train_extra: str = "", eval_extra: str = ""):
     """A YAML recipe training small_cnn on a tiny Fashion-MNIST-format set for a few iterations;
     `train_extra` / `eval_extra` add keys to those sections (", tensorboard: true")."""

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.heavy  # the benchmark scripts run in subprocesses
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 

@@ -4,10 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from ranklist import ranked_list_loss
 from ranklist.losses.distributed import DistributedRankedListLoss, distributed_ranked_list_loss
+
+pytestmark = pytest.mark.heavy  # gloo process groups in subprocesses
 
 
 def free_port() -> int:

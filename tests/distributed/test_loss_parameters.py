@@ -3,8 +3,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.data.fixtures import make_fashion_mnist
 from tests.distributed.test_distributed import free_port
+
+pytestmark = pytest.mark.heavy  # gloo process groups in subprocesses
 
 
 def test_loss_parameters_are_synchronised_across_processes(tmp_path):

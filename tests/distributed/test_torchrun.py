@@ -14,6 +14,8 @@ from ranklist.training.trainer import RunFolderError
 from tests.data.fixtures import make_fashion_mnist, write_image
 from tests.distributed.test_distributed import free_port
 
+pytestmark = pytest.mark.heavy  # torchrun runs with two processes
+
 
 def torchrun(*args: str) -> None:
     cmd = [

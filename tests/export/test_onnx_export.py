@@ -53,6 +53,7 @@ def small(name: str, options: dict) -> dict:
     return {"image_size": min(96, BACKBONES[name].default_image_size) if name in BACKBONES else None, **options}
 
 
+@pytest.mark.heavy  # traces and runs a whole backbone per family: seconds each
 @pytest.mark.parametrize(("backbone", "options"), by_family(FAMILIES))
 def test_onnx_matches_pytorch_on_real_images(backbone, options, tmp_path):
     check_parity(backbone, small(backbone, options), tmp_path)
@@ -92,6 +93,7 @@ def hf_families():
     return HF
 
 
+@pytest.mark.heavy  # traces and runs a whole backbone per family: seconds each
 @pytest.mark.parametrize("hf_family", hf_families())
 def test_onnx_matches_pytorch_for_hugging_face_families(hf_family, tmp_path):
     """hf:<dir> backbones, one tiny random model per family (tests/models/hf_fixtures.py)."""

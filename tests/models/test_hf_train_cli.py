@@ -53,6 +53,7 @@ def _evaluate(checkpoint, root, out) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("family", FAMILIES)
 def test_train_evaluate_and_reload_without_the_model_directory(family, tmp_path):
     folder = save_tiny(family, tmp_path / family)

@@ -53,6 +53,7 @@ def _fixtures(tmp_path: Path) -> dict[str, bytes]:
     return {"CUB_200_2011.tgz": buffer.getvalue(), "bn_inception-239d2248.pth": weights.getvalue()}
 
 
+@pytest.mark.heavy
 def test_reproduce_cub_end_to_end(tmp_path, monkeypatch, capsys):
     files = _fixtures(tmp_path)
     # Test hooks: the fixtures' checksums and counts (the real registry and count check are what run).

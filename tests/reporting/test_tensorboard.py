@@ -30,6 +30,7 @@ def _events(log_dir):
     return accumulator
 
 
+@pytest.mark.heavy
 def test_a_run_writes_scalars_hparams_figures_and_projector(recipe, tmp_path):
     out = tmp_path / "run"
     summary = Trainer(load_config(recipe), out, progress=False, log=lambda m: None).run()
@@ -67,6 +68,7 @@ def test_a_run_writes_scalars_hparams_figures_and_projector(recipe, tmp_path):
     assert Image.open(folder / "sprite.png").size == (side, side)
 
 
+@pytest.mark.heavy
 def test_a_study_is_one_root_with_a_folder_per_run(recipe, tmp_path):
     out = tmp_path / "cmp"
     argv = [
@@ -90,6 +92,7 @@ def test_a_study_is_one_root_with_a_folder_per_run(recipe, tmp_path):
     assert runs == {"rll-seed0/tensorboard", "contrastive-seed0/tensorboard"}
 
 
+@pytest.mark.heavy
 def test_a_resumed_run_drops_the_events_past_its_checkpoint(recipe, tmp_path, monkeypatch):
     """A run that dies at iteration 5 (checkpoint at 4) resumes from 4: the events of 5 are purged and written again."""
     out = tmp_path / "split"
@@ -116,6 +119,7 @@ def test_a_resumed_run_drops_the_events_past_its_checkpoint(recipe, tmp_path, mo
     )
 
 
+@pytest.mark.heavy
 def test_off_or_missing_package_writes_no_events(recipe, tmp_path, monkeypatch):
     Trainer(
         load_config(recipe, ["train.tensorboard=false", "train.iterations=1"]),

@@ -15,6 +15,8 @@ import pytest
 
 from tests.serving.fixtures import draw
 
+pytestmark = pytest.mark.heavy  # a server subprocess driven by a real browser
+
 CHROMIUM, DRIVER = (
     shutil.which("chromium") or "/usr/bin/chromium",
     shutil.which("chromedriver") or "/usr/bin/chromedriver",

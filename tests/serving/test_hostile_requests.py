@@ -113,6 +113,7 @@ PEAK_PROBE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the resident memory")
 def test_eight_huge_images_in_one_request_hold_about_one_image_at_a_time(tmp_path):
     """8 PNGs of 25 megapixels (75 MB each decoded, 0.3 MB sent): all decoded at once plus their float

@@ -3,10 +3,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from ranklist.cli import main
 
 
+@pytest.mark.heavy
 def test_train_evaluate_embed(tiny_recipe, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", str(tiny_recipe), "train.iterations=2", "--out", str(out), "--no-progress"]) == 0
@@ -76,11 +78,13 @@ def test_errors_are_one_line_with_exit_code_2(tiny_recipe, tmp_path, capsys):
     assert "cannot read checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.heavy
 def test_python_dash_m_works():
     done = subprocess.run([sys.executable, "-m", "ranklist", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "demo" in done.stdout
 
 
+@pytest.mark.heavy
 def test_index_and_search_commands(tiny_recipe, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", str(tiny_recipe), "train.iterations=1", "--out", str(out), "--no-progress"]) == 0

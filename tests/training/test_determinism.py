@@ -70,6 +70,7 @@ def test_deterministic_refuses_a_nondeterministic_cublas_setting(monkeypatch, re
         make_deterministic()
 
 
+@pytest.mark.heavy
 def test_a_deterministic_cpu_run_equals_the_plain_one(tiny_recipe, tmp_path, restored_switches):
     """Every op of a training run has a deterministic CPU kernel (none refuses), and the CPU's were
     deterministic already."""
@@ -85,6 +86,7 @@ def test_a_deterministic_cpu_run_equals_the_plain_one(tiny_recipe, tmp_path, res
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
+@pytest.mark.heavy
 @needs_cuda
 def test_cuda_resume_is_bit_for_bit_with_deterministic(tiny_recipe, tmp_path, restored_switches):
     """EfficientNet-Lite's drop-connect draws from the CUDA generator; deterministic kernels do the rest."""

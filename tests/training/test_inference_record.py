@@ -34,6 +34,7 @@ def bf16_run(tiny_recipe, tmp_path):
     return out
 
 
+@pytest.mark.heavy
 def test_evaluate_embed_and_index_embed_as_the_run_did(bf16_run, tmp_path, capsys):
     summary = json.loads((bf16_run / "summary.json").read_text())
     checkpoint = str(bf16_run / "checkpoints/best.pt")

@@ -22,6 +22,7 @@ def _log(folder):  # everything but the wall-clock times
     ]
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_mid_run_equals_the_straight_run(tiny_recipe, tmp_path, workers):
     """6 iterations over epochs of 2 batches, stopped after 3 (mid-epoch) and resumed."""
@@ -45,6 +46,7 @@ def test_resume_mid_run_equals_the_straight_run(tiny_recipe, tmp_path, workers):
     assert _log(tmp_path / "split") == _log(tmp_path / "straight")
 
 
+@pytest.mark.heavy
 def test_one_loader_for_the_whole_run(tiny_recipe, tmp_path, monkeypatch):
     from ranklist.training import loader
 
@@ -116,6 +118,7 @@ def test_batches_are_pinned_for_cuda_only():
     assert _loader_for("cuda").pin_memory and not _loader_for("cpu").pin_memory
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_cuda_run_with_pinned_batches_and_workers(tiny_recipe, tmp_path):
     summary = Trainer(

@@ -1,8 +1,11 @@
 """A run with cross-batch memory resumes bit for bit (issue 24 item 9, issue 28 item 5)."""
 
+import pytest
 import torch
 
 from ranklist.training import Trainer, load_config
+
+pytestmark = pytest.mark.heavy  # training runs
 
 MEMORY = ["loss.memory_size=10", "loss.memory_warmup=1"]
 

@@ -61,6 +61,7 @@ eval: {{ks: [1, 2], batch_size: 5, grid_queries: 3}}
     return str(path)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("layout", ["csv", "folder"])
 def test_query_gallery_protocol_trains_and_evaluates_end_to_end(tmp_path, layout, capsys):
     root = make_csv(tmp_path / "data") if layout == "csv" else make_split_folders(tmp_path / "data")
@@ -95,6 +96,7 @@ def test_query_gallery_protocol_trains_and_evaluates_end_to_end(tmp_path, layout
 @pytest.mark.parametrize(
     "extra", [", recipe: paper", ", recipe: rrc", ", recipe: resize", ", recipe: paper, resize: 24"]
 )
+@pytest.mark.heavy
 def test_evaluate_reproduces_the_summary_from_the_checkpoint(tmp_path, extra, capsys):
     root = make_split_folders(tmp_path / "data", query_gallery=False)
     assert evaluation_splits("folder", root).gallery is None
@@ -127,6 +129,7 @@ def test_evaluate_reproduces_the_summary_from_the_checkpoint(tmp_path, extra, ca
     assert record["resize"] == (24 if "resize: 24" in extra else 18)
 
 
+@pytest.mark.heavy
 def test_gallery_split_is_matched_by_class_identity(tmp_path, capsys):
     """Query and gallery splits number their classes apart; `evaluate --gallery-split` must match
     classes by identity (a gallery with one class fewer shifts every number)."""

@@ -28,6 +28,7 @@ def finished_run(tiny_recipe, tmp_path, capsys):
     return out
 
 
+@pytest.mark.heavy
 def test_overwrite_keeps_the_old_run_until_the_new_one_is_checked(tiny_recipe, finished_run, capsys):
     before = (finished_run / "summary.json").read_text()
     _fails(
@@ -55,6 +56,7 @@ def test_overwrite_replaces_only_a_run_folder(tiny_recipe, tmp_path, capsys):
     _fails(["train", str(tiny_recipe), "--out", str(tmp_path / "file")], capsys, "is a file")
 
 
+@pytest.mark.heavy
 def test_resume_refuses_a_changed_configuration(tiny_recipe, finished_run, capsys):
     _fails(
         [
@@ -81,6 +83,7 @@ def test_resume_refuses_a_changed_configuration(tiny_recipe, finished_run, capsy
     }
 
 
+@pytest.mark.heavy
 def test_an_unreadable_checkpoint_stops_a_resume(tiny_recipe, finished_run, capsys):
     (finished_run / "checkpoints/last.pt").write_bytes(b"")
     _fails(["train", str(tiny_recipe), "train.iterations=3", "--out", str(finished_run), "--resume"], capsys, "last.pt")
@@ -112,6 +115,7 @@ def test_an_unreadable_image_fails_before_training(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.heavy
 def test_evaluate_out_must_be_a_json_file(finished_run, tmp_path, capsys):
     root = json.loads((finished_run / "summary.json").read_text())["config"]["data"]["root"]
     _fails(

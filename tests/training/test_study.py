@@ -1,9 +1,12 @@
 import json
 
+import pytest
+
 from ranklist.cli import main
 from ranklist.training.study import ABLATIONS, PAPER_SOP_RECALL1, comparison_variants, study_markdown
 
 
+@pytest.mark.heavy
 def test_compare_writes_table_json_and_plot(tiny_recipe, tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = [
@@ -49,6 +52,7 @@ def test_ablation_names_and_errors(tiny_recipe, tmp_path, capsys):
     assert "unknown losses ['arcface']" in capsys.readouterr().err
 
 
+@pytest.mark.heavy
 def test_ablation_titles_make_valid_run_names(tiny_recipe, tmp_path):
     argv = [
         "ablate",
@@ -64,6 +68,7 @@ def test_ablation_titles_make_valid_run_names(tiny_recipe, tmp_path):
     assert set(json.loads((tmp_path / "m" / "study.json").read_text())["table"]) == {"batch only", "memory 1024"}
 
 
+@pytest.mark.heavy
 def test_identical_runs_are_shared_between_studies_and_changed_ones_retrained(tiny_recipe, tmp_path):
     common = ["train.iterations=1", "eval.nmi=false", "--no-progress"]
     assert main(["ablate", str(tiny_recipe), "gradient", *common, "--out", str(tmp_path / "gradient")]) == 0
@@ -118,6 +123,7 @@ def test_tables_show_the_papers_numbers_beside_ours():
         assert set(numbers) <= set(ABLATIONS.get(study) or comparison_variants(list(numbers)))
 
 
+@pytest.mark.heavy
 def test_the_pretrained_baseline_is_embedded_once_per_study(tiny_recipe, tmp_path, monkeypatch):
     from ranklist.training import Trainer, load_config, trainer
 

@@ -16,6 +16,7 @@ def test_lr_schedule_warmup_then_steps():
     assert [lr_factor(s, 2, [4], 0.1) for s in range(6)] == pytest.approx([0.5, 1, 1, 1, 0.1, 0.1])
 
 
+@pytest.mark.heavy
 def test_tiny_run_writes_a_complete_run_folder(tiny_recipe, tmp_path):
     out = tmp_path / "run"
     summary = Trainer(load_config(tiny_recipe), out, progress=False, log=lambda m: None).run()
@@ -64,6 +65,7 @@ def test_tiny_run_writes_a_complete_run_folder(tiny_recipe, tmp_path):
         )
 
 
+@pytest.mark.heavy
 def test_resume_is_bit_for_bit(tiny_recipe, tmp_path):
     Trainer(load_config(tiny_recipe), tmp_path / "straight", progress=False, log=lambda m: None).run()
     Trainer(
@@ -101,6 +103,7 @@ def test_failed_start_leaves_no_half_run(tiny_recipe, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.heavy
 def test_baseline_losses_train_by_name(tiny_recipe, tmp_path):
     for name, params in (("proxy_nca", "{softmax_scale: 5.0}"), ("multi_similarity", "{}")):
         config = load_config(
@@ -151,6 +154,7 @@ def test_train_step_alone(tiny_recipe):
     assert any(not torch.equal(a, b) for a, b in zip(before, run.model.parameters()))
 
 
+@pytest.mark.heavy
 def test_without_validation_the_last_model_is_tested(tiny_recipe, tmp_path):
     """data.val_fraction=0 (the paper's protocol, the demo's): every training class trains, no
     selection, the last iteration's model meets the test split once."""
@@ -162,6 +166,7 @@ def test_without_validation_the_last_model_is_tested(tiny_recipe, tmp_path):
     assert load_model(out / "checkpoints" / "last.pt")  # what was tested
 
 
+@pytest.mark.heavy
 def test_the_pretrained_baseline_shares_the_test_pass(tiny_recipe, tmp_path, monkeypatch):
     """The baseline is embedded after training, in the final test's pass: each test image is read
     once for both models, and the summary reports both."""

@@ -33,6 +33,7 @@ def tuned_folder(recipe, space, out, *overrides: str):
     return out
 
 
+@pytest.mark.heavy
 def test_tuned_recipes_are_compared_over_paired_seeds_and_queries(tiny_recipe, tmp_path, capsys):
     space = tmp_path / "lr.yaml"
     space.write_text("optim.lr: {type: float, low: 0.01, high: 0.1, log: true}\n")

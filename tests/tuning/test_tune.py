@@ -18,6 +18,7 @@ def tune(recipe, space, out, *extra: str) -> int:
     return main(["tune", str(recipe), "--space", str(space), "--out", str(out), "--no-progress", *extra])
 
 
+@pytest.mark.heavy
 def test_a_tiny_study_writes_its_records_a_trainable_best_recipe_and_plots(tiny_recipe, tiny_space, tmp_path):
     out = tmp_path / "study"
     assert tune(tiny_recipe, tiny_space, out, "--trials", "2", "--folds", "2") == 0
@@ -55,6 +56,7 @@ def test_a_tiny_study_writes_its_records_a_trainable_best_recipe_and_plots(tiny_
     assert "recall@1" in json.loads((tmp_path / "best-run" / "summary.json").read_text())["test"]["concat"]
 
 
+@pytest.mark.heavy
 def test_a_rerun_continues_the_study_without_redoing_finished_trials(tiny_recipe, tiny_space, tmp_path):
     out = tmp_path / "study"
     assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "2") == 0
@@ -74,6 +76,7 @@ def _dead_pid() -> int:
     return process.pid
 
 
+@pytest.mark.heavy
 def test_a_trial_left_running_by_a_dead_process_is_failed_and_run_again_with_its_values(
     tiny_recipe, tiny_space, tmp_path
 ):
@@ -98,6 +101,7 @@ def test_a_trial_left_running_by_a_dead_process_is_failed_and_run_again_with_its
     assert trials[2]["params"] == params and trials[2]["reason"] is None and len(trials[2]["fold_values"]) == 2
 
 
+@pytest.mark.heavy
 def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(tiny_recipe, tmp_path):
     space = tmp_path / "lr.yaml"
     space.write_text(
@@ -116,6 +120,7 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(tiny_
     assert all(t["state"] == "COMPLETE" for t in trials if t["params"]["optim.lr"] == 0.01)
 
 
+@pytest.mark.heavy
 def test_tuning_never_needs_the_test_split(tmp_path):
     csv = csv_without_test_images(tmp_path / "images")
     recipe = write_recipe(tmp_path / "csv.yaml", f"name: csv, root: {csv}")
@@ -128,6 +133,7 @@ def test_tuning_never_needs_the_test_split(tmp_path):
     assert json.loads((tmp_path / "study" / "tune.json").read_text())["trials"][0]["state"] == "COMPLETE"
 
 
+@pytest.mark.heavy
 def test_user_errors_are_one_line(tiny_recipe, tiny_space, tmp_path, capsys):
     out = tmp_path / "study"
     assert tune(tiny_recipe, tiny_space, out, "--trials", "1", "--folds", "2", "--metric", "nmi") == 2
@@ -163,6 +169,7 @@ def test_user_errors_are_one_line(tiny_recipe, tiny_space, tmp_path, capsys):
     assert not (tmp_path / "other").exists()
 
 
+@pytest.mark.heavy
 def test_two_processes_share_one_study(tiny_recipe, tiny_space, tmp_path):
     out = tmp_path / "study"
     command = [
@@ -194,6 +201,7 @@ def test_two_processes_share_one_study(tiny_recipe, tiny_space, tmp_path):
     assert sorted(path.name for path in (out / "trials").iterdir()) == [f"{n:04d}" for n in range(6)]
 
 
+@pytest.mark.heavy
 def test_a_trial_below_the_median_stops_after_its_first_fold(tiny_recipe, tiny_space, tmp_path, monkeypatch):
     import optuna.trial
 
@@ -213,6 +221,7 @@ def test_a_trial_below_the_median_stops_after_its_first_fold(tiny_recipe, tiny_s
     assert "| 1 | pruned |" in (out / "tune.md").read_text()
 
 
+@pytest.mark.heavy
 def test_a_killed_tune_continues_when_run_again(tiny_recipe, tiny_space, tmp_path):
     import signal
     import time
