@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ranklist.evaluation.metric_names import RECALL_AT_1
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     for command, helptext, function in (
@@ -63,5 +65,5 @@ def _study(args: argparse.Namespace, key: str, title: str, variants: dict[str, l
     )
     print(Path(args.out) / "study.md")
     print(
-        json.dumps({k: round(v.get("recall@1", {}).get("mean", float("nan")), 4) for k, v in result["table"].items()})
+        json.dumps({k: round(v.get(RECALL_AT_1, {}).get("mean", float("nan")), 4) for k, v in result["table"].items()})
     )

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ranklist.evaluation.metric_names import MAP_AT_R, R_PRECISION, RECALL_AT_1
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     tune = subparsers.add_parser(
@@ -31,7 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     tune.add_argument("--study", help="the study's name in the storage (default: the space file's name)")
     tune.add_argument(
-        "--metric", default="map@r", help="validation metric to maximise: map@r (default), recall@1, r_precision"
+        "--metric",
+        default=MAP_AT_R,
+        help=f"validation metric to maximise: {MAP_AT_R} (default), {RECALL_AT_1}, {R_PRECISION}",
     )
     tune.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     tune.add_argument("--no-progress", action="store_true")
@@ -94,6 +98,6 @@ def compare_tuned_command(args: argparse.Namespace) -> None:
     print(Path(args.out) / "tuned.md")
     print(
         json.dumps(
-            {name: round(row.get("map@r", {}).get("mean", float("nan")), 4) for name, row in result["table"].items()}
+            {name: round(row.get(MAP_AT_R, {}).get("mean", float("nan")), 4) for name, row in result["table"].items()}
         )
     )

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from ranklist.models.embedding_model import LEVELS
+
 CONCAT = "concat"  # the view of all levels concatenated, then L2-normalised
 MAP_AT_R = "map@r"
 R_PRECISION = "r_precision"
 NMI = "nmi"
+NUM_QUERIES = "num_queries"
 EXCLUDED = "num_excluded_queries"
 RECALL_PREFIX = "recall@"
-VIEW_ORDER = ("L", "M", "H", CONCAT)
+VIEW_ORDER = (*LEVELS, CONCAT)
 _DISPLAY = {MAP_AT_R: "MAP@R", R_PRECISION: "R-Prec", NMI: "NMI"}
 
 
 def recall_key(k: int) -> str:
+    """The key of Recall@k: 4 -> "recall@4"."""
     return f"{RECALL_PREFIX}{k}"
+
+
+RECALL_AT_1 = recall_key(1)  # the headline metric
 
 
 def recall_ks(keys: Iterable[str]) -> list[int]:

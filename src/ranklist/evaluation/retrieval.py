@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ranklist.evaluation.metric_names import EXCLUDED, MAP_AT_R, NUM_QUERIES, R_PRECISION, recall_key
+
 # Similarity block: at most this many entries (64 MB of float32) alive at once.
 PAIRS_PER_BLOCK = 1 << 24
 
@@ -192,7 +194,7 @@ def retrieval_metrics(
     per_query_metrics over the queries that have a same-class item.
     """
     per_query, excluded = per_query_metrics(emb, labels, ks, gallery, gallery_labels)
-    result: dict[str, float] = {"num_queries": len(per_query["map@r"]), "num_excluded_queries": excluded}
+    result: dict[str, float] = {NUM_QUERIES: len(per_query[MAP_AT_R]), EXCLUDED: excluded}
     result.update({key: float(values.mean()) for key, values in per_query.items()})
     return result
 
@@ -245,11 +247,11 @@ def per_query_metrics(
     neighbours, first_rank = scan_gallery(queries, gal, query_labels, gal_labels, k_max, exclude_self=self_retrieval)
     relevant = (gal_labels[neighbours] == query_labels[:, None])[valid]  # [Q', k_max]
     first_rank, r = first_rank[valid], r[valid]
-    result = {f"recall@{k}": (first_rank <= k).double() for k in ks}
+    result = {recall_key(k): (first_rank <= k).double() for k in ks}
     rank = torch.arange(1, k_max + 1, device=relevant.device)
     within_r = rank[None, :] <= r[:, None]
     hits = relevant & within_r
     precision_at_i = hits.cumsum(dim=1).double() / rank
-    result["map@r"] = (precision_at_i * hits).sum(dim=1) / r
-    result["r_precision"] = hits.sum(dim=1).double() / r
+    result[MAP_AT_R] = (precision_at_i * hits).sum(dim=1) / r
+    result[R_PRECISION] = hits.sum(dim=1).double() / r
     return result, int((~valid).sum())

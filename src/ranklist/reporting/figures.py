@@ -11,8 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ranklist.atomic import atomic_write_bytes
-
-LEVEL_ORDER = ["L", "M", "H", "concat"]
+from ranklist.evaluation.metric_names import MAP_AT_R, RECALL_AT_1, VIEW_ORDER, recall_key, recall_ks
 
 
 def save_figure(figure: Figure, path: Path) -> None:
@@ -25,7 +24,7 @@ def save_figure(figure: Figure, path: Path) -> None:
 def plot_training_curves(records: list[dict[str, Any]], path: Path, best_step: int | None = None) -> None:
     """Loss and learning rate per iteration; validation Recall@1 / MAP@R with the selected step (a
     run without a validation split gets the loss panel alone)."""
-    val = [r for r in records if "val/recall@1" in r]
+    val = [r for r in records if f"val/{RECALL_AT_1}" in r]
     figure = Figure(figsize=(10, 3.8) if val else (5.6, 3.8))
     if val:
         loss_ax, val_ax = figure.subplots(1, 2, gridspec_kw={"wspace": 0.6})  # room for the lr axis
@@ -44,7 +43,7 @@ def plot_training_curves(records: list[dict[str, Any]], path: Path, best_step: i
 
 
 def _plot_validation(val_ax, val: list[dict[str, Any]], best_step: int | None) -> None:
-    for key, colour in (("val/recall@1", "tab:green"), ("val/map@r", "tab:purple")):
+    for key, colour in ((f"val/{RECALL_AT_1}", "tab:green"), (f"val/{MAP_AT_R}", "tab:purple")):
         if key in val[0]:
             val_ax.plot([r["step"] for r in val], [100 * r[key] for r in val], marker="o", color=colour, label=key)
     if best_step is not None:
@@ -55,15 +54,15 @@ def _plot_validation(val_ax, val: list[dict[str, Any]], best_step: int | None) -
 
 def plot_recall_at_k(test: dict[str, dict[str, float]], path: Path, baseline: dict[str, float] | None = None) -> None:
     """Recall@K on the test split per level and concatenated (and the baseline)."""
-    rows = [(level, test[level]) for level in LEVEL_ORDER if level in test]
+    rows = [(view, test[view]) for view in VIEW_ORDER if view in test]
     if baseline is not None:
         rows.insert(0, ("before training", baseline))
-    ks = sorted(int(k.split("@")[1]) for k in rows[-1][1] if k.startswith("recall@"))
+    ks = recall_ks(rows[-1][1])
     figure = Figure(figsize=(max(6, 1.6 * len(ks) + 3), 4))
     ax = figure.subplots()
     width = 0.8 / len(rows)
     for i, (name, metrics) in enumerate(rows):
-        values = [100 * metrics.get(f"recall@{k}", np.nan) for k in ks]
+        values = [100 * metrics.get(recall_key(k), np.nan) for k in ks]
         bars = ax.bar(
             np.arange(len(ks)) + i * width - 0.4 + width / 2,
             values,

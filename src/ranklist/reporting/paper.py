@@ -9,8 +9,11 @@ abstract is): a reproduction of In-shop prints ours alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ranklist.evaluation.metric_names import CONCAT, NMI, RECALL_PREFIX, display_name, recall_key
 
 
 @dataclass(frozen=True)
@@ -19,32 +22,37 @@ class PaperResult:
     rows: dict[str, dict[str, float]]  # row -> metric key (recall@K, nmi) -> %
 
 
+def _published(ks: Sequence[int], recalls: Sequence[float], nmi: float) -> dict[str, float]:
+    """One row of a paper table: Recall@K for each K, then NMI, in %."""
+    return {**{recall_key(k): value for k, value in zip(ks, recalls, strict=True)}, NMI: nmi}
+
+
 _CVPR = "Wang et al., CVPR 2019"
 PAPER_RESULTS: dict[str, PaperResult] = {
     "cub200": PaperResult(
         f"{_CVPR}, Table 1 (CUB-200-2011)",
         {
-            "RLL-H": {"recall@1": 57.4, "recall@2": 69.7, "recall@4": 79.2, "recall@8": 86.9, "nmi": 63.6},
-            "RLL-(L,M,H)": {"recall@1": 61.3, "recall@2": 72.7, "recall@4": 82.7, "recall@8": 89.4, "nmi": 66.1},
+            "RLL-H": _published((1, 2, 4, 8), (57.4, 69.7, 79.2, 86.9), 63.6),
+            "RLL-(L,M,H)": _published((1, 2, 4, 8), (61.3, 72.7, 82.7, 89.4), 66.1),
         },
     ),
     "cars196": PaperResult(
         f"{_CVPR}, Table 1 (CARS196)",
         {
-            "RLL-H": {"recall@1": 74.0, "recall@2": 83.6, "recall@4": 90.1, "recall@8": 94.1, "nmi": 65.4},
-            "RLL-(L,M,H)": {"recall@1": 82.1, "recall@2": 89.3, "recall@4": 93.7, "recall@8": 96.7, "nmi": 71.8},
+            "RLL-H": _published((1, 2, 4, 8), (74.0, 83.6, 90.1, 94.1), 65.4),
+            "RLL-(L,M,H)": _published((1, 2, 4, 8), (82.1, 89.3, 93.7, 96.7), 71.8),
         },
     ),
     "sop": PaperResult(
         f"{_CVPR}, Table 2 (SOP)",
         {
-            "RLL-H": {"recall@1": 76.1, "recall@10": 89.1, "recall@100": 95.4, "nmi": 89.7},
-            "RLL-(L,M,H)": {"recall@1": 79.8, "recall@10": 91.3, "recall@100": 96.3, "nmi": 90.4},
+            "RLL-H": _published((1, 10, 100), (76.1, 89.1, 95.4), 89.7),
+            "RLL-(L,M,H)": _published((1, 10, 100), (79.8, 91.3, 96.3), 90.4),
         },
     ),
 }
 # Which of a run's test views each row of the paper is.
-ROW_VIEWS = {"RLL-H": "H", "RLL-(L,M,H)": "concat"}
+ROW_VIEWS = {"RLL-H": "H", "RLL-(L,M,H)": CONCAT}
 
 
 def _cell(value: float | None) -> str:
@@ -61,7 +69,7 @@ def comparison(dataset: str, test: dict[str, dict[str, float]]) -> dict[str, Any
         if ours is None:
             continue
         published = paper.rows[row] if paper else {}
-        keys = list(published) + [k for k in ours if k.startswith("recall@") and k not in published]
+        keys = list(published) + [k for k in ours if k.startswith(RECALL_PREFIX) and k not in published]
         metrics = {}
         for key in keys:
             value = ours.get(key)
@@ -83,9 +91,7 @@ def comparison_markdown(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         keys = list(row["metrics"])
         lines += [
-            f"| {row['row']} (our view `{row['view']}`) | "
-            + " | ".join(k.replace("recall@", "R@").upper() for k in keys)
-            + " |",
+            f"| {row['row']} (our view `{row['view']}`) | " + " | ".join(display_name(k) for k in keys) + " |",
             "|---|" + "---|" * len(keys),
         ]
         for label, field in (("paper", "paper"), ("ours", "ours"), ("gap", "gap")):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ranklist.evaluation.metric_names import MAP_AT_R
 from ranklist.tuning.objective import TuneSettings, check_folds, check_metric, check_space_against_recipe
 from ranklist.tuning.space import load_space
 
@@ -33,7 +34,7 @@ def tune(
     out: Path,
     storage: str | None = None,
     study: str | None = None,
-    metric: str = "map@r",
+    metric: str = MAP_AT_R,
     seed: int = 0,
     progress: bool = True,
     log: Callable[[str], None] = print,
