@@ -2,7 +2,7 @@
 
 A training loop with AMP often computes its loss inside `torch.autocast`; there the distance matrix
 product would run in bfloat16/float16 (about 3 significant digits) and the RLL gradient would be
-~20 % off the float32 one (docs/loss.md#precision). Autocast is switched off only for the inputs'
+percents off the float32 one (docs/loss.md#precision). Autocast is switched off only for the inputs'
 device type and only when it is on, so a float32 call outside autocast costs nothing extra.
 """
 

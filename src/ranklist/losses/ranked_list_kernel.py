@@ -36,8 +36,8 @@ from ranklist.compiling import maybe_compiled
 # One B x M block holds about this many pairs (~16 MB per float32 matrix, a few of them alive)...
 DEFAULT_PAIRS_PER_BLOCK = 1 << 22
 # ...but at least this many rows while a block stays under MAX_PAIRS_PER_BLOCK (64 MB): at large M,
-# fewer and taller blocks keep the products efficient and the multi-threaded calls few (measured at
-# N = 16,384 on a busy 2-core machine: 1,024 rows took 1.22x the floor, 256 rows 1.53x).
+# fewer and taller blocks keep the products efficient and the multi-threaded calls few (docs/results.md,
+# the loss kernel against its floor).
 MIN_BLOCK_ROWS = 1024
 MAX_PAIRS_PER_BLOCK = 1 << 24
 
