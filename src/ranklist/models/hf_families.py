@@ -4,7 +4,7 @@ Two kinds of family:
 
 "tokens" (ViT, DINOv2 with or without registers, CLIP's vision tower): a stack of N equal blocks
   over [CLS, registers..., patch tokens]. L and M are the outputs of blocks round(N/3) and
-  round(2N/3) (the issue's ~1/3 and ~2/3 depth; ViT-S/B: blocks 4 and 8 of 12), CLS and register
+  round(2N/3) (a third and two thirds of the way up; ViT-S/B: blocks 4 and 8 of 12), CLS and register
   tokens dropped and the patch tokens laid back on their grid (side = image side // patch size).
   H is the CLS token after the final norm (CLIP: its post-layernorm "pooled" output), as a
   [B, C, 1, 1] map, rather than the mean of patch tokens: the CLS token is what these models were

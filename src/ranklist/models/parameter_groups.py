@@ -1,4 +1,4 @@
-"""Optimiser parameter groups: new layers at a learning-rate multiple (10x in the paper, SPEC 4),
+"""Optimiser parameter groups: new layers at a learning-rate multiple (10x in the paper, section 4.1),
 optionally with layer-wise learning-rate decay through the backbone (the ViT fine-tuning recipe of
 BEiT, Bao et al. ICLR 2022, used by DINOv2-era fine-tuning)."""
 

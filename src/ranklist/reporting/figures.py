@@ -169,7 +169,7 @@ def neighbours_for_grid(
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(len(labels), size=min(num_queries, len(labels)), replace=False))
     k = min(k, len(gallery_labels) - (1 if self_retrieval else 0))
-    # Only the chosen queries are scanned (not every item: that was a whole retrieval pass at scale).
+    # Only the chosen queries are scanned (not every item: that would be a whole retrieval pass at scale).
     # Self-retrieval takes one neighbour more and drops the query itself, which keeps the others' order.
     top, _ = scan_gallery(
         unit(embeddings[queries]),
