@@ -47,7 +47,7 @@ def embed_dataset(
     the embeddings are bit-identical to prefetch=False); num_workers > 0 uses loader processes.
     prefetch=None: only where a core is left over by torch's threads (on 2 cores running 2 torch
     threads it competed with the forward and was slower: docs/results.md, Throughput).
-    precision "bf16": the forward under bf16 autocast (about 2x faster on bf16 hardware; the
+    precision "bf16": the forward under bf16 autocast (faster on bf16 hardware; the
     embeddings are returned in float32 and differ from fp32 ones in the third significant digit);
     None: the one the model records (its run's, ranklist.models.inference; fp32 for others).
     """
