@@ -9,7 +9,7 @@ from ranklist.data import ArrayDataset, build_dataset
 from ranklist.models import evaluation_embedding, load_model
 from ranklist.models.fingerprint import model_fingerprint
 from ranklist.retrieval import load_index, search
-from ranklist.retrieval.from_model import add_from_model, index_from_model, thumbnail_array
+from ranklist.retrieval.from_model import add_from_model, index_from_model
 from tests.data.fixtures import make_fashion_mnist
 from tests.serving.fixtures import make_checkpoint, make_folder
 
@@ -56,19 +56,6 @@ def test_in_memory_images_get_thumbnails_and_additions_share_class_numbers(data)
     add_from_model(index, model, second)
     assert index.meta["class_names"] == ["cat", "dog", "bird"] and index.labels.tolist() == [0, 0, 1, 1, 1, 2]
     assert index.ids.tolist() == list(range(6))
-
-
-def test_thumbnail_array_letterboxes_on_white():
-    from PIL import Image
-
-    thumb = thumbnail_array(Image.new("RGB", (200, 100), (255, 0, 0)), 64)
-    assert (
-        thumb.shape == (64, 64, 3)
-        and thumb[32, 32].tolist() == [255, 0, 0]
-        and thumb[0, 32].tolist() == [255, 255, 255]
-    )
-    small = thumbnail_array(torch.zeros(3, 28, 28, dtype=torch.uint8), 64)
-    assert small.shape == (64, 64, 3) and small[32, 32].tolist() == [0, 0, 0]
 
 
 def test_index_commands(data, tmp_path, capsys):

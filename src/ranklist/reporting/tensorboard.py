@@ -132,7 +132,7 @@ class RunBoard:
                 self.writer.add_image(f"report/{path.stem}", np.asarray(image.convert("RGB")), step, dataformats="HWC")
 
     def _projector(self, embeddings: torch.Tensor, labels: torch.Tensor, dataset: Any, step: int, seed: int) -> None:
-        from ranklist.reporting.run_report import display_image
+        from ranklist.data.thumbnails import thumbnail
 
         rng = np.random.default_rng(seed)
         chosen = (
@@ -143,7 +143,7 @@ class RunBoard:
         names = getattr(dataset, "class_names", None)
         lab = labels.numpy()
         metadata = [[str(int(lab[i])), _cell(names[lab[i]]) if names else str(int(lab[i]))] for i in chosen]
-        thumbnails = np.stack([display_image(dataset, int(i), SPRITE_SIDE) for i in chosen])
+        thumbnails = np.stack([thumbnail(dataset.load_image(int(i)), SPRITE_SIDE) for i in chosen])
         label_img = torch.from_numpy(thumbnails).permute(0, 3, 1, 2).float() / 255
         self.writer.add_embedding(
             embeddings[torch.as_tensor(chosen)].float(),

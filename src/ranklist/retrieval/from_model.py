@@ -12,30 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ranklist.data.image_decoding import to_rgb
+from ranklist.data.thumbnails import thumbnail
 from ranklist.models.fingerprint import check_same_model, model_fingerprint
 from ranklist.retrieval.index import EmbeddingIndex, Items, add_to_index, build_index, next_ids
 
 THUMBNAIL_SIZE = 64  # side of the thumbnails stored for in-memory images
-
-
-def thumbnail_array(image: Any, size: int = THUMBNAIL_SIZE) -> np.ndarray:
-    """A PIL image or uint8 tensor [3, H, W] as a uint8 [size, size, 3] thumbnail (letterboxed on white)."""
-    from PIL import Image
-
-    if isinstance(image, torch.Tensor):
-        image = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
-    image = to_rgb(image)
-    if max(image.size) > size:
-        image.thumbnail((size, size), Image.Resampling.LANCZOS)
-    elif max(image.size) < size:  # small images (28 px) grow to the thumbnail size
-        scale = size / max(image.size)
-        image = image.resize(
-            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.NEAREST
-        )
-    canvas = Image.new("RGB", (size, size), "white")
-    canvas.paste(image, ((size - image.width) // 2, (size - image.height) // 2))
-    return np.asarray(canvas, dtype=np.uint8)
 
 
 def embed_items(
@@ -57,7 +38,7 @@ def embed_items(
     paths = getattr(dataset, "paths", None)
     thumbnails = None
     if paths is None:  # no file to show: keep a small copy of each image
-        thumbnails = np.stack([thumbnail_array(dataset.load_image(i)) for i in range(len(dataset))])
+        thumbnails = np.stack([thumbnail(dataset.load_image(i), THUMBNAIL_SIZE) for i in range(len(dataset))])
     items = Items(
         np.asarray(ids),
         labels.numpy().astype(np.int64),

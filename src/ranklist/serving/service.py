@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ranklist.data.image_decoding import read_rgb, upright
+from ranklist.data.thumbnails import thumbnail
 from ranklist.models.fingerprint import check_same_model
 from ranklist.retrieval import EmbeddingIndex, search_rows, stored_vectors
 from ranklist.serving.coalescing import CoalescingEmbedder
@@ -93,7 +94,7 @@ class SearchService:
                 image = upright(read_rgb(items.paths[row]))
             except (OSError, ValueError) as error:
                 raise InputError(404, f"image of item {_plain(items.ids[row])!r}: {error}") from None
-            image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            image = Image.fromarray(thumbnail(image, THUMBNAIL_SIDE))
         else:
             raise InputError(404, f"item {_plain(items.ids[row])!r} has no image in this index")
         buffer = io.BytesIO()
