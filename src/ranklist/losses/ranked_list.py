@@ -56,18 +56,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         gradient="query",
         weight_gradient=False,
     ),
-    # This library's default: the paper's hyper-parameters with the authors' "query" gradient.
-    "default": dict(
-        margin=0.4,
-        alpha=1.2,
-        neg_temperature=10.0,
-        pos_temperature=0.0,
-        imbalance=0.5,
-        reduction="mean",
-        gradient="query",
-        weight_gradient=False,
-    ),
 }
+# This library's default: the paper's hyper-parameters with the authors' "query" gradient. The
+# signatures of ranked_list_loss and RankedListLoss read their defaults from here.
+DEFAULTS: dict[str, Any] = {**PRESETS["cvpr2019"], "gradient": "query"}
+PRESETS["default"] = DEFAULTS
 
 
 def _check_number(name: str, value: float, low: float, high: float = math.inf) -> float:
@@ -279,14 +272,14 @@ def ranked_list_loss(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
     *,
-    margin: float = 0.4,
-    alpha: float | None = 1.2,
-    neg_temperature: float = 10.0,
-    pos_temperature: float = 0.0,
-    imbalance: float = 0.5,
-    reduction: str = "mean",
-    gradient: str = "query",
-    weight_gradient: bool = False,
+    margin: float = DEFAULTS["margin"],
+    alpha: float | None = DEFAULTS["alpha"],
+    neg_temperature: float = DEFAULTS["neg_temperature"],
+    pos_temperature: float = DEFAULTS["pos_temperature"],
+    imbalance: float = DEFAULTS["imbalance"],
+    reduction: str = DEFAULTS["reduction"],
+    gradient: str = DEFAULTS["gradient"],
+    weight_gradient: bool = DEFAULTS["weight_gradient"],
     ref_emb: torch.Tensor | None = None,
     ref_labels: torch.Tensor | None = None,
     self_index: torch.Tensor | None = None,
@@ -418,14 +411,14 @@ class RankedListLoss(torch.nn.Module):
 
     def __init__(
         self,
-        margin: float = 0.4,
-        alpha: float | None = 1.2,
-        neg_temperature: float = 10.0,
-        pos_temperature: float = 0.0,
-        imbalance: float = 0.5,
-        reduction: str = "mean",
-        gradient: str = "query",
-        weight_gradient: bool = False,
+        margin: float = DEFAULTS["margin"],
+        alpha: float | None = DEFAULTS["alpha"],
+        neg_temperature: float = DEFAULTS["neg_temperature"],
+        pos_temperature: float = DEFAULTS["pos_temperature"],
+        imbalance: float = DEFAULTS["imbalance"],
+        reduction: str = DEFAULTS["reduction"],
+        gradient: str = DEFAULTS["gradient"],
+        weight_gradient: bool = DEFAULTS["weight_gradient"],
         block_size: int | None = None,
         compile: bool | None = None,
     ) -> None:

@@ -179,7 +179,12 @@ LOSSES: dict[str, LossSpec] = {
     ),
     "pml_ranked_list": LossSpec(
         pml_losses.RankedListLoss,
-        {"margin": 0.4, "Tn": 10.0, "alpha": 1.2, "imbalance": 0.5},  # pml's RLL, the paper's values
+        {  # pml's RLL, with the paper's values under pml's names
+            "margin": PRESETS["cvpr2019"]["margin"],
+            "Tn": PRESETS["cvpr2019"]["neg_temperature"],
+            "alpha": PRESETS["cvpr2019"]["alpha"],
+            "imbalance": PRESETS["cvpr2019"]["imbalance"],
+        },
         checks={
             "margin": NONNEGATIVE,
             "Tn": NONNEGATIVE,
