@@ -75,5 +75,6 @@ def gather_objects(value: Any) -> list[Any]:
 
 
 def barrier() -> None:
+    """Wait for every process of the group; nothing when there is one process."""
     if process_group()[1] > 1:
         dist.barrier()

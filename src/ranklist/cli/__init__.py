@@ -32,6 +32,7 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `ranklist` argument parser, one subcommand per command module."""
     parser = argparse.ArgumentParser(prog="ranklist", description="Ranked List Loss for deep metric learning")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS:
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line `argv`; return the exit status (user errors are one line on stderr)."""
     args = build_parser().parse_args(argv)
     try:
         args.run(args)

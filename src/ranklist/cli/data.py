@@ -6,6 +6,7 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add `ranklist data` (build the emoji benchmark, or fetch a benchmark or weights)."""
     from ranklist.data.sources import SOURCES
 
     data = subparsers.add_parser(
@@ -55,6 +56,7 @@ def parse_sha256(values: list[str], files: list[str]) -> dict[str, str]:
 
 
 def data_command(args: argparse.Namespace) -> None:
+    """Build and load the emoji benchmark, or fetch a source; print what is there."""
     if args.what == "fetch":
         return fetch_command(args)
     from ranklist.data.emoji import ensure_emoji, load_emoji
@@ -64,6 +66,7 @@ def data_command(args: argparse.Namespace) -> None:
 
 
 def fetch_command(args: argparse.Namespace) -> None:
+    """Fetch and check the archives of one source (`ranklist data fetch NAME`)."""
     from ranklist.data.fetch import fetch
     from ranklist.data.sources import SOURCES
     from ranklist.models.backbones import check_weights

@@ -29,6 +29,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    """Add --precision (the forward's; default: the one the checkpoint records)."""
     from ranklist.models.inference import PRECISIONS
 
     parser.add_argument(
@@ -60,6 +61,7 @@ def precision_note(model, args: argparse.Namespace) -> str:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add `ranklist evaluate` and `ranklist embed`."""
     evaluate = subparsers.add_parser("evaluate", help="metrics of a checkpoint on a dataset split")
     evaluate.add_argument("checkpoint")
     _add_data_options(evaluate)
@@ -99,6 +101,7 @@ def _splits(args: argparse.Namespace) -> tuple[str, str | None]:
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
+    """Print (and with --out, write as JSON) a checkpoint's metrics on a dataset split."""
     from ranklist.atomic import atomic_write_text
     from ranklist.evaluation import Evaluator
 
@@ -120,6 +123,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
 
 def embed_command(args: argparse.Namespace) -> None:
+    """Write a checkpoint's embeddings of a dataset split to an .npz embeddings file."""
     from ranklist.data import evaluation_splits
     from ranklist.evaluation import embed_dataset
     from ranklist.models.fingerprint import model_fingerprint

@@ -6,6 +6,7 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add `ranklist export`."""
     export = subparsers.add_parser(
         "export",
         help="export a checkpoint as ONNX (evaluation embedding and each level; preprocessing in the metadata)",
@@ -20,6 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def export_command(args: argparse.Namespace) -> None:
+    """Export a checkpoint as ONNX and print its outputs and preprocessing."""
     from ranklist.export import export_onnx
     from ranklist.models import load_model
 

@@ -19,6 +19,7 @@ USAGE = (
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add `ranklist index` and `ranklist search`."""
     from ranklist.cli.evaluate import add_precision_option
 
     index = subparsers.add_parser(
@@ -162,6 +163,7 @@ def _add(args: argparse.Namespace) -> None:
 
 
 def index_command(args: argparse.Namespace) -> None:
+    """Build an index, or with `add`, add items to an existing one."""
     if args.words[:1] == ["add"]:
         _add(args)
     else:
@@ -169,6 +171,7 @@ def index_command(args: argparse.Namespace) -> None:
 
 
 def search_command(args: argparse.Namespace) -> None:
+    """Print each query's nearest neighbours in an index."""
     from ranklist.retrieval import load_index, search
     from ranklist.retrieval.embeddings_file import read_embeddings
 

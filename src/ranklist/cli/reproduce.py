@@ -13,6 +13,7 @@ RECIPES = {"cub200": "cub200.yaml", "cars196": "cars196.yaml", "sop": "sop.yaml"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add `ranklist reproduce`."""
     reproduce = subparsers.add_parser(
         "reproduce",
         help="fetch a benchmark and the BN-Inception weights, train the paper's recipe, compare with the paper",
@@ -89,6 +90,7 @@ def reproduce(
 
 
 def reproduce_command(args: argparse.Namespace) -> None:
+    """Fetch, train and evaluate a paper recipe; print the comparison with the paper."""
     from ranklist.reporting.paper import comparison_markdown
 
     out = Path(args.out or Path("runs") / f"reproduce-{args.dataset}")

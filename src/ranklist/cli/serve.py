@@ -6,6 +6,7 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add `ranklist serve`."""
     serve = subparsers.add_parser(
         "serve", help="serve an index over HTTP: search by image, browse neighbours (FastAPI + uvicorn)"
     )
@@ -47,6 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> None:
+    """Serve an index over HTTP with a checkpoint's or an ONNX model's embedder."""
     from ranklist.retrieval import load_index
     from ranklist.serving.app import run_server
     from ranklist.serving.embedders import load_embedder

@@ -11,6 +11,7 @@ from ranklist.evaluation.metric_names import RECALL_AT_1
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add `ranklist compare` and `ranklist ablate`."""
     for command, helptext, function in (
         ("compare", "train RLL and the baselines under one protocol; write a table", compare_command),
         ("ablate", "the paper's ablations on a recipe; write a table", ablate_command),
@@ -35,6 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def compare_command(args: argparse.Namespace) -> None:
+    """Train the chosen losses (default: all) under one recipe and write the comparison table."""
     from ranklist.losses import LOSS_NAMES
     from ranklist.training.study import comparison_variants
 
@@ -42,6 +44,7 @@ def compare_command(args: argparse.Namespace) -> None:
 
 
 def ablate_command(args: argparse.Namespace) -> None:
+    """Run one of the paper's ablations on a recipe and write its table."""
     from ranklist.training.study import ABLATIONS
 
     if args.study not in ABLATIONS:

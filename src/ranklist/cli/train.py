@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add `ranklist train` and `ranklist demo`."""
     train = subparsers.add_parser("train", help="train a model from a YAML recipe")
     train.add_argument("config", help="a YAML recipe (configs/*.yaml)")
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. loss.params.neg_temperature=12")
@@ -31,6 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def train_command(args: argparse.Namespace) -> None:
+    """Train a recipe into its run folder (or resume it)."""
     from ranklist.training import load_config
 
     config = load_config(args.config, args.overrides)
@@ -38,6 +40,7 @@ def train_command(args: argparse.Namespace) -> None:
 
 
 def demo_command(args: argparse.Namespace) -> None:
+    """Train the demo recipe into --out."""
     from ranklist.training.demo import demo_config
 
     _train(args, demo_config(args.overrides), Path(args.out))

@@ -11,6 +11,7 @@ from ranklist.evaluation.metric_names import MAP_AT_R, R_PRECISION, RECALL_AT_1
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add `ranklist tune` and `ranklist compare-tuned`."""
     tune = subparsers.add_parser(
         "tune",
         help="tune a recipe's hyper-parameters on folds of its training classes (Optuna; the test split is never read)",
@@ -63,6 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def tune_command(args: argparse.Namespace) -> None:
+    """Run (or continue) a tuning study; print its report's and best recipe's paths."""
     from ranklist.tuning import tune
 
     report = tune(
@@ -84,6 +86,7 @@ def tune_command(args: argparse.Namespace) -> None:
 
 
 def compare_tuned_command(args: argparse.Namespace) -> None:
+    """Compare tuned recipes over paired seeds; print tuned.md's path and a JSON summary."""
     from ranklist.tuning.compare import compare_tuned
 
     result = compare_tuned(

@@ -196,6 +196,7 @@ def on_white(png: bytes, size: int = SIZE) -> np.ndarray:
 
 
 def render(drawing: bytes, style: str, size: int = SIZE) -> np.ndarray:
+    """One drawing (SVG or PNG bytes) on white, as uint8 [size, size, 3]."""
     if style in SVG_STYLES:
         import cairosvg
 
@@ -324,6 +325,7 @@ def read_emoji(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Build the emoji benchmark's cache from the command line; return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m ranklist.data.emoji", description=__doc__.splitlines()[0])
     parser.add_argument("--cache", help="cache folder (default $RANKLIST_CACHE/emoji or ~/.cache/ranklist/emoji)")
     parser.add_argument("--packages", help="folder holding the four npm tarballs (default: <cache>/downloads)")

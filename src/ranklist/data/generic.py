@@ -91,6 +91,7 @@ def _split_folders(root: Path) -> set[str]:
 
 
 def folder_evaluation_splits(root: Path) -> EvaluationSplits:
+    """The evaluation protocol of an image folder: from its split folders, else a seeded test split."""
     splits = _split_folders(root)
     return declared_protocol(splits, str(root)) if splits else EvaluationSplits("test")
 
@@ -198,6 +199,7 @@ def _csv_split_mask(
 
 
 def csv_evaluation_splits(root: Path) -> EvaluationSplits:
+    """The evaluation protocol of a CSV listing: from its split column, else a seeded test split."""
     path = Path(root)
     if not path.is_file():
         raise FileNotFoundError(f"CSV file not found: {path} (expected rows path,label[,split])")

@@ -135,6 +135,7 @@ SOURCES: dict[str, Source] = {
 
 
 def source(name: str) -> Source:
+    """The registered download source `name`; a ValueError naming the choices otherwise."""
     if name not in SOURCES:
         raise ValueError(f"unknown source {name!r}; choose one of {sorted(SOURCES)}")
     return SOURCES[name]

@@ -27,6 +27,7 @@ class EvaluationSplits:
 
 
 def check_split(split: str, dataset: str, valid: Sequence[str] = SPLITS) -> None:
+    """Refuse a split name that `dataset` does not have, naming the valid ones."""
     if split not in valid:
         raise ValueError(f"unknown split {split!r} for {dataset}; choose one of {tuple(valid)}")
 

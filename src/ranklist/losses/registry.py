@@ -198,6 +198,7 @@ LOSS_NAMES = tuple(LOSSES)
 
 
 def loss_spec(name: str) -> LossSpec:
+    """The registered loss `name`; a ValueError naming the choices otherwise."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {list(LOSS_NAMES)}")
     return LOSSES[name]

@@ -12,6 +12,7 @@ from torch import nn
 
 
 def has_layer_blocks(backbone: nn.Module) -> bool:
+    """Whether the backbone exposes `layer_blocks()` (what freezing and layer decay walk)."""
     return callable(getattr(backbone, "layer_blocks", None))
 
 
@@ -31,4 +32,5 @@ def parameter_depths(backbone: nn.Module) -> dict[str, int]:
 
 
 def num_layer_blocks(backbone: nn.Module) -> int:
+    """How many layer blocks the backbone has (0 without `layer_blocks()`)."""
     return len(backbone.layer_blocks()) if has_layer_blocks(backbone) else 0

@@ -27,6 +27,7 @@ def model_checkpoint(model: EmbeddingModel) -> dict[str, Any]:
 
 
 def save_model(model: EmbeddingModel, path: str | Path) -> None:
+    """Write the model's checkpoint (architecture, weights, preprocessing and inference records) atomically."""
     atomic_torch_save(model_checkpoint(model), path)
 
 

@@ -96,6 +96,7 @@ def describe_source(source: str) -> dict[str, Any]:
 
 
 def saved_normalization(saved: Mapping[str, Any]) -> Normalization:
+    """The input normalisation recorded in a saved Hugging Face backbone's description."""
     record = saved["normalization"]
     return Normalization(float(record["scale"]), str(record["channels"]), tuple(record["mean"]), tuple(record["std"]))
 
@@ -203,6 +204,7 @@ class HFBackbone(nn.Module):
 
 
 def tap_channels(family: HFFamily, config: Any) -> dict[str, int]:
+    """Channels of the L, M and H taps of a Hugging Face model of `family`."""
     if family.kind == "tokens":
         return dict.fromkeys(("L", "M", "H"), int(config.hidden_size))
     channels = family.stage_channels(config)

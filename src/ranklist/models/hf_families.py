@@ -83,6 +83,7 @@ HF_FAMILIES: dict[str, HFFamily] = {
 
 
 def hf_family(model_type: str) -> HFFamily:
+    """How to tap a Hugging Face model_type; a ValueError naming the supported ones otherwise."""
     if model_type not in HF_FAMILIES:
         raise ValueError(f"hf backbone of model_type {model_type!r} is not supported; supported: {sorted(HF_FAMILIES)}")
     return HF_FAMILIES[model_type]

@@ -15,6 +15,7 @@ from ranklist.evaluation.metric_names import MAP_AT_R, RECALL_AT_1, VIEW_ORDER, 
 
 
 def save_figure(figure: Figure, path: Path) -> None:
+    """Write a matplotlib figure to `path` as PNG, atomically."""
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")

@@ -23,6 +23,7 @@ def _cpu_name() -> str:
 
 
 def hardware() -> dict[str, Any]:
+    """The CPU, core and thread counts, torch and Python versions a run ran with."""
     return {
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),

@@ -31,6 +31,7 @@ def _cell(cell: dict[str, Any] | None) -> str:
 
 
 def study_markdown(result: dict[str, Any]) -> str:
+    """The study's table as Markdown: per variant each metric's mean +- std over seeds and the train time."""
     table = result["table"]
     metrics = score_columns(table.values())
     paper = result.get("paper_sop_recall@1") or {}
@@ -61,6 +62,7 @@ def study_markdown(result: dict[str, Any]) -> str:
 
 
 def plot_study(result: dict[str, Any], path: Path) -> None:
+    """Plot the study's Recall@1 and MAP@R per variant (bars of the mean +- std, a dot per seed) to `path`."""
     table = result["table"]
     names = list(table)
     figure = Figure(figsize=(max(6, 0.9 * len(names) + 2), 4))

@@ -192,6 +192,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def check_config(config: RunConfig) -> None:
+    """Refuse a configuration with a bad value: one ConfigError naming the key and value."""
+
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise ConfigError(message)
@@ -252,4 +254,5 @@ def check_config(config: RunConfig) -> None:
 
 
 def config_to_yaml(config: RunConfig) -> str:
+    """The configuration as YAML (what a run folder's config.yaml holds)."""
     return OmegaConf.to_yaml(OmegaConf.structured(config))

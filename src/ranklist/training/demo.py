@@ -11,4 +11,5 @@ DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 
 
 def demo_config(overrides: list[str] | None = None):
+    """The demo recipe (demo.yaml), with dotted `overrides` applied."""
     return load_config(DEMO_CONFIG, overrides)

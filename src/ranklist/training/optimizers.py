@@ -25,6 +25,7 @@ def lr_factor(step: int, warmup: int, milestones: list[int], gamma: float) -> fl
 def build_optimizer(
     groups: list[dict[str, Any]], config: OptimConfig
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The configured optimiser over `groups`, and its warm-up and step-decay schedule."""
     optimizer = OPTIMIZERS[config.name](groups, config)
     milestones = list(config.milestones)
     scheduler = torch.optim.lr_scheduler.LambdaLR(

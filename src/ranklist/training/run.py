@@ -87,10 +87,12 @@ class Run:
 
 
 def model_memory_format(config: RunConfig) -> torch.memory_format:
+    """The memory format the model and its batches use (channels-last unless switched off)."""
     return torch.channels_last if config.train.channels_last else torch.contiguous_format
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -35,6 +35,7 @@ class RunFolderError(ValueError):
 
 
 def is_run_folder(path: Path) -> bool:
+    """Whether `path` is a folder a run wrote (it holds one of the run's marker files)."""
     return path.is_dir() and any((path / marker).exists() for marker in RUN_MARKERS)
 
 

@@ -76,6 +76,7 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the Python, NumPy, torch (and CUDA, where present) generators from a checkpoint."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -119,6 +120,7 @@ def train_step(run, state: TrainState, batch: tuple[torch.Tensor, torch.Tensor])
 
 
 def diverged(step: int, optim: Any) -> TrainingDiverged:
+    """The error for a non-finite loss or embedding at `step`, saying what to change."""
     return TrainingDiverged(
         f"training diverged at step {step + 1}: the loss or the embeddings are no longer finite (NaN or inf); "
         f"lower optim.lr (now {optim.lr:g}), set optim.grad_clip (e.g. 10) or lengthen optim.warmup_iterations; "

@@ -58,6 +58,7 @@ PAPER_SOP_RECALL1: dict[str, dict[str, float]] = {
 
 
 def comparison_variants(losses: list[str]) -> dict[str, list[str]]:
+    """Each loss's overrides for a comparison (baselines without RLL's preset)."""
     unknown = [name for name in losses if name not in LOSS_NAMES]
     if unknown:
         raise ValueError(f"unknown losses {unknown}; choose from {list(LOSS_NAMES)}")

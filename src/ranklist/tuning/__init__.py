@@ -18,6 +18,7 @@ from ranklist.tuning.space import load_space
 
 
 def require_optuna() -> None:
+    """Refuse to tune without Optuna, naming the extra to install."""
     try:
         import optuna  # noqa: F401
     except ImportError:

@@ -31,6 +31,7 @@ def _header(first: str, metrics: list[str]) -> list[str]:
 
 
 def tuned_markdown(result: dict[str, Any]) -> str:
+    """The tuned comparison as Markdown: per loss the mean and interval, the paired differences and the bootstrap."""
     metrics, reference, boot = result["metrics"], result["reference"], result["bootstrap"]
     lines = [
         "# Tuned comparison",

@@ -59,6 +59,7 @@ class TuneSettings:
 
 
 def check_metric(metric: str) -> str:
+    """`metric` if it can be scored on validation folds; a ValueError naming the choices otherwise."""
     if metric not in VALIDATION_METRICS:
         raise ValueError(
             f"--metric must be one of {list(VALIDATION_METRICS)} (scored on validation folds), got {metric!r}"

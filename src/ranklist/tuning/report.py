@@ -38,6 +38,7 @@ class TrialRecord:
 
 
 def trial_records(study) -> list[TrialRecord]:
+    """A record per trial of the study (state, parameters, fold values, time, reason)."""
     from optuna.storages import RetryFailedTrialCallback
 
     records = []
@@ -64,6 +65,7 @@ def trial_records(study) -> list[TrialRecord]:
 
 
 def best_record(records: list[TrialRecord]) -> TrialRecord | None:
+    """The complete trial with the best value (the earliest of equals); None without one."""
     complete = [r for r in records if r.value is not None]
     return max(complete, key=lambda r: (r.value, -r.number)) if complete else None
 
@@ -138,6 +140,7 @@ def write_report(study, settings: TuneSettings, out: Path, storage: str) -> Path
 
 
 def plot_history(records: list[TrialRecord], metric: str, path: Path) -> None:
+    """Plot each trial's value (and pruned trials' fold values) against its number to `path`."""
     figure = Figure(figsize=(6.4, 3.8))
     ax = figure.subplots()
     done = [r for r in records if r.value is not None]
@@ -169,6 +172,7 @@ def plot_history(records: list[TrialRecord], metric: str, path: Path) -> None:
 
 
 def plot_importance(weights: dict[str, float], path: Path) -> None:
+    """Plot the parameters' importances as horizontal bars to `path`."""
     names = list(weights)[::-1]  # the most important at the top
     figure = Figure(figsize=(6.4, 0.45 * len(names) + 1.2))
     ax = figure.subplots()
@@ -185,6 +189,7 @@ def _value(value: Any) -> str:
 
 
 def tune_markdown(name: str, settings: TuneSettings, records: list[TrialRecord], weights: dict[str, float]) -> str:
+    """The study's report as Markdown: settings, trial counts, the best trial, importances and every trial."""
     best = best_record(records)
     counts = ", ".join(
         f"{sum(r.state == s for r in records)} {s.lower()}"

@@ -81,6 +81,7 @@ def override(key: str, value: Value) -> str:
 
 
 def overrides(values: dict[str, Value]) -> list[str]:
+    """Dotted overrides (key=value) setting the chosen values."""
     return [override(key, value) for key, value in values.items()]
 
 

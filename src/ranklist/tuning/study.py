@@ -34,6 +34,7 @@ HOST, PID = "host", "pid"
 
 
 def storage_url(out: Path, storage: str | None) -> str:
+    """The study's storage URL: `storage`, or a SQLite file tune.db in `out`."""
     return storage or f"sqlite:///{(out / 'tune.db').resolve()}"
 
 
