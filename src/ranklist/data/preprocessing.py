@@ -19,6 +19,8 @@ from ranklist.data.transforms import RECIPES, ImageTransform, Normalization, def
 
 @dataclass(frozen=True)
 class Preprocessing:
+    """How a model's images are prepared: size, resize, recipe, normalisation, flips, EXIF handling."""
+
     image_size: int
     resize: int
     recipe: str = "paper"

@@ -40,6 +40,8 @@ QUERY_GALLERY = EvaluationSplits("query", "gallery")
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """A registered dataset: its reader, its declared evaluation protocol and the options it takes."""
+
     read: Callable[..., Dataset]  # (root, split, transform, **options) -> dataset
     evaluation: Callable[[Path | None], EvaluationSplits] = lambda root: SELF_RETRIEVAL
     needs_root: bool = True

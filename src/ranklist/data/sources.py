@@ -15,6 +15,8 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class Digest:
+    """A published (or recorded) checksum of a downloaded file."""
+
     algorithm: Literal["md5", "sha256", "sha256-prefix"]  # sha256-prefix: the leading hex digits of the SHA-256
     value: str
     source: str  # who published or recorded it
@@ -22,6 +24,8 @@ class Digest:
 
 @dataclass(frozen=True)
 class Archive:
+    """One file of a download source: its name, official URL and checksum."""
+
     file: str  # its file name: ROOT/downloads/<file>, and what RANKLIST_MIRROR is asked for
     url: str | None  # the official URL; None: downloaded by hand (Source.manual says how)
     digest: Digest | None

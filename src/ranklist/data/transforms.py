@@ -95,6 +95,8 @@ def _uniform(low: float, high: float, generator: torch.Generator | None) -> floa
 
 
 class Normalize:
+    """Scale, reorder (BGR) and normalise a [3, H, W] image tensor as a backbone expects."""
+
     def __init__(self, value: str | Normalization) -> None:
         record = normalization(value)
         self.scale, self.bgr = record.scale, record.channels == "BGR"

@@ -34,6 +34,8 @@ KEY = "ranklist"  # metadata key: JSON of OnnxModelInfo
 
 @dataclass(frozen=True)
 class OnnxModelInfo:
+    """What an exported ONNX file records: preprocessing, model fingerprint, levels, dimension, config."""
+
     preprocessing: Preprocessing
     fingerprint: ModelFingerprint
     levels: tuple[str, ...]

@@ -17,6 +17,8 @@ from ranklist.losses.ranked_list import RankedListLoss
 
 
 class CrossBatchMemory(torch.nn.Module):
+    """RLL over the batch and a queue of recent embeddings (cross-batch memory), after a warm-up."""
+
     def __init__(self, loss: RankedListLoss, size: int, warmup_iterations: int = 0) -> None:
         super().__init__()
         if size < 1 or warmup_iterations < 0:

@@ -50,6 +50,8 @@ def block_rows(n: int, m: int) -> int:
 
 @dataclass(frozen=True)
 class RankedListParams:
+    """The kernel's hyper-parameters, as boundaries, temperatures and the balance lambda."""
+
     pos_boundary: float  # alpha - m: positives are pulled inside it
     neg_boundary: float  # alpha: negatives are pushed beyond it
     pos_temperature: float
@@ -196,6 +198,8 @@ def _pair_weights(
 
 @dataclass
 class RowTerms:
+    """Per-query terms of one block of rows: the loss and the log of the weight sums."""
+
     loss: torch.Tensor  # [B] L(i) = (1 - lambda) L_P(i) + lambda L_N(i)
     log_weight_sum: torch.Tensor  # [B] log(S+_i + S-_i); -inf when nothing is mined
 
@@ -227,6 +231,8 @@ def select_block_terms(compile: bool | None, device: torch.device, pairs: int) -
 
 @dataclass
 class KernelResult:
+    """The kernel's output: per-query losses and weight sums, and the gradients when asked for."""
+
     loss: torch.Tensor  # [N] per-query loss L(i)
     log_weight_sum: torch.Tensor  # [N] log(S+_i + S-_i); -inf when nothing is mined
     grad_query: torch.Tensor | None  # [N, D] dL_i/df_i

@@ -82,6 +82,8 @@ FLAG = Choice((False, True))
 
 @dataclass(frozen=True)
 class LossSpec:
+    """A registered loss: its class, defaults, miner, presets and whether it is sized by the classes."""
+
     loss_cls: type
     defaults: dict[str, Any] = field(default_factory=dict)
     miner_cls: type | None = None

@@ -34,6 +34,8 @@ from ranklist.models.small_cnn import SmallCNN
 
 @dataclass(frozen=True)
 class BackboneSpec:
+    """A registered backbone: its builder, normalisation, default image size and tap channels."""
+
     build: Callable[[bool | str], nn.Module]  # pretrained (bool or weights path) -> backbone
     normalization: str | Normalization
     default_image_size: int

@@ -18,6 +18,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ModelFingerprint:
+    """Which model made an embedding: a hash of its weights and its preprocessing record."""
+
     weights_sha256: str  # over the state dict's names, dtypes, shapes and bytes, in name order
     preprocessing: dict[str, Any]  # Preprocessing.to_dict()
 

@@ -31,6 +31,8 @@ from torch import nn
 
 @dataclass(frozen=True)
 class HFFamily:
+    """How one Hugging Face model_type is tapped: token or stage blocks, where they are, how to load it."""
+
     kind: str  # "tokens" | "stages"
     block_paths: tuple[str, ...]  # where the blocks are (first path that resolves; "*" = every stage)
     stage_channels: Callable[[Any], list[int]] | None = None  # stages: output channels of every stage

@@ -19,6 +19,8 @@ PRECISIONS = ("fp32", "bf16")  # of the embedding forward
 
 @dataclass(frozen=True)
 class Inference:
+    """How a model's evaluation forward runs: its precision and memory format."""
+
     precision: str = "fp32"  # bf16: the forward under bf16 autocast, embeddings returned in float32
     channels_last: bool = False  # the model's memory format
 

@@ -34,6 +34,8 @@ class Pairs:
 
 @dataclass(frozen=True)
 class PairSample:
+    """The sampled positive and negative test pairs."""
+
     positive: Pairs
     negative: Pairs
 
@@ -48,6 +50,8 @@ class Boundaries:
 
 @dataclass(frozen=True)
 class PairDistances:
+    """The distances of the sampled positive and negative pairs."""
+
     positive: np.ndarray
     negative: np.ndarray
 

@@ -18,6 +18,8 @@ from ranklist.evaluation.metric_names import CONCAT, NMI, RECALL_PREFIX, display
 
 @dataclass(frozen=True)
 class PaperResult:
+    """A paper's published results for one dataset: its source and rows of metrics in %."""
+
     source: str
     rows: dict[str, dict[str, float]]  # row -> metric key (recall@K, nmi) -> %
 

@@ -23,6 +23,8 @@ from ranklist.models.fingerprint import ModelFingerprint
 
 @dataclass(frozen=True)
 class EmbeddingsFile:
+    """The contents of an .npz embeddings file: embeddings, labels, paths, levels and their model."""
+
     embedding: np.ndarray
     labels: np.ndarray | None = None
     paths: np.ndarray | None = None

@@ -69,6 +69,8 @@ class Items:
 
 @dataclass
 class EmbeddingIndex:
+    """A faiss index with its items, its metadata and the model whose embeddings it holds."""
+
     index: Any  # a faiss index
     items: Items
     meta: dict[str, Any] = field(default_factory=dict)  # kind, dim, count, class_names, source, ...

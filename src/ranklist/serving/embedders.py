@@ -21,6 +21,8 @@ from ranklist.models.fingerprint import ModelFingerprint, model_fingerprint
 
 
 class Embedder(Protocol):
+    """What the server embeds queries with: a model (PyTorch or ONNX Runtime) and its records."""
+
     preprocessing: Preprocessing
     fingerprint: ModelFingerprint
     runtime: str
@@ -32,6 +34,8 @@ class Embedder(Protocol):
 
 @dataclass
 class TorchEmbedder:
+    """Embeds query batches with a PyTorch model, one forward at a time."""
+
     model: torch.nn.Module
     runtime: str = "pytorch"
     lock: threading.Lock = field(default_factory=threading.Lock)  # one forward at a time: torch threads itself

@@ -40,6 +40,8 @@ def _common_folder(paths: np.ndarray) -> str:
 
 
 class SearchService:
+    """The server's work, outside HTTP: embed uploads, search the index, browse and thumbnails."""
+
     def __init__(
         self, index: EmbeddingIndex, embedder: Embedder, limits: ServeLimits = ServeLimits(), expose_paths: bool = False
     ) -> None:

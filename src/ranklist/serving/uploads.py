@@ -32,6 +32,8 @@ SHRINK_MARGIN = 4
 
 @dataclass(frozen=True)
 class ServeLimits:
+    """The server's limits on uploads, requests and results."""
+
     max_upload_bytes: int = 10 * 2**20  # per image
     max_files: int = 16  # per request
     max_pixels: int = 40_000_000  # per image, as its header declares
@@ -68,6 +70,8 @@ class InputError(Exception):
 
 @dataclass(frozen=True)
 class Upload:
+    """One uploaded file: its bytes, name and declared content type."""
+
     data: bytes
     name: str
     content_type: str | None = None

@@ -21,6 +21,8 @@ FROZEN_PRECISIONS = ("fp32", "bf16", "auto")
 
 @dataclass
 class DataConfig:
+    """The recipe's data section: dataset, image preparation and batch composition."""
+
     name: str = "emoji"  # a name of ranklist.data.READERS
     root: Optional[str] = None  # the dataset's folder (emoji: the cache folder; default ~/.cache/ranklist)
     image_size: int = 64
@@ -40,6 +42,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    """The recipe's model section: backbone, embedding levels and size, freezing."""
+
     backbone: str = "efficientnet_lite0"
     embedding_dim: int = 512  # per level
     levels: list[str] = field(default_factory=lambda: ["L", "M", "H"])
@@ -52,6 +56,8 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
+    """The recipe's loss section: the loss, its preset and parameters, cross-batch memory."""
+
     name: str = "rll"  # a name of ranklist.losses.LOSSES
     preset: Optional[str] = None  # a named setting of the loss (RLL: cvpr2019 | tpami2021_code | default)
     params: dict[str, Any] = field(
@@ -63,6 +69,8 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
+    """The recipe's optimiser section: optimiser, learning rates and schedule."""
+
     name: str = "sgd"  # sgd (the paper's) | adamw
     lr: float = 0.01
     momentum: float = 0.9
@@ -81,6 +89,8 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
+    """The recipe's train section: iterations, validation, logging, checkpoints, seed and device."""
+
     iterations: int = 10000
     val_every: int = 1000
     log_every: int = 50
@@ -97,6 +107,8 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    """The recipe's eval section: the metrics and how the test split is scored."""
+
     ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     batch_size: int = 128
     nmi: bool = True
@@ -110,6 +122,8 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
+    """A whole recipe: every section, as loaded and checked from YAML with overrides."""
+
     name: str = "run"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -28,6 +28,8 @@ class Best:
 
 @dataclass
 class TrainState:
+    """Where training stands (step, epoch, batch, best model) and the RNG states to resume with."""
+
     step: int = 0  # iterations done
     epoch: int = 0
     batch: int = 0  # batches done in this epoch

@@ -27,6 +27,8 @@ from ranklist.tuning.space import overrides
 
 @dataclass
 class TrialRecord:
+    """One trial as the reports show it."""
+
     number: int
     state: str  # COMPLETE | PRUNED | FAIL | RUNNING | WAITING
     params: dict[str, Any]

@@ -51,6 +51,8 @@ class Param:
 
 @dataclass(frozen=True)
 class Space:
+    """A search space: the parameters read from a space YAML file."""
+
     path: str
     params: tuple[Param, ...]
 
