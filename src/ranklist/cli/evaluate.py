@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from ranklist.evaluation.metric_names import DEFAULT_KS
+
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -69,7 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--gallery-split",
         help="search this split with the queries (default: the dataset's gallery, if it declares one)",
     )
-    evaluate.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8])
+    evaluate.add_argument("--ks", type=int, nargs="+", default=list(DEFAULT_KS))
     evaluate.add_argument("--levels", nargs="+", help="levels to score (default all, plus their concatenation)")
     evaluate.add_argument("--out", help="also write the metrics to this JSON file")
     evaluate.set_defaults(run=evaluate_command)

@@ -13,6 +13,7 @@ NMI = "nmi"
 NUM_QUERIES = "num_queries"
 EXCLUDED = "num_excluded_queries"
 RECALL_PREFIX = "recall@"
+DEFAULT_KS = (1, 2, 4, 8)  # the Recall@K reported by default (the CUB-200 and CARS196 tables' K)
 VIEW_ORDER = (*LEVELS, CONCAT)
 _DISPLAY = {MAP_AT_R: "MAP@R", R_PRECISION: "R-Prec", NMI: "NMI"}
 
