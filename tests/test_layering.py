@@ -17,7 +17,7 @@ SOURCE = ROOT / "src" / "ranklist"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 
 # The top-level modules every package may use.
-BASE_MODULES = {"atomic", "collectives", "compiling", "errors"}
+BASE_MODULES = {"atomic", "collectives", "compiling", "errors", "unit_rows"}
 
 # Which packages each package may import (besides itself). `ranklist` is the package's own
 # `__init__` (the public loss), `__main__` belongs to the command line.

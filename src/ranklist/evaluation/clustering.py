@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ranklist.unit_rows import unit_rows
+
 
 def normalized_mutual_information(clusters: np.ndarray, classes: np.ndarray) -> float:
     """NMI = 2 I(cluster; class) / (H(cluster) + H(class)), from the contingency table (nats)."""
@@ -153,13 +155,5 @@ def nmi(emb: torch.Tensor, labels: torch.Tensor | np.ndarray, *, seed: int = 0, 
     k = len(np.unique(classes))
     if k == 1:
         return 1.0
-    return normalized_mutual_information(kmeans_assign(_unit_rows(emb), k, seed=int(seed), restarts=restarts), classes)
-
-
-def _unit_rows(emb: torch.Tensor) -> np.ndarray:
-    """float32 L2-normalised rows, normalised in float64 after scaling each row by its largest entry
-    (float32 rows of ~1e30 overflowed to zero vectors, ~1e-30 underflowed); zero rows stay zero."""
-    x = emb.double().cpu()
-    scale = x.abs().amax(dim=1, keepdim=True)
-    x = x / torch.where(scale > 0, scale, torch.ones_like(scale))
-    return torch.nn.functional.normalize(x, dim=1).float().numpy()
+    unit = unit_rows(emb.double().cpu()).float().numpy()  # normalised in float64, k-means in float32
+    return normalized_mutual_information(kmeans_assign(unit, k, seed=int(seed), restarts=restarts), classes)

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ranklist.evaluation.metric_names import DEFAULT_KS, EXCLUDED, MAP_AT_R, NUM_QUERIES, R_PRECISION, recall_key
+from ranklist.unit_rows import unit_rows
 
 # Similarity block: at most this many entries (64 MB of float32) alive at once.
 PAIRS_PER_BLOCK = 1 << 24
@@ -27,11 +27,7 @@ def _as_embeddings(name: str, emb: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"{name} must be a non-empty 2-D float array [N, D], got shape {tuple(emb.shape)}")
     if not torch.isfinite(emb).all():
         raise ValueError(f"{name} has non-finite values")
-    emb = emb.to(torch.float64 if emb.dtype == torch.float64 else torch.float32)
-    # Each row scaled by its largest entry first: rows near 1e20 or 1e-30 would over- or underflow
-    # in the norm. An all-zero row (a model can output one) stays zero: similarity 0 to every item.
-    largest = emb.abs().amax(dim=1, keepdim=True)
-    return F.normalize(emb / torch.where(largest > 0, largest, 1.0), dim=1)
+    return unit_rows(emb.to(torch.float64 if emb.dtype == torch.float64 else torch.float32))
 
 
 def _check_ks(ks: object) -> list[int]:

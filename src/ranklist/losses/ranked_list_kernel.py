@@ -32,6 +32,7 @@ from typing import NamedTuple
 import torch
 
 from ranklist.compiling import maybe_compiled
+from ranklist.unit_rows import unit_rows
 
 # One B x M block holds about this many pairs (~16 MB per float32 matrix, a few of them alive)...
 DEFAULT_PAIRS_PER_BLOCK = 1 << 22
@@ -423,11 +424,5 @@ def _differences(
     (the float32 unit vectors are rounded: ~eps absolute, so ~eps / d relative in the difference)."""
     if sources is None:
         return q[rows] - refs[cols]
-    unit = [_unit_float64(raw) for raw in (sources[0][rows], sources[1][cols])]
+    unit = [unit_rows(raw.double()) for raw in (sources[0][rows], sources[1][cols])]
     return (unit[0] - unit[1]).to(q.dtype)
-
-
-def _unit_float64(raw: torch.Tensor) -> torch.Tensor:
-    """Rows normalised in float64, scaled by their largest entry first (no under/overflow)."""
-    x = raw.double()
-    return torch.nn.functional.normalize(x / x.abs().amax(dim=1, keepdim=True).clamp_min(1e-300), dim=1)

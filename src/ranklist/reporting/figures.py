@@ -161,9 +161,10 @@ def neighbours_for_grid(
     import torch
 
     from ranklist.evaluation.retrieval import scan_gallery
+    from ranklist.unit_rows import unit_rows
 
     def unit(x: np.ndarray) -> torch.Tensor:
-        return torch.nn.functional.normalize(torch.as_tensor(x, dtype=torch.float32), dim=1)
+        return unit_rows(torch.as_tensor(x, dtype=torch.float32))
 
     self_retrieval = gallery is None
     gallery, gallery_labels = (embeddings, labels) if self_retrieval else (gallery, gallery_labels)

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ranklist.unit_rows import unit_rows
+
 MAX_PAIRS = 100_000  # per kind (positive, negative): the shares' standard error is below 0.2 points
 _CHUNK = 8192
 
@@ -168,8 +170,8 @@ def _distances(queries: torch.Tensor, gallery: torch.Tensor, pairs: Pairs) -> np
 
 def pair_distances(embeddings: torch.Tensor, pairs: PairSample, gallery: torch.Tensor | None = None) -> PairDistances:
     """The sampled pairs' distances in `embeddings` (each row L2-normalised first, as the loss does)."""
-    queries = torch.nn.functional.normalize(embeddings.float(), dim=1)
-    gallery = queries if gallery is None else torch.nn.functional.normalize(gallery.float(), dim=1)
+    queries = unit_rows(embeddings.float())
+    gallery = queries if gallery is None else unit_rows(gallery.float())
     return PairDistances(_distances(queries, gallery, pairs.positive), _distances(queries, gallery, pairs.negative))
 
 

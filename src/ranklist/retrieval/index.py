@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from ranklist.models.fingerprint import ModelFingerprint, check_same_model
+from ranklist.unit_rows import unit_rows
 
 KINDS = ("flat", "ivf", "ivfpq")
 PQ_CENTROIDS = 256  # per sub-quantiser, for the 8-bit codes ivfpq uses
@@ -98,8 +100,7 @@ def _normalised(embeddings: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be a non-empty 2-D array [N, D], got shape {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError(f"{name} has non-finite values")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+    return unit_rows(torch.from_numpy(x)).numpy()
 
 
 def _as_items(items: Items | np.ndarray | None, n: int, labels: np.ndarray | None) -> Items:
