@@ -108,6 +108,7 @@ def test_query_and_gallery_without_a_shared_class_are_refused_before_training(tm
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.heavy  # a training run
 def test_divergence_says_when_and_what_to_try(tmp_path, capsys):
     root = make_folder(tmp_path / "src", classes=8, per_class=4)
     recipe = tmp_path / "r.yaml"

@@ -255,6 +255,7 @@ def test_integer_label_dtypes_and_device_follow_inputs():
     assert ranked_list_loss(emb, labels).device == emb.device
 
 
+@pytest.mark.heavy  # torch.compile builds the kernel: seconds
 def test_compiled_elementwise_kernel_gives_the_same_numbers():
     emb, labels = batch(n=40, seed=18, dtype=torch.float32)
     for gradient in GRADIENTS:
@@ -476,6 +477,7 @@ def test_float64_rows_of_extreme_scale_give_the_unscaled_loss_and_gradient(scale
     torch.testing.assert_close(got_grad * scale, want_grad, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.heavy  # 1,100 queries against 8,192 references, twice
 def test_default_blocks_of_a_large_reference_set_give_the_single_block_result():
     # At large M the default block keeps at least 1,024 rows; it must agree with one block.
     g = torch.Generator().manual_seed(24)
