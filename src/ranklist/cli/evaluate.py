@@ -9,12 +9,15 @@ import sys
 from ranklist.evaluation.metric_names import DEFAULT_KS
 
 
+def dataset_help() -> str:
+    """--dataset's help, naming the registered datasets (data/readers.py DATASETS)."""
+    from ranklist.data.readers import DATASETS
+
+    return f"a dataset name ({', '.join(DATASETS)})"
+
+
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dataset",
-        required=True,
-        help="a dataset name (cub200, cars196, sop, inshop, folder, csv, emoji, fashion_mnist)",
-    )
+    parser.add_argument("--dataset", required=True, help=dataset_help())
     parser.add_argument("--root", help="the dataset's folder (or CSV file)")
     parser.add_argument(
         "--split", help="default: the dataset's evaluation queries (test, or query for a query/gallery protocol)"
