@@ -133,3 +133,19 @@ def test_embeddings_file_index_search_and_add(data, tmp_path, capsys):
     assert main(["search", str(tmp_path / "idx"), str(emb), "--k", "2"]) == 0
     first = __import__("json").loads(capsys.readouterr().out.splitlines()[0])
     assert first["query"] == "0" and set(first["neighbours"]) == {"0", str(n)}  # itself and its added copy
+
+
+def test_index_add_is_a_subcommand_beside_the_embeddings_file(capsys):
+    from ranklist.cli import build_parser
+
+    parser = build_parser()
+    built = parser.parse_args(["index", "--out", "idx", "e.npz", "--kind", "ivf"])
+    assert (built.run.__name__, built.embeddings, built.out, built.kind) == ("build_command", "e.npz", "idx", "ivf")
+    added = parser.parse_args(["index", "add", "idx", "e.npz"])
+    assert (added.run.__name__, added.index, added.embeddings) == ("add_command", "idx", "e.npz")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["index", "e.npz", "f.npz", "--out", "x"])
+    assert "one embeddings file to index, got 'e.npz' and 'f.npz'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["index", "add", "--help"])
+    assert "usage: ranklist index add" in capsys.readouterr().out

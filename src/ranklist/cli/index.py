@@ -18,10 +18,40 @@ USAGE = (
 )
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Add `ranklist index` and `ranklist search`."""
-    from ranklist.cli.evaluate import add_precision_option
+class _AddOrEmbeddings(argparse._SubParsersAction):
+    """`add` is a subcommand with its own parser; any other first word is the embeddings file of a
+    build, whose options are the `index` parser's own (`ranklist index EMBEDDINGS.npz --out DIR`)."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.choices = None  # any first word is accepted: `add`, or an embeddings file
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values[0] in self._name_parser_map:
+            return super().__call__(parser, namespace, values, option_string)
+        if namespace.embeddings is not None:
+            parser.error(f"one embeddings file to index, got {namespace.embeddings!r} and {values[0]!r}")
+        namespace.embeddings = values[0]
+        parser.parse_args(values[1:], namespace)  # the options after it, into the same namespace
+
+
+def _add_model_data_options(parser: argparse.ArgumentParser) -> None:
+    """The options that embed a dataset split with a checkpoint (building or adding)."""
+    from ranklist.cli.evaluate import add_precision_option, dataset_help
+
+    parser.add_argument("--checkpoint", help="embed a dataset split with this checkpoint (its own preprocessing)")
+    parser.add_argument("--dataset", help=dataset_help())
+    parser.add_argument("--root", help="the dataset's folder (or CSV file)")
+    parser.add_argument("--split", help="default: the dataset's gallery split if it declares one, else its test split")
+    parser.add_argument("--allow-partial", action="store_true", help="accept an incomplete copy of a benchmark")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu", help="--checkpoint: where the model embeds (cpu, cuda, cuda:1, mps)")
+    add_precision_option(parser)
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add `ranklist index` (with its subcommand `index add`) and `ranklist search`."""
     index = subparsers.add_parser(
         "index",
         help="build (or `index add` to) a faiss index from a model and a dataset, or an embeddings file",
@@ -29,29 +59,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    index.add_argument(
-        "words",
-        nargs="*",
-        metavar="EMBEDDINGS | add DIR [EMBEDDINGS]",
-        help="an .npz from `ranklist embed`, or `add` and an index folder",
+    actions = index.add_subparsers(
+        action=_AddOrEmbeddings,
+        prog="ranklist index",
+        metavar="EMBEDDINGS | add",
+        help="an .npz from `ranklist embed` to index, or `add` to append to an index (ranklist index add -h)",
     )
     index.add_argument("--out", help="index folder to write (refused if it exists and is not an index)")
     index.add_argument("--replace", action="store_true", help="replace an existing index at --out")
     index.add_argument("--kind", default="flat", help="flat (exact) | ivf | ivfpq")
     index.add_argument("--nlist", type=int, help="ivf/ivfpq: inverted lists (default ~4 sqrt(N))")
     index.add_argument("--nprobe", type=int, default=16, help="ivf/ivfpq: lists searched per query")
-    index.add_argument("--checkpoint", help="embed a dataset split with this checkpoint (its own preprocessing)")
-    index.add_argument(
-        "--dataset", help="a dataset name (cub200, cars196, sop, inshop, folder, csv, emoji, fashion_mnist)"
+    _add_model_data_options(index)
+    index.set_defaults(run=build_command, embeddings=None)
+    add = actions.add_parser(
+        "add",
+        help="append a dataset split (--checkpoint) or an embeddings file to an existing index",
+        description="Append to the index in DIR: a dataset split embedded with --checkpoint (the model "
+        "that built the index), or an embeddings file.",
     )
-    index.add_argument("--root", help="the dataset's folder (or CSV file)")
-    index.add_argument("--split", help="default: the dataset's gallery split if it declares one, else its test split")
-    index.add_argument("--allow-partial", action="store_true", help="accept an incomplete copy of a benchmark")
-    index.add_argument("--batch-size", type=int, default=64)
-    index.add_argument("--device", default="cpu", help="--checkpoint: where the model embeds (cpu, cuda, cuda:1, mps)")
-    add_precision_option(index)
-    index.add_argument("--no-progress", action="store_true")
-    index.set_defaults(run=index_command)
+    add.add_argument("index", metavar="DIR", help="the index folder (ranklist index)")
+    add.add_argument("embeddings", nargs="?", metavar="EMBEDDINGS", help="an .npz from `ranklist embed`")
+    _add_model_data_options(add)
+    add.set_defaults(run=add_command)
     search = subparsers.add_parser("search", help="nearest indexed items of each embedding in a file")
     search.add_argument("index", help="index folder (ranklist index)")
     search.add_argument("queries", help=".npz written by `ranklist embed`")
@@ -84,7 +114,8 @@ def _model_dataset(args: argparse.Namespace):
     return model, dataset, source
 
 
-def _build(args: argparse.Namespace) -> None:
+def build_command(args: argparse.Namespace) -> None:
+    """Build an index from an embeddings file or a checkpoint and a dataset split."""
     from ranklist.retrieval import Items, build_index, save_index
     from ranklist.retrieval.embeddings_file import read_embeddings
     from ranklist.retrieval.from_model import index_from_model
@@ -95,8 +126,8 @@ def _build(args: argparse.Namespace) -> None:
     check_target(Path(args.out), args.replace)  # before any embedding work
     options = {"kind": args.kind, "nlist": args.nlist, "nprobe": args.nprobe}
     if args.checkpoint:
-        if args.words:
-            raise ValueError(f"give an embeddings file or --checkpoint, not both (got {args.words[0]!r})")
+        if args.embeddings:
+            raise ValueError(f"give an embeddings file or --checkpoint, not both (got {args.embeddings!r})")
         model, dataset, source = _model_dataset(args)
         built = index_from_model(
             model,
@@ -107,14 +138,14 @@ def _build(args: argparse.Namespace) -> None:
             device=args.device,
             **options,
         )
-    elif len(args.words) == 1:
-        source = read_embeddings(args.words[0])
+    elif args.embeddings:
+        source = read_embeddings(args.embeddings)
         items = Items(source.ids(), source.labels, source.paths)  # ids: the paths when known (as before), else rows
         built = build_index(
             source.embedding,
             items,
             model=source.model,
-            meta={"sources": [{"embeddings": str(args.words[0])}]},
+            meta={"sources": [{"embeddings": str(args.embeddings)}]},
             **options,
         )
     else:
@@ -123,19 +154,18 @@ def _build(args: argparse.Namespace) -> None:
     print(f"{args.out}: {len(built)} items, {built.meta['kind']}, dimension {built.dim}")
 
 
-def _add(args: argparse.Namespace) -> None:
+def add_command(args: argparse.Namespace) -> None:
+    """Add a dataset split or an embeddings file to an existing index."""
     from ranklist.retrieval import Items, add_to_index, load_index, next_ids, save_index
     from ranklist.retrieval.embeddings_file import read_embeddings
     from ranklist.retrieval.from_model import add_from_model
 
-    if len(args.words) not in (2, 3):
-        raise ValueError(
-            f"usage: ranklist index add DIR (EMBEDDINGS.npz | --checkpoint CKPT --dataset NAME), got {args.words[1:]}"
-        )
-    folder = Path(args.words[1])
+    if bool(args.checkpoint) == bool(args.embeddings):
+        raise ValueError("index add takes an embeddings file or --checkpoint with --dataset, one of the two")
+    folder = Path(args.index)
     index = load_index(folder)
     before = len(index)
-    if args.checkpoint and len(args.words) == 2:
+    if args.checkpoint:
         model, dataset, source = _model_dataset(args)
         add_from_model(
             index,
@@ -146,8 +176,8 @@ def _add(args: argparse.Namespace) -> None:
             progress=not args.no_progress,
             device=args.device,
         )
-    elif len(args.words) == 3 and not args.checkpoint:
-        source = read_embeddings(args.words[2])
+    else:
+        source = read_embeddings(args.embeddings)
         ids = next_ids(index, len(source.embedding)) if index.ids.dtype.kind in "iu" else source.ids()
         paths = source.paths if index.items.paths is not None else None
         add_to_index(
@@ -156,18 +186,8 @@ def _add(args: argparse.Namespace) -> None:
             Items(ids, source.labels if index.labels is not None else None, paths),
             source.model,
         )
-    else:
-        raise ValueError("index add takes an embeddings file or --checkpoint with --dataset, one of the two")
     save_index(index, folder, replace=True)
     print(f"{folder}: {len(index) - before} items added, {len(index)} in all")
-
-
-def index_command(args: argparse.Namespace) -> None:
-    """Build an index, or with `add`, add items to an existing one."""
-    if args.words[:1] == ["add"]:
-        _add(args)
-    else:
-        _build(args)
 
 
 def search_command(args: argparse.Namespace) -> None:
