@@ -40,12 +40,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/eval_speed.py
 	$(PY) benchmarks/memory_step.py
 
-# GPU readiness (issue 16): loss, compiled kernel, the demo step with AMP, SOP-sized evaluation and a
+# GPU readiness: loss, compiled kernel, the demo step with AMP, SOP-sized evaluation and a
 # torchrun/NCCL step, against their floors; <= 5 minutes on one GPU. Without a GPU: a CPU fallback in seconds.
 gpu-check: $(STAMP)
 	$(PY) benchmarks/gpu_check.py
 
-# The studies of docs/results.md (issue 7): every loss, then the paper's ablations, on the offline
+# The studies of docs/results.md: every loss, then the paper's ablations, on the offline
 # benchmark at a third of the demo's budget (about 110 s a run on 2 cores: ~3 h for SEEDS="0 1 2").
 # Finished runs are reused, so an interrupted `make studies` continues where it stopped.
 STUDY_OVERRIDES := data.image_size=64 data.hflip=true model.freeze_bn=false data.val_fraction=0.2 train.iterations=150 train.val_every=50 train.checkpoint_every=150 optim.milestones=[]
