@@ -10,7 +10,7 @@ round so that machine load hits all alike (median of the rounds):
 - each path that embeds a checkpoint, side by side on the file-backed split: the run's own test
   phase (its Evaluator), `evaluate`/`embed` (the checkpoint loaded, embedding as its run recorded),
   `index` (embed_items), and the server's path (PNG uploads decoded in batches, PyTorch and ONNX);
-  the checkpoint records eval.precision as the demo resolves it here (bf16 on bf16 CPUs).
+  the checkpoint records precision.eval as the demo resolves it here (bf16 on bf16 CPUs).
 
     python benchmarks/embed_speed.py                       # 2,048 images at 64 px
     python benchmarks/embed_speed.py --n 512 --rounds 1 data.image_size=96
@@ -57,7 +57,7 @@ def _checkpoint_paths(model, config, dataset, paths: list[Path], folder: Path, b
     from ranklist.serving.embedders import OnnxEmbedder, TorchEmbedder
     from ranklist.serving.uploads import ServeLimits, Upload, decode_batch
 
-    recorded = Inference(evaluation_precision(config.eval.precision, torch.device("cpu")), True)
+    recorded = Inference(evaluation_precision(config.precision.eval, torch.device("cpu")), True)
     model.inference = recorded
     save_model(model, folder / "model.pt")
     model.inference = Inference()  # the other runs time the fp32 forward, as before
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
                 "n": args.n,
                 "image_size": d.image_size,
                 "backbone": config.model.backbone,
-                "checkpoint_precision": evaluation_precision(config.eval.precision, torch.device("cpu")),
+                "checkpoint_precision": evaluation_precision(config.precision.eval, torch.device("cpu")),
                 "batch": batch,
                 "threads": args.threads,
                 "rounds": args.rounds,

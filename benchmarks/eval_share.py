@@ -16,8 +16,8 @@ precision, no reading or scoring), in seconds and as a share of train_steps. The
 baseline is embedded in the test's pass (its forward is in "test"); eval.baseline=false leaves it out.
 
     python benchmarks/eval_share.py                                   # the issue's shape (~10 min here)
-    python benchmarks/eval_share.py eval.precision=bf16               # the evaluation forward in bf16
-    python benchmarks/eval_share.py eval.precision=bf16 eval.baseline=false   # and no pretrained baseline
+    python benchmarks/eval_share.py precision.eval=bf16               # the evaluation forward in bf16
+    python benchmarks/eval_share.py precision.eval=bf16 eval.baseline=false   # and no pretrained baseline
     python benchmarks/eval_share.py --test-classes 50 --per-class 4 --train-classes 40 --iterations 2   # seconds
 """
 
@@ -88,7 +88,7 @@ def forward_floor(config, summary: dict, repeats: int = 3) -> float:
     )
     size, batch = config.data.image_size, config.eval.batch_size
     images = torch.randn(batch, 3, size, size)
-    cast = torch.autocast("cpu", dtype=torch.bfloat16) if summary["eval_precision"] == "bf16" else nullcontext()
+    cast = torch.autocast("cpu", dtype=torch.bfloat16) if summary["precision"]["eval"] == "bf16" else nullcontext()
     best = float("inf")
     with torch.no_grad(), cast:
         for _ in range(repeats + 1):  # the first is a warm-up
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         f"train.checkpoint_every={args.iterations}",
         "optim.milestones=[]",
         "data.val_fraction=0.2",
-        "eval.precision=fp32",
+        "precision.eval=fp32",
         *args.overrides,
     ]  # a new user's defaults, not the demo's
     config = load_config(ROOT / "configs" / "demo.yaml", overrides)

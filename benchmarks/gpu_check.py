@@ -8,10 +8,10 @@ report. On a GPU (a few minutes on one card; peak memory of each section reporte
   one after the other);
 - loss_compile: torch.compile of the loss kernel (compile time, then its speed against eager);
 - train_step: the trainer's own step (build_run + train_step) of the demo recipe (its frozen
-  blocks, frozen and folded BN, frozen_precision auto) on a folder of synthetic images, as the
-  recipe has it and with optim.amp (bf16 autocast, as the trainer uses it): images/s, loss finite;
+  blocks, frozen and folded BN, precision.frozen auto) on a folder of synthetic images, as the
+  recipe has it and with precision.train=bf16 (bf16 autocast, as the trainer uses it): images/s, loss finite;
 - eval: the trainer's evaluator (run.evaluator): embedding a synthetic test split (images/s, at
-  eval.precision auto), and scoring at Stanford Online Products' size (60,502 items, 11,316 classes,
+  precision.eval auto), and scoring at Stanford Online Products' size (60,502 items, 11,316 classes,
   the recipe's levels) with and without NMI, so that NMI's share is timed;
 - torchrun (2 GPUs or more): build_run + train_step on 2 NCCL processes against one process on the
   same global batch (largest parameter difference after 3 steps), and `ranklist train` under
@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -210,11 +210,11 @@ def _batches(run, count: int) -> list:
 
 
 def check_train_step(fixture: Path, device: torch.device, sizes: dict) -> dict:
-    """The trainer's step on the demo recipe, as the recipe has it and under bf16 autocast (optim.amp)."""
+    """The trainer's step on the demo recipe, as the recipe has it and under bf16 autocast (precision.train=bf16)."""
     from ranklist.training import TrainState, build_run, train_step
 
     result = {}
-    for name, extra in (("recipe", []), ("amp_bf16", ["optim.amp=true"])):
+    for name, extra in (("recipe", []), ("amp_bf16", ["precision.train=bf16"])):
         run = build_run(fixture_config(fixture, device, sizes, extra))
         run.model.train()
         batches, state = _batches(run, 4), TrainState()
@@ -226,7 +226,7 @@ def check_train_step(fixture: Path, device: torch.device, sizes: dict) -> dict:
             "images_per_s": round(run.batch_size * sizes["steps"] / seconds, 1),
             "step_s": round(seconds / sizes["steps"], 4),
             "loss_finite": bool(np.isfinite(losses).all()),
-            "frozen_precision": run.frozen_precision,
+            "precision": asdict(run.precision),
             "parameters_finite": all(bool(torch.isfinite(p).all()) for p in run.model.parameters()),
         }
     cfg = run.config

@@ -12,7 +12,7 @@ through the recipe's training transform (the emoji benchmark's shape; no data se
   contiguous (channels-last off), bf16 autocast (only where the CPU has AVX512-BF16 or AMX, or on
   CUDA), torch.compile of the model (its compile time reported apart), freezing the stem and first
   blocks (backbones with `freeze`), the frozen blocks' training forward in fp32 and in bf16
-  (optim.frozen_precision; backbones that can), EfficientNet-Lite's layers as its package builds
+  (precision.frozen; backbones that can), EfficientNet-Lite's layers as its package builds
   them (package_layers: a ZeroPad2d copy before each padded convolution, ReLU6 out of place, batch
   norms not folded; stride2_zero_pad: that copy back before the stride-2 convolutions only;
   unfolded_norms: the eval-mode batch norms run apart again), the backbone's batch-norm statistics
@@ -139,7 +139,7 @@ def _make_variant(
         model.freeze_bn = freeze_bn  # applied by model.train() below
     if freeze:
         model.backbone.freeze(freeze)
-    frozen = frozen or config.optim.frozen_precision
+    frozen = frozen or config.precision.frozen
     frozen_precision(model, frozen if freeze or frozen != "bf16" else "fp32", device)
     channels_last = config.train.channels_last if channels_last is None else channels_last
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()

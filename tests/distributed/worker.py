@@ -80,7 +80,8 @@ def sharded_evaluation(rank: int, world: int) -> None:
     g = torch.Generator().manual_seed(3)
     for n in (41, 1):  # uneven shards; fewer items than processes (every process embeds it all)
         data = TensorDataset(torch.randn(n, 3, 16, 16, generator=g), torch.arange(n) % 7)
-        outputs, labels, _, _ = Evaluator(batch_size=6, progress=False, distributed=True).embed(model, data)
+        embedded = Evaluator(batch_size=6, progress=False, distributed=True).embed(model, data)
+        outputs, labels = embedded.outputs, embedded.labels
         want, want_labels = embed_dataset(model, data, batch_size=6, progress=False)
         assert torch.equal(labels, want_labels)
         for level in want:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from ranklist.evaluation import Embedded
 from ranklist.reporting.pair_distances import Boundaries, PairDistances, loss_boundaries, pair_distances, sample_pairs
 from ranklist.reporting.run_report import write_pair_picture
 
@@ -82,7 +83,7 @@ def _embedded(n_classes=6, per_class=4, dim=8, seed=0):
     labels = torch.arange(n_classes).repeat_interleave(per_class)
     final = {"L": torch.randn(len(labels), dim, generator=g), "H": torch.randn(len(labels), dim, generator=g)}
     baseline = {"H": torch.randn(len(labels), 2 * dim, generator=g)}
-    return {"final": (final, labels, None, None), "baseline": (baseline, labels, None, None)}
+    return {"final": Embedded(final, labels), "baseline": Embedded(baseline, labels)}
 
 
 def test_picture_written_with_baseline_and_cache(tmp_path):
@@ -110,7 +111,7 @@ def test_picture_written_with_baseline_and_cache(tmp_path):
 def test_query_gallery_picture(tmp_path):
     g = torch.Generator().manual_seed(0)
     q_labels, g_labels = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 0, 1, 2, 3, 3])
-    final = ({"H": torch.randn(4, 8, generator=g)}, q_labels, {"H": torch.randn(6, 8, generator=g)}, g_labels)
+    final = Embedded({"H": torch.randn(4, 8, generator=g)}, q_labels, {"H": torch.randn(6, 8, generator=g)}, g_labels)
     _, summary = write_pair_picture(tmp_path, SimpleNamespace(name="rll", preset=None, params={}), {"final": final})
     assert (summary["positive_pairs"], summary["negative_pairs"]) == (6, 18)
 

@@ -22,7 +22,7 @@ def bf16_run(tiny_recipe, tmp_path):
                 "train",
                 str(tiny_recipe),
                 "train.iterations=2",
-                "eval.precision=bf16",
+                "precision.eval=bf16",
                 "train.channels_last=true",
                 "--out",
                 str(out),

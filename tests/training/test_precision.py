@@ -3,7 +3,7 @@ import torch
 
 from ranklist.models import build_model
 from ranklist.training.config import ConfigError, load_config
-from ranklist.training.precision import evaluation_precision, frozen_precision, native_bf16
+from ranklist.training.precision import evaluation_precision, frozen_precision, native_bf16, training_precision
 from ranklist.training.run import build_run
 
 
@@ -37,7 +37,7 @@ def test_evaluation_precision_auto_follows_the_hardware(tiny_recipe):
     cpu = torch.device("cpu")
     assert evaluation_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
     assert evaluation_precision("fp32", cpu) == "fp32" and evaluation_precision("bf16", cpu) == "bf16"
-    run = build_run(load_config(tiny_recipe, ["eval.precision=auto"]))
+    run = build_run(load_config(tiny_recipe, ["precision.eval=auto"]))
     assert (
         run.evaluator.precision == evaluation_precision("auto", cpu)
         and run.val_evaluator.precision == run.evaluator.precision
@@ -58,11 +58,13 @@ def test_build_run_applies_and_records_it(tiny_recipe):
                 "data.image_size=32",
                 "data.resize=36",
                 "model.freeze_blocks=2",
-                "optim.frozen_precision=bf16",
+                "precision.frozen=bf16",
+                "precision.train=bf16",
             ],
         )
     )
-    assert run.frozen_precision == "bf16" and run.model.backbone.frozen_dtype == torch.bfloat16
+    assert run.precision.frozen == "bf16" and run.model.backbone.frozen_dtype == torch.bfloat16
+    assert run.precision.train == "bf16" and run.precision.eval == "fp32"
 
 
 @pytest.mark.parametrize(
@@ -76,3 +78,10 @@ def test_auto_takes_bf16_only_on_cards_that_compute_it(monkeypatch, capability, 
     assert native_bf16(cuda) is native
     assert evaluation_precision("auto", cuda) == ("bf16" if native else "fp32")
     assert frozen_precision(_model(), "auto", cuda) == ("bf16" if native else "fp32")
+    assert training_precision("auto", cuda) == ("bf16" if native else "fp32")
+
+
+def test_training_auto_stays_fp32_on_a_cpu():
+    """Whole-network bf16 training was slower than fp32 on a CPU with bf16 units: auto keeps fp32 there."""
+    cpu = torch.device("cpu")
+    assert training_precision("auto", cpu) == "fp32" and training_precision("bf16", cpu) == "bf16"

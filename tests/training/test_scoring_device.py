@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ranklist.cli import main
-from ranklist.evaluation import Evaluator
+from ranklist.evaluation import Embedded, Evaluator
 from ranklist.evaluation.evaluator import scoring_device
 
 
@@ -41,7 +41,7 @@ def test_metrics_scored_on_cuda_equal_the_cpu_ones():
     g = torch.Generator().manual_seed(0)
     outputs = {"L": torch.randn(300, 16, generator=g), "H": torch.randn(300, 8, generator=g)}
     labels = torch.arange(300) % 30
-    cpu = Evaluator(progress=False, compute_nmi=False).score(outputs, labels)
-    cuda = Evaluator(device="cuda", progress=False, compute_nmi=False).score(outputs, labels)
+    cpu = Evaluator(progress=False, compute_nmi=False).score(Embedded(outputs, labels))
+    cuda = Evaluator(device="cuda", progress=False, compute_nmi=False).score(Embedded(outputs, labels))
     for view in cpu:
         assert cuda[view] == pytest.approx(cpu[view], abs=1e-6)

@@ -47,6 +47,7 @@ def demo_command(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace, config, out: Path, resume: bool = False) -> None:
+    from ranklist.evaluation.metric_names import RECALL_AT_1, headline_view
     from ranklist.training import Trainer
 
     summary = Trainer(config, out, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr)).run(
@@ -54,7 +55,11 @@ def _train(args: argparse.Namespace, config, out: Path, resume: bool = False) ->
     )
     if summary is None:  # a torchrun process other than rank 0: rank 0 reports
         return
-    final = summary["test"].get("concat") or next(iter(summary["test"].values()))
-    print(
-        f"{out}: test recall@1 {100 * final['recall@1']:.1f} % ({summary['wall_time_s']} s); see {out / 'summary.md'}"
+    # A tuning fold (data.folds) has no test: its selected step's validation metrics stand in.
+    split, scores = (
+        ("test", summary["test"][headline_view(summary["test"])])
+        if summary["test"]
+        else ("validation", summary["validation"])
     )
+    seconds = summary["wall_time_s"]
+    print(f"{out}: {split} recall@1 {100 * scores[RECALL_AT_1]:.1f} % ({seconds} s); see {out / 'summary.md'}")

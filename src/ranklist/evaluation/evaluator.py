@@ -15,11 +15,10 @@ from tqdm.auto import tqdm
 from ranklist.collectives import gather_rows, process_group, shard_bounds
 from ranklist.data.splits import shared_labels
 from ranklist.evaluation.clustering import nmi
+from ranklist.evaluation.metric_names import CONCAT, DEFAULT_KS, NMI
 from ranklist.evaluation.prefetch import Prefetcher
 from ranklist.evaluation.retrieval import retrieval_metrics
 from ranklist.models import evaluation_embedding, model_inference
-
-CONCAT = "concat"
 
 
 def show_progress(progress: bool) -> bool:
@@ -101,6 +100,18 @@ def _part(outputs: dict[str, torch.Tensor] | None, name: str) -> dict[str, torch
     return {key.split("/", 1)[1]: emb for key, emb in outputs.items() if key.split("/", 1)[0] == name}
 
 
+@dataclass(frozen=True)
+class Embedded:
+    """A split's raw per-level embeddings and labels, and its gallery's (None where it searches itself).
+
+    With a gallery, labels are numbered by class identity across both splits (shared_labels)."""
+
+    outputs: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    gallery_outputs: dict[str, torch.Tensor] | None = None
+    gallery_labels: torch.Tensor | None = None
+
+
 def scoring_device(device: str | torch.device) -> torch.device:
     """Where the retrieval metrics are computed: the embedding device when it is a CUDA GPU (the
     blocked scan works on device tensors), else the CPU. k-means (NMI) stays on the CPU (faiss-cpu)."""
@@ -121,36 +132,39 @@ class Evaluator:
     device: str = "cpu"
     num_workers: int = 0
     progress: bool = True
-    ks: Sequence[int] = (1, 2, 4, 8)
+    ks: Sequence[int] = DEFAULT_KS
     compute_nmi: bool = True
     seed: int = 0
     distributed: bool = False
     precision: str | None = None  # of the forward: fp32 | bf16 | None, the model's own (see embed_dataset)
 
-    def embed(self, model: torch.nn.Module, dataset: Dataset, gallery_dataset: Dataset | None = None):
-        """(outputs, labels, gallery outputs or None, gallery labels or None): raw per-level embeddings.
-
-        With a gallery, labels are numbered by class identity across both splits (shared_labels):
-        each split numbers its own classes, so their raw labels cannot be compared.
-        """
+    def embed(self, model: torch.nn.Module, dataset: Dataset, gallery_dataset: Dataset | None = None) -> Embedded:
+        """Raw per-level embeddings of the split (and the gallery). Each split numbers its own classes,
+        so with a gallery both are renumbered by class identity."""
         outputs, labels = self._embed_split(model, dataset, "embed")
         if gallery_dataset is None:
-            return outputs, labels, None, None
+            return Embedded(outputs, labels)
         gallery_outputs, gallery_labels = self._embed_split(model, gallery_dataset, "embed gallery")
         shared = shared_labels(dataset, gallery_dataset)
         if shared is not None:
             labels, gallery_labels = (torch.from_numpy(numbers) for numbers in shared)
-        return outputs, labels, gallery_outputs, gallery_labels
+        return Embedded(outputs, labels, gallery_outputs, gallery_labels)
 
     def embed_models(
         self, models: Mapping[str, torch.nn.Module], dataset: Dataset, gallery_dataset: Dataset | None = None
-    ):
+    ) -> dict[str, Embedded]:
         """{name: what `embed` returns} for several models in one pass: each image is read and
         transformed once and goes through every model (a run's final test and its pretrained baseline)."""
-        outputs, labels, gallery_outputs, gallery_labels = self.embed(
-            _Together(models).eval(), dataset, gallery_dataset
-        )
-        return {name: (_part(outputs, name), labels, _part(gallery_outputs, name), gallery_labels) for name in models}
+        together = self.embed(_Together(models).eval(), dataset, gallery_dataset)
+        return {
+            name: Embedded(
+                _part(together.outputs, name),
+                together.labels,
+                _part(together.gallery_outputs, name),
+                together.gallery_labels,
+            )
+            for name in models
+        }
 
     def _embed_split(self, model: torch.nn.Module, dataset: Dataset, description: str):
         options = dict(
@@ -180,10 +194,12 @@ class Evaluator:
         gallery_dataset: Dataset | None = None,
         levels: Sequence[str] | None = None,
     ) -> dict[str, dict[str, float]]:
-        return self.score(*self.embed(model, dataset, gallery_dataset), levels)
+        return self.score(self.embed(model, dataset, gallery_dataset), levels)
 
-    def score(self, outputs, labels, gallery_outputs=None, gallery_labels=None, levels=None):
+    def score(self, embedded: Embedded, levels: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         """Metrics of already computed per-level embeddings (see evaluate)."""
+        outputs, labels = embedded.outputs, embedded.labels
+        gallery_outputs, gallery_labels = embedded.gallery_outputs, embedded.gallery_labels
         levels = list(levels or outputs)
         views = {level: [level] for level in levels}
         if len(levels) > 1:
@@ -196,7 +212,7 @@ class Evaluator:
                 emb.to(scoring_device(self.device)), labels, self.ks, gallery=gallery, gallery_labels=gallery_labels
             )
             if self.compute_nmi:
-                metrics["nmi"] = nmi(
+                metrics[NMI] = nmi(
                     emb if gallery is None else torch.cat([emb, gallery]),
                     labels if gallery is None else torch.cat([labels, gallery_labels]),
                     seed=self.seed,

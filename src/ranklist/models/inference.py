@@ -1,6 +1,6 @@
 """How a model's forward runs when it embeds: the run records it, every path that embeds reads it.
 
-A run evaluates in its resolved `eval.precision` (bf16 on CPUs and GPUs that compute it natively)
+A run evaluates in its resolved `precision.eval` (bf16 on CPUs and GPUs that compute it natively)
 and its memory format (`train.channels_last`); its checkpoints carry that record, so `evaluate`,
 `embed`, `index` and `serve` embed the way the run's own test did (and reproduce its numbers)
 unless told otherwise. Checkpoints written before the record embed in fp32, contiguous.

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from ranklist.atomic import atomic_write_bytes
-from ranklist.data.image_decoding import to_rgb
+from ranklist.data.thumbnails import thumbnail
+from ranklist.evaluation import Embedded
 from ranklist.reporting.figures import (
     neighbours_for_grid,
     plot_embedding_projection,
@@ -28,19 +29,6 @@ from ranklist.reporting.pair_distances import (
 )
 
 THUMBNAIL = 128  # side of the square each image of the retrieval grid is shown in
-
-
-def display_image(dataset: Any, index: int, size: int = THUMBNAIL) -> np.ndarray:
-    """An item's image (before any transform) as uint8 [size, size, 3]: scaled to fit, aspect ratio
-    kept, on a white square, so that photos of any sizes share one grid."""
-    from PIL import Image
-
-    image = dataset.load_image(index)
-    image = Image.fromarray(image.permute(1, 2, 0).numpy()) if isinstance(image, torch.Tensor) else to_rgb(image)
-    image.thumbnail((size, size), Image.Resampling.BILINEAR)
-    canvas = Image.new("RGB", (size, size), "white")
-    canvas.paste(image, ((size - image.width) // 2, (size - image.height) // 2))
-    return np.asarray(canvas)
 
 
 def write_run_report(
@@ -69,8 +57,10 @@ def write_run_report(
         (None, None, test_set) if gallery is None else (gallery[0].numpy(), gallery[1].numpy(), gallery[2])
     )
     queries, neighbours, correct = neighbours_for_grid(emb, lab, grid_queries, 5, seed, gallery_emb, gallery_lab)
-    query_images = np.stack([display_image(test_set, int(i)) for i in queries])
-    neighbour_images = np.stack([[display_image(gallery_set, int(j)) for j in row] for row in neighbours])
+    query_images = np.stack([thumbnail(test_set.load_image(int(i)), THUMBNAIL) for i in queries])
+    neighbour_images = np.stack(
+        [[thumbnail(gallery_set.load_image(int(j)), THUMBNAIL) for j in row] for row in neighbours]
+    )
     names = getattr(test_set, "class_names", None)
     titles = [names[lab[i]] for i in queries] if names else None
     plot_retrieval_grid(query_images, neighbour_images, correct, plots_dir / "retrieval_grid.png", titles)
@@ -86,14 +76,20 @@ def _picture_level(outputs: dict[str, torch.Tensor]) -> str:
 
 
 def write_pair_picture(
-    run_dir: Path, loss: Any, embedded: dict[str, tuple], *, seed: int = 0, baseline_cache: Path | None = None
+    run_dir: Path, loss: Any, embedded: dict[str, Embedded], *, seed: int = 0, baseline_cache: Path | None = None
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """plots/pair_distances.png and its summary entry (reporting/pair_distances.py).
 
-    embedded: the test pass's {"final": (outputs, labels, gallery outputs, gallery labels),
-    "baseline": (...)} (baseline absent when not embedded); loss: the run's (name, preset, params).
-    The baseline's distances are kept in `baseline_cache` (.npz) for runs that share its metrics."""
-    outputs, labels, gallery_outputs, gallery_labels = embedded["final"]
+    embedded: the test pass's {"final": ..., "baseline": ...} (baseline absent when not embedded);
+    loss: the run's (name, preset, params). The baseline's distances are kept in `baseline_cache`
+    (.npz) for runs that share its metrics."""
+    final = embedded["final"]
+    outputs, labels, gallery_outputs, gallery_labels = (
+        final.outputs,
+        final.labels,
+        final.gallery_outputs,
+        final.gallery_labels,
+    )
     level = _picture_level(outputs)
     pairs = sample_pairs(labels.numpy(), None if gallery_labels is None else gallery_labels.numpy(), seed=seed)
     panels: dict[str, PairDistances] = {}
@@ -120,15 +116,15 @@ def write_pair_picture(
     )
 
 
-def _baseline_distances(baseline: tuple | None, pairs: Any, cache: Path | None) -> PairDistances | None:
+def _baseline_distances(baseline: Embedded | None, pairs: Any, cache: Path | None) -> PairDistances | None:
     """The pretrained backbone's distances of the same pairs: measured, or read from `cache`."""
     if baseline is None:
         if cache is None or not cache.is_file():
             return None
         with np.load(cache) as kept:
             return PairDistances(kept["positive"], kept["negative"])
-    outputs, _, gallery_outputs, _ = baseline
-    before = pair_distances(outputs["H"], pairs, None if gallery_outputs is None else gallery_outputs["H"])
+    gallery = None if baseline.gallery_outputs is None else baseline.gallery_outputs["H"]
+    before = pair_distances(baseline.outputs["H"], pairs, gallery)
     if cache is not None:
         buffer = io.BytesIO()
         np.savez(buffer, positive=before.positive, negative=before.negative)

@@ -16,7 +16,16 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-FROZEN_PRECISIONS = ("fp32", "bf16", "auto")
+from ranklist.evaluation.metric_names import DEFAULT_KS
+from ranklist.training.optimizers import OPTIMIZERS
+
+PRECISIONS = ("fp32", "bf16", "auto")  # auto: bf16 where it pays on the device (training/precision.py)
+# Keys renamed since 0.1, named in the unknown-key error.
+RENAMED = {
+    "optim.amp": "precision.train (true: bf16)",
+    "optim.frozen_precision": "precision.frozen",
+    "eval.precision": "precision.eval",
+}
 
 
 @dataclass
@@ -81,10 +90,6 @@ class OptimConfig:
     gamma: float = 0.1
     warmup_iterations: int = 0
     grad_clip: Optional[float] = None
-    amp: bool = False  # autocast in bfloat16 (CPU and GPU; needs no gradient scaler)
-    frozen_precision: str = (
-        "fp32"  # fp32 | bf16 | auto: the frozen blocks' forward in training (auto: bf16 on bf16 hardware)
-    )
 
 
 @dataclass
@@ -109,15 +114,22 @@ class TrainConfig:
 class EvalConfig:
     """The recipe's eval section: the metrics and how the test split is scored."""
 
-    ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    ks: list[int] = field(default_factory=lambda: list(DEFAULT_KS))
     batch_size: int = 128
     nmi: bool = True
     baseline: bool = (
         True  # score the pretrained backbone before training too (costs one more forward and scoring of the test split)
     )
     grid_queries: int = 8  # rows of the retrieval grid
-    # fp32 | bf16 | auto: the evaluation forward (bf16: ~2x faster embedding on bf16 hardware; auto: bf16 there only)
-    precision: str = "fp32"
+
+
+@dataclass
+class PrecisionConfig:
+    """Which forwards run in bf16; each is fp32 | bf16 | auto (bf16 where the device computes it natively)."""
+
+    train: str = "fp32"  # the training forward under autocast (auto: on CUDA cards that compute bf16 only)
+    frozen: str = "fp32"  # the frozen blocks' training forward (auto: where there are frozen blocks)
+    eval: str = "fp32"  # the embedding forward of evaluation; checkpoints record it for every later embedding
 
 
 @dataclass
@@ -131,6 +143,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
 
 
 class ConfigError(ValueError):
@@ -192,6 +205,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
     except (ConfigKeyError, ConfigAttributeError) as error:
         key = getattr(error, "full_key", None) or str(error).splitlines()[0]
+        if key in RENAMED:
+            raise ConfigError(f"config key {key!r} was renamed: use {RENAMED[key]}") from None
         hint = (
             f" (loss hyper-parameters go under loss.params: loss.params.{key[5:]})" if key.startswith("loss.") else ""
         )
@@ -225,8 +240,6 @@ def check_config(config: RunConfig) -> None:
     )
     need(m.embedding_dim >= 1, f"model.embedding_dim must be >= 1, got {m.embedding_dim}")
     need(m.freeze_blocks >= 0, f"model.freeze_blocks must be >= 0, got {m.freeze_blocks}")
-    from ranklist.training.optimizers import OPTIMIZERS
-
     need(o.name in OPTIMIZERS, f"optim.name must be one of {sorted(OPTIMIZERS)}, got {o.name!r}")
     need(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
     need(0 <= o.momentum < 1, f"optim.momentum must be in [0, 1), got {o.momentum}")
@@ -235,10 +248,6 @@ def check_config(config: RunConfig) -> None:
     need(0 < o.layer_decay <= 1, f"optim.layer_decay must be in (0, 1], got {o.layer_decay}")
     need(0 < o.gamma <= 1, f"optim.gamma must be in (0, 1], got {o.gamma}")
     need(o.warmup_iterations >= 0, f"optim.warmup_iterations must be >= 0, got {o.warmup_iterations}")
-    need(
-        o.frozen_precision in FROZEN_PRECISIONS,
-        f"optim.frozen_precision must be one of {list(FROZEN_PRECISIONS)}, got {o.frozen_precision!r}",
-    )
     need(o.grad_clip is None or o.grad_clip > 0, f"optim.grad_clip must be > 0 or null, got {o.grad_clip}")
     need(list(o.milestones) == sorted(o.milestones), f"optim.milestones must be increasing, got {o.milestones}")
     need(t.iterations >= 1, f"train.iterations must be >= 1, got {t.iterations}")
@@ -256,9 +265,8 @@ def check_config(config: RunConfig) -> None:
         f"loss.memory_size works with loss.name=rll only, got {loss.name!r}",
     )
     need(e.grid_queries >= 1, f"eval.grid_queries must be >= 1, got {e.grid_queries}")
-    need(
-        e.precision in ("fp32", "bf16", "auto"), f"eval.precision must be 'fp32', 'bf16' or 'auto', got {e.precision!r}"
-    )
+    for purpose, setting in vars(config.precision).items():
+        need(setting in PRECISIONS, f"precision.{purpose} must be one of {list(PRECISIONS)}, got {setting!r}")
     from ranklist.losses import check_loss
 
     try:

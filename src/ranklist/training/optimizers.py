@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ranklist.training.config import OptimConfig
+if TYPE_CHECKING:  # config.py checks optim.name against OPTIMIZERS: no import back at run time
+    from ranklist.training.config import OptimConfig
 
 # name -> (parameter groups, config) -> optimiser; each group carries its own lr and weight decay.
 OPTIMIZERS: dict[str, Callable[[list[dict[str, Any]], OptimConfig], torch.optim.Optimizer]] = {

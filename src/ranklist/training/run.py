@@ -27,7 +27,7 @@ from ranklist.training.config import ConfigError, RunConfig
 from ranklist.training.determinism import make_deterministic
 from ranklist.training.distributed import local_rank
 from ranklist.training.optimizers import build_optimizer
-from ranklist.training.precision import evaluation_precision, frozen_precision
+from ranklist.training.precision import Precisions, resolve_precisions
 from ranklist.training.preflight import (
     check_class_disjoint,
     check_findable,
@@ -54,8 +54,10 @@ class RunSplits:
         return {name: split for name, split in named.items() if split is not None}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Run:
+    """Everything one process of a run works with, assembled by build_run."""
+
     config: RunConfig
     device: torch.device
     rank: int
@@ -69,7 +71,7 @@ class Run:
     splits: RunSplits
     evaluator: Evaluator  # the final test (and the pretrained baseline)
     val_evaluator: Evaluator  # model selection: Recall@1 only
-    frozen_precision: str = "fp32"  # what the frozen blocks' training forward runs in (optim.frozen_precision resolved)
+    precision: Precisions  # what each forward computes in (the precision section resolved)
 
     @property
     def lead(self) -> bool:
@@ -189,7 +191,7 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
     seed_everything(config.train.seed)
     model = build_run_model(config).to(device)
     model = model.to(memory_format=model_memory_format(config))
-    frozen = frozen_precision(model, config.optim.frozen_precision, device)
+    precision = resolve_precisions(config.precision, model, device)
     seed_everything(config.train.seed + rank)  # own augmentation draws per process
     splits = build_splits(config, model.preprocessing)
     check_class_disjoint(splits)
@@ -216,7 +218,7 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer, scheduler = _optimizer(config, model, losses)
     # The checkpoints record how the run embeds, so that every later embedding of them does the same.
-    model.inference = Inference(evaluation_precision(config.eval.precision, device), config.train.channels_last)
+    model.inference = Inference(precision.eval, config.train.channels_last)
     # Every process embeds a shard of each evaluated split; the lead process scores it once.
     evaluator = Evaluator(
         batch_size=config.eval.batch_size,
@@ -230,18 +232,18 @@ def build_run(config: RunConfig, rank: int = 0, world: int = 1, *, progress: boo
         precision=model.inference.precision,
     )
     return Run(
-        config,
-        device,
-        rank,
-        world,
-        model,
-        train_model,
-        losses,
-        optimizer,
-        scheduler,
-        sampler,
-        splits,
-        evaluator,
-        replace(evaluator, ks=(1,), compute_nmi=False),
-        frozen,
+        config=config,
+        device=device,
+        rank=rank,
+        world=world,
+        model=model,
+        train_model=train_model,
+        losses=losses,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        sampler=sampler,
+        splits=splits,
+        evaluator=evaluator,
+        val_evaluator=replace(evaluator, ks=(1,), compute_nmi=False),
+        precision=precision,
     )

@@ -12,9 +12,12 @@ import torch
 
 from ranklist.collectives import average_gradients, gather_objects
 from ranklist.errors import TrainingDiverged
+from ranklist.evaluation.metric_names import RECALL_AT_1
 from ranklist.models import model_checkpoint
+from ranklist.training.config import OptimConfig
+from ranklist.training.run import Run
 
-SELECTION_METRIC = "val/recall@1"
+SELECTION_METRIC = f"val/{RECALL_AT_1}"
 
 
 @dataclass
@@ -36,7 +39,7 @@ class TrainState:
     best: Best = field(default_factory=Best)
     rng: list[dict[str, Any]] | None = None  # every process's RNG states, as last saved
 
-    def to_checkpoint(self, run) -> dict[str, Any]:
+    def to_checkpoint(self, run: Run) -> dict[str, Any]:
         """The weights, the optimiser, schedule and losses' state, and this state (collective: every
         process must call it, for its RNG state)."""
         rng = gather_objects(rng_state())  # every process's, so that a resumed DDP run is exact
@@ -54,7 +57,7 @@ class TrainState:
         }
 
     @classmethod
-    def restore(cls, run, checkpoint: dict[str, Any]) -> TrainState:
+    def restore(cls, run: Run, checkpoint: dict[str, Any]) -> TrainState:
         """Load a checkpoint's states into the run's parts and this process's RNG; the state itself."""
         run.model.load_state_dict(checkpoint["model_state"])
         run.losses.load_state_dict(checkpoint["loss_state"])
@@ -88,7 +91,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state(generator, index)
 
 
-def train_step(run, state: TrainState, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+def train_step(run: Run, state: TrainState, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
     """One optimisation step on a C x K batch: forward, one loss per level summed, backward, clip,
     optimiser and schedule; advances state's counters and returns the loss."""
     images, labels = batch
@@ -97,7 +100,7 @@ def train_step(run, state: TrainState, batch: tuple[torch.Tensor, torch.Tensor])
     labels = labels.to(run.device, non_blocking=True)
     optim = run.config.optim
     # bfloat16 on every device: float16 without a gradient scaler lets small gradients underflow.
-    with torch.autocast(run.device.type, enabled=optim.amp, dtype=torch.bfloat16):
+    with torch.autocast(run.device.type, enabled=run.precision.train == "bf16", dtype=torch.bfloat16):
         outputs = run.train_model(images)
     try:
         loss = sum(run.losses[level](outputs[level].float(), labels) for level in run.model.levels)
@@ -121,7 +124,7 @@ def train_step(run, state: TrainState, batch: tuple[torch.Tensor, torch.Tensor])
     return value
 
 
-def diverged(step: int, optim: Any) -> TrainingDiverged:
+def diverged(step: int, optim: OptimConfig) -> TrainingDiverged:
     """The error for a non-finite loss or embedding at `step`, saying what to change."""
     return TrainingDiverged(
         f"training diverged at step {step + 1}: the loss or the embeddings are no longer finite (NaN or inf); "

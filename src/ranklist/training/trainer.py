@@ -23,13 +23,14 @@ from tqdm.auto import tqdm
 
 from ranklist.atomic import atomic_torch_save, atomic_write_text
 from ranklist.collectives import barrier, broadcast_state
-from ranklist.evaluation.evaluator import show_progress
-from ranklist.evaluation.metric_names import headline_view
+from ranklist.evaluation.evaluator import Embedded, show_progress
+from ranklist.evaluation.metric_names import RECALL_AT_1, headline_view
 from ranklist.models import evaluation_embedding, load_model, model_checkpoint
 from ranklist.models.checkpoint import read_checkpoint
-from ranklist.reporting import write_run_report, write_run_summary
+from ranklist.reporting import RunSummary, write_run_report, write_run_summary
 from ranklist.reporting.provenance import hardware, source_commit
 from ranklist.reporting.run_report import write_pair_picture
+from ranklist.reporting.summary import Scores
 from ranklist.reporting.tensorboard import open_board
 from ranklist.training.config import RunConfig, config_to_yaml
 from ranklist.training.distributed import init_from_env, shutdown
@@ -89,7 +90,7 @@ class Trainer:
         self.times = PhaseTimes()
         self.board = None  # the run's TensorBoard events (train.tensorboard; reporting/tensorboard.py), lead only
 
-    def run(self, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any] | None:
+    def run(self, *, resume: bool = False, overwrite: bool = False) -> RunSummary | None:
         """Train, select, test, report. Under torchrun, rank 0 writes and returns the summary; the
         other processes train their share and return None."""
         rank, world, own_group = init_from_env(self.config.train.device)
@@ -105,7 +106,7 @@ class Trainer:
             if own_group:
                 shutdown(clean=ok)
 
-    def _run(self, rank: int, world: int, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+    def _run(self, rank: int, world: int, resume: bool, overwrite: bool) -> RunSummary | None:
         started = time.time()
         with self.times.phase("setup"):
             changes = self._check_start(resume, overwrite) if rank == 0 else {}
@@ -193,7 +194,7 @@ class Trainer:
                 return None
             return BackboneBaseline(build_run_model(self.config).to(run.device, memory_format=run.memory_format))
 
-    def _baseline_metrics(self, run: Run, embedded, cached: Path | None) -> dict[str, float] | None:
+    def _baseline_metrics(self, run: Run, embedded: Embedded | None, cached: Path | None) -> dict[str, float] | None:
         """The baseline's test metrics ("H" view): scored from `embedded` (and kept in `cached`), or read
         from `cached`."""
         if not self._wants_baseline():
@@ -201,10 +202,10 @@ class Trainer:
         with self.times.phase("baseline"):
             if embedded is None:
                 return json.loads(cached.read_text())
-            baseline = run.evaluator.score(*embedded)["H"]
+            baseline = run.evaluator.score(embedded)["H"]
             if cached is not None:
                 atomic_write_text(cached, json.dumps(baseline))
-        self.log(f"pretrained backbone before training: test recall@1 {baseline['recall@1']:.4f}")
+        self.log(f"pretrained backbone before training: test recall@1 {baseline[RECALL_AT_1]:.4f}")
         return baseline
 
     def validate(self, run: Run, state: TrainState) -> None:
@@ -219,7 +220,7 @@ class Trainer:
         embedded = run.val_evaluator.embed(run.model, run.splits.val)
         if not run.lead:
             return
-        metrics = run.val_evaluator.score(*embedded)
+        metrics = run.val_evaluator.score(embedded)
         record = {"step": state.step, **{f"val/{k}": v for k, v in metrics[headline_view(metrics)].items()}}
         self._record(record)
         best = state.best
@@ -288,7 +289,7 @@ class Trainer:
         if step % train.checkpoint_every == 0 or last:
             self.save(run, state, "last.pt")
 
-    def _finish(self, run: Run, state: TrainState, trained: tuple[int, float], started: float) -> dict[str, Any] | None:
+    def _finish(self, run: Run, state: TrainState, trained: tuple[int, float], started: float) -> RunSummary | None:
         """The selected model meets the test set once; the lead writes the summary and the report."""
         if run.splits.queries is None:  # a tuning fold (data.folds): no test split, no test phase
             return self._finish_fold(run, state, trained, started)
@@ -305,8 +306,8 @@ class Trainer:
             embedded = run.evaluator.embed_models(models, run.splits.queries, run.splits.gallery)
             if not run.lead:
                 return None
-            outputs, labels, gallery_outputs, gallery_labels = embedded["final"]
-            test = run.evaluator.score(outputs, labels, gallery_outputs, gallery_labels)
+            final_embedded = embedded["final"]
+            test = run.evaluator.score(final_embedded)
         baseline = self._baseline_metrics(run, embedded.get("baseline"), cached)
         with self.times.phase("report"):
             summary = self._summary(run, state, trained, test, baseline)
@@ -314,12 +315,16 @@ class Trainer:
                 self.out,
                 summary,
                 _read_jsonl(self.metrics_path),
-                evaluation_embedding(outputs),
-                labels,
+                evaluation_embedding(final_embedded.outputs),
+                final_embedded.labels,
                 run.splits.queries,
                 grid_queries=self.config.eval.grid_queries,
                 seed=self.config.train.seed,
-                gallery=(evaluation_embedding(gallery_outputs), gallery_labels, run.splits.gallery)
+                gallery=(
+                    evaluation_embedding(final_embedded.gallery_outputs),
+                    final_embedded.gallery_labels,
+                    run.splits.gallery,
+                )
                 if run.splits.gallery is not None
                 else None,
             )
@@ -336,8 +341,8 @@ class Trainer:
                 self.board.finish(
                     self.out,
                     summary,
-                    evaluation_embedding(outputs),
-                    labels,
+                    evaluation_embedding(final_embedded.outputs),
+                    final_embedded.labels,
                     run.splits.queries,
                     seed=self.config.train.seed,
                 )
@@ -348,7 +353,7 @@ class Trainer:
 
     def _finish_fold(
         self, run: Run, state: TrainState, trained: tuple[int, float], started: float
-    ) -> dict[str, Any] | None:
+    ) -> RunSummary | None:
         """A tuning fold's summary: the selected step's validation metrics ("validation") in place of a test."""
         if not run.lead:
             return None
@@ -370,21 +375,20 @@ class Trainer:
         run: Run,
         state: TrainState,
         trained: tuple[int, float],
-        test: dict[str, Any],
+        test: Scores,
         baseline: dict[str, float] | None,
-    ) -> dict[str, Any]:
+    ) -> RunSummary:
         """trained: (iterations, seconds) of this session's training (a resumed run's own part)."""
         cfg, splits = self.config, run.splits.named()
         steps, train_time = trained
-        summary = {
+        summary: RunSummary = {
             "name": cfg.name,
             "command": " ".join(sys.argv),
             "commit": source_commit(),
             "config": asdict(cfg),
             "hardware": {**hardware(), "device": str(run.device)},
             "preprocessing": run.model.preprocessing.to_dict(),
-            "frozen_precision": run.frozen_precision,
-            "eval_precision": run.evaluator.precision,
+            "precision": asdict(run.precision),
             "train_time_s": round(train_time, 1),
             "iterations": state.step,
             # Steps alone (data, forward, backward, optimiser): comparable across machines and val schedules.
@@ -398,6 +402,8 @@ class Trainer:
                 **{f"{k}_images": len(v) for k, v in splits.items()},
                 **{f"{k}_classes": int(len(np.unique(v.labels))) for k, v in splits.items()},
             },
+            "time_s": {},  # both set when the summary is written, after the report
+            "wall_time_s": 0.0,
         }
         if baseline is not None:
             summary["baseline"] = {

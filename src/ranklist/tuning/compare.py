@@ -143,7 +143,6 @@ def per_query_values(run: Path) -> dict[str, np.ndarray]:
     from ranklist.evaluation.retrieval import per_query_metrics
     from ranklist.models import evaluation_embedding, load_model
     from ranklist.training.config import load_config
-    from ranklist.training.precision import evaluation_precision
     from ranklist.training.preflight import resolve_device
 
     config = load_config(run / "config.yaml")
@@ -163,15 +162,15 @@ def per_query_values(run: Path) -> dict[str, np.ndarray]:
         batch_size=config.eval.batch_size,
         device=str(device),
         progress=False,
-        compute_nmi=False,
-        precision=evaluation_precision(config.eval.precision, device),
+        compute_nmi=False,  # and the precision the checkpoint records, as the run's test had it
     )
-    outputs, labels, gallery_outputs, gallery_labels = evaluator.embed(model, queries, gallery)
+    embedded = evaluator.embed(model, queries, gallery)
+    gallery_outputs = embedded.gallery_outputs
     per_query, _ = per_query_metrics(
-        evaluation_embedding(outputs),
-        labels,
+        evaluation_embedding(embedded.outputs),
+        embedded.labels,
         (1,),
         evaluation_embedding(gallery_outputs) if gallery_outputs is not None else None,
-        gallery_labels,
+        embedded.gallery_labels,
     )
     return {metric: per_query[metric].numpy() for metric in PER_QUERY}
