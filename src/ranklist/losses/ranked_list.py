@@ -326,21 +326,7 @@ def ranked_list_loss(
     raw = embeddings.to(compute)  # half rows are computed in float32; the gradient comes back in their dtype
     labels = labels.to(device=device, dtype=torch.long)
 
-    if ref_emb is None:
-        if ref_labels is not None or self_index is not None:
-            raise ValueError("ref_labels and self_index need ref_emb")
-        raw_refs, ref_labels_long = raw, labels
-        self_rows = torch.arange(n, device=device)
-    else:
-        _check_embeddings("ref_emb", ref_emb)
-        if ref_labels is None:
-            raise ValueError("ref_emb needs ref_labels")
-        _check_labels("ref_labels", ref_labels, ref_emb.shape[0], "ref_emb")
-        if ref_emb.shape[1] != embeddings.shape[1]:
-            raise ValueError(f"ref_emb has dimension {ref_emb.shape[1]} but embeddings has {embeddings.shape[1]}")
-        raw_refs = ref_emb.to(device=device, dtype=compute)
-        ref_labels_long = ref_labels.to(device=device, dtype=torch.long)
-        self_rows = _check_self_index(self_index, labels, ref_labels_long)
+    raw_refs, ref_labels_long, self_rows = _references(raw, labels, ref_emb, ref_labels, self_index)
     if gradient == "query":
         # The gallery side of every pair is a constant (docs/loss.md#the-two-gradient-readings).
         raw_refs = raw_refs.detach()
@@ -359,22 +345,49 @@ def ranked_list_loss(
         terms_fn,
         ref_emb is None,
     )
-    if reduction == "mean":
-        loss = per_query.mean()
-    elif reduction == "sum":
-        loss = per_query.sum()
-    elif reduction == "official":
-        # pi_i = S_i / sum_k S_k as a softmax of log S (finite at any temperature); queries with
-        # nothing mined have S_i = 0. If no query mined anything, the loss is 0.
-        if bool(torch.isfinite(log_weight_sum).any()):
-            loss = (torch.softmax(log_weight_sum, dim=0) * per_query).sum()
-        else:
-            loss = per_query.sum() * 0.0
-    else:
-        loss = per_query
+    loss = _reduce(per_query, log_weight_sum, reduction)
     if return_weight_sums:
         return loss, torch.exp(log_weight_sum.double())
     return loss
+
+
+def _references(
+    raw: torch.Tensor,
+    labels: torch.Tensor,
+    ref_emb: torch.Tensor | None,
+    ref_labels: torch.Tensor | None,
+    self_index: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What each query is ranked against (rows in raw's dtype and device), their labels, and the
+    row that is the query itself (-1: none): the batch itself unless ref_emb is given."""
+    if ref_emb is None:
+        if ref_labels is not None or self_index is not None:
+            raise ValueError("ref_labels and self_index need ref_emb")
+        return raw, labels, torch.arange(raw.shape[0], device=raw.device)
+    _check_embeddings("ref_emb", ref_emb)
+    if ref_labels is None:
+        raise ValueError("ref_emb needs ref_labels")
+    _check_labels("ref_labels", ref_labels, ref_emb.shape[0], "ref_emb")
+    if ref_emb.shape[1] != raw.shape[1]:
+        raise ValueError(f"ref_emb has dimension {ref_emb.shape[1]} but embeddings has {raw.shape[1]}")
+    ref_labels_long = ref_labels.to(device=raw.device, dtype=torch.long)
+    self_rows = _check_self_index(self_index, labels, ref_labels_long)
+    return ref_emb.to(device=raw.device, dtype=raw.dtype), ref_labels_long, self_rows
+
+
+def _reduce(per_query: torch.Tensor, log_weight_sum: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The per-query losses reduced: mean (eq. 14), sum, official (weighted by S_i) or none."""
+    if reduction == "mean":
+        return per_query.mean()
+    if reduction == "sum":
+        return per_query.sum()
+    if reduction == "official":
+        # pi_i = S_i / sum_k S_k as a softmax of log S (finite at any temperature); queries with
+        # nothing mined have S_i = 0. If no query mined anything, the loss is 0.
+        if bool(torch.isfinite(log_weight_sum).any()):
+            return (torch.softmax(log_weight_sum, dim=0) * per_query).sum()
+        return per_query.sum() * 0.0
+    return per_query
 
 
 def _check_self_index(self_index: torch.Tensor | None, labels: torch.Tensor, ref_labels: torch.Tensor) -> torch.Tensor:
