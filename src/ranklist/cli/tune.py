@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ranklist.evaluation.metric_names import MAP_AT_R, R_PRECISION, RECALL_AT_1
+from ranklist.evaluation.metric_names import MAP_AT_R, QUERY_METRICS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     tune.add_argument(
         "--metric",
         default=MAP_AT_R,
-        help=f"validation metric to maximise: {MAP_AT_R} (default), {RECALL_AT_1}, {R_PRECISION}",
+        help=f"validation metric to maximise: {', '.join(QUERY_METRICS)} (default: the first)",
     )
     tune.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     tune.add_argument("--no-progress", action="store_true")

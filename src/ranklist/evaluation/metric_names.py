@@ -24,6 +24,8 @@ def recall_key(k: int) -> str:
 
 
 RECALL_AT_1 = recall_key(1)  # the headline metric
+# What a validation split can score per query (NMI scores a clustering): what tuning may maximise.
+QUERY_METRICS = (MAP_AT_R, RECALL_AT_1, R_PRECISION)
 
 
 def recall_ks(keys: Iterable[str]) -> list[int]:

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ranklist.errors import UserError, one_line
-from ranklist.evaluation.metric_names import MAP_AT_R, R_PRECISION, recall_key
+from ranklist.evaluation.metric_names import MAP_AT_R, QUERY_METRICS
 from ranklist.training.config import RunConfig, load_config
 from ranklist.tuning.space import Space, Value, overrides
 
 # What validation scores (Recall@1 only among the Recall@K: the validation evaluator's ks is (1,)).
-VALIDATION_METRICS = (MAP_AT_R, recall_key(1), R_PRECISION)
+VALIDATION_METRICS = QUERY_METRICS
 FOLD_VALUES = "fold_values"  # trial user attribute: the metric per finished fold
 REASON = "reason"  # trial user attribute: why it failed or was pruned
 INTERRUPTED = "interrupted"  # a reason that queues the trial's values again
