@@ -24,7 +24,7 @@ from typing import Any
 
 from ranklist.errors import require
 from ranklist.serving.service import SearchService
-from ranklist.serving.uploads import InputError, Upload
+from ranklist.serving.uploads import InputError, ServeLimits, Upload
 
 FILE_FIELDS = ("file", "files")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -86,26 +86,6 @@ def create_app(service: SearchService, hosts: Iterable[str] = LOOPBACK_NAMES) ->
             )
         return await call_next(request)
 
-    async def read_uploads(request: Request) -> list[Upload]:
-        kind = request.headers.get("content-type", "")
-        if not kind.startswith("multipart/form-data"):
-            raise InputError(
-                415, f"send the images as multipart/form-data (field 'file'), not {kind or 'no content type'!r}"
-            )
-        try:
-            form = await request.form(max_files=limits.max_files, max_fields=limits.max_files + 8)
-        except Exception as error:  # the multipart parser's own limits and framing errors
-            raise InputError(400, f"bad multipart body: {getattr(error, 'detail', error)}") from None
-        uploads = [value for key in FILE_FIELDS for value in form.getlist(key) if not isinstance(value, str)]
-        if not uploads:
-            raise InputError(400, "no image in the request: send one or more files in the field 'file'")
-        return [
-            Upload(
-                await upload.read(limits.max_upload_bytes + 1), upload.filename or f"file {i + 1}", upload.content_type
-            )
-            for i, upload in enumerate(uploads)
-        ]
-
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
         return HTMLResponse(page_html, headers=page_headers)
@@ -116,31 +96,18 @@ def create_app(service: SearchService, hosts: Iterable[str] = LOOPBACK_NAMES) ->
 
     @app.get("/info")
     async def info() -> dict[str, Any]:
-        index = service.index
-        return {
-            "items": len(index),
-            "kind": index.meta.get("kind"),
-            "dim": index.dim,
-            "runtime": service.embedder.runtime,
-            "precision": service.embedder.precision,
-            "labelled": index.labels is not None,
-            "classes": len(service.class_names or []),
-            "max_k": min(limits.max_k, len(index)),
-            "max_files": limits.max_files,
-            "max_upload_bytes": limits.max_upload_bytes,
-            "model": None if index.model is None else index.model.to_dict(),
-        }
+        return service_info(service)
 
     @app.post("/search")
     async def search(request: Request, k: int = 10) -> dict[str, Any]:
         service.check_k(k)
-        uploads = await read_uploads(request)
+        uploads = await read_uploads(request, limits)
         results = await run_in_threadpool(service.search_images, uploads, k)
         return {"k": k, "results": [{"neighbours": hits} for hits in results]}
 
     @app.post("/embed")
     async def embed(request: Request) -> dict[str, Any]:
-        uploads = await read_uploads(request)
+        uploads = await read_uploads(request, limits)
         embeddings = await run_in_threadpool(service.embed, uploads)
         return {"dim": int(embeddings.shape[1]), "embeddings": embeddings.round(7).tolist()}
 
@@ -179,3 +146,41 @@ def run_server(
     """Serve until interrupted (uvicorn, one process; the model runs in its worker threads)."""
     uvicorn = require("uvicorn", "ranklist serve")
     uvicorn.run(create_app(service, allowed_hosts(host, extra_hosts)), host=host, port=port, log_level="info")
+
+
+def service_info(service: SearchService) -> dict[str, Any]:
+    """GET /info: what the server holds and its limits."""
+    index, limits = service.index, service.limits
+    return {
+        "items": len(index),
+        "kind": index.meta.get("kind"),
+        "dim": index.dim,
+        "runtime": service.embedder.runtime,
+        "precision": service.embedder.precision,
+        "labelled": index.labels is not None,
+        "classes": len(service.class_names or []),
+        "max_k": min(limits.max_k, len(index)),
+        "max_files": limits.max_files,
+        "max_upload_bytes": limits.max_upload_bytes,
+        "model": None if index.model is None else index.model.to_dict(),
+    }
+
+
+async def read_uploads(request: Any, limits: ServeLimits) -> list[Upload]:
+    """The request's image files, each read up to one byte over its limit (checked when decoded)."""
+    kind = request.headers.get("content-type", "")
+    if not kind.startswith("multipart/form-data"):
+        raise InputError(
+            415, f"send the images as multipart/form-data (field 'file'), not {kind or 'no content type'!r}"
+        )
+    try:
+        form = await request.form(max_files=limits.max_files, max_fields=limits.max_files + 8)
+    except Exception as error:  # the multipart parser's own limits and framing errors
+        raise InputError(400, f"bad multipart body: {getattr(error, 'detail', error)}") from None
+    uploads = [value for key in FILE_FIELDS for value in form.getlist(key) if not isinstance(value, str)]
+    if not uploads:
+        raise InputError(400, "no image in the request: send one or more files in the field 'file'")
+    return [
+        Upload(await upload.read(limits.max_upload_bytes + 1), upload.filename or f"file {i + 1}", upload.content_type)
+        for i, upload in enumerate(uploads)
+    ]
