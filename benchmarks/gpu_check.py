@@ -243,6 +243,7 @@ def check_train_step(fixture: Path, device: torch.device, sizes: dict) -> dict:
 
 def check_eval(fixture: Path, device: torch.device, sizes: dict) -> dict:
     """The trainer's evaluator: embedding the test split, then scoring an SOP-sized split (NMI timed)."""
+    from ranklist.evaluation import Embedded
     from ranklist.training import build_run
 
     run = build_run(fixture_config(fixture, device, sizes))
@@ -256,8 +257,9 @@ def check_eval(fixture: Path, device: torch.device, sizes: dict) -> dict:
         level: torch.randn(classes, dim, generator=gen)[labels] + 2.0 * torch.randn(n, dim, generator=gen)
         for level, dim in run.model.embedding_dims.items()
     }
-    retrieval_s, metrics = _timed(lambda: replace(evaluator, compute_nmi=False).score(outputs, labels), device)
-    total_s, with_nmi = _timed(lambda: evaluator.score(outputs, labels), device)
+    embedded = Embedded(outputs, labels)
+    retrieval_s, metrics = _timed(lambda: replace(evaluator, compute_nmi=False).score(embedded), device)
+    total_s, with_nmi = _timed(lambda: evaluator.score(embedded), device)
     return {
         "embed_images": len(run.splits.queries),
         "embed_images_per_s": round(len(run.splits.queries) / embed_s, 1),
