@@ -21,18 +21,14 @@ import torch
 from torch import nn
 
 from ranklist.data.transforms import NORMALIZATIONS, Normalization
+from ranklist.errors import require
 from ranklist.models.blocks import parameter_depths
 from ranklist.models.hf_families import HFFamily, hf_family, resolve_blocks, token_tap_blocks
 
-EXTRA_HINT = "pip install 'ranklist[hf]'"
-
 
 def _transformers() -> Any:
-    try:
-        import transformers
-    except ImportError:  # a ValueError: choosing an hf: backbone without the extra is a configuration error
-        raise ValueError(f"hf: backbones need the optional transformers package: {EXTRA_HINT}") from None
-    return transformers
+    # a ValueError (MissingExtraError): choosing an hf: backbone without the extra is a configuration error
+    return require("transformers", "hf: backbones", extra="hf")
 
 
 def _processor_normalization(record: Mapping[str, Any]) -> Normalization:

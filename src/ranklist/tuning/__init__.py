@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ranklist.errors import require
 from ranklist.evaluation.metric_names import MAP_AT_R
 from ranklist.tuning.objective import TuneSettings, check_folds, check_metric, check_space_against_recipe
 from ranklist.tuning.space import load_space
@@ -19,10 +20,7 @@ from ranklist.tuning.space import load_space
 
 def require_optuna() -> None:
     """Refuse to tune without Optuna, naming the extra to install."""
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
-        raise ValueError("ranklist tune needs Optuna: pip install 'ranklist[tune]'") from None
+    require("optuna", "ranklist tune", extra="tune")
 
 
 def tune(
