@@ -46,8 +46,8 @@ def _bn_inception(pretrained: bool | str | Path) -> nn.Module:
     model = BNInception()
     if pretrained is True:
         raise ValueError(
-            "BN-Inception ImageNet weights cannot be downloaded here: give the path of a converted "
-            "`bninception` state dict as pretrained (or pretrained=false)"
+            "BN-Inception's ImageNet weights are a file: fetch it with `ranklist data fetch bn_inception` and give "
+            "its path as model.weights (weights/bn_inception-239d2248.pth), or set model.pretrained=false"
         )
     if pretrained:
         load_bn_inception_weights(model, pretrained)
