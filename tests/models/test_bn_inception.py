@@ -122,5 +122,7 @@ def test_unusable_weight_files(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(ValueError, match="cannot read BN-Inception weights from .*junk.pth"):
         load_bn_inception_weights(BNInception(), tmp_path / "junk.pth")
-    with pytest.raises(ValueError, match="fetch it with `ranklist data fetch bn_inception` and give its path as model.weights"):
+    with pytest.raises(
+        ValueError, match="fetch it with `ranklist data fetch bn_inception` and give its path as model.weights"
+    ):
         build_model("bn_inception", pretrained=True)
