@@ -84,6 +84,9 @@ def test_tuned_recipes_are_compared_over_paired_seeds_and_queries(tiny_recipe, t
     markdown = (out / "tuned.md").read_text()
     assert "| loss | MAP@R | R@1 | R-Prec |" in markdown and "## Paired difference to rll (seeds paired)" in markdown
     assert (out / "tuned.png").stat().st_size > 10_000
+    lr = json.loads((rll / "tune.json").read_text())["best"]["params"]["optim.lr"]
+    assert result["tuned_values"]["rll"] == {"optim.lr": {"tuned": lr, "untuned": 0.05}}
+    assert f"| rll | `optim.lr` | {lr:.4g} | 0.05 |" in markdown
     stamp = (out / "rll-seed0" / "summary.json").stat().st_mtime_ns
     assert main(argv) == 0  # finished runs are reused
     assert (out / "rll-seed0" / "summary.json").stat().st_mtime_ns == stamp

@@ -23,6 +23,7 @@ import numpy as np
 from ranklist.atomic import atomic_write_text
 from ranklist.evaluation.metric_names import MAP_AT_R, NMI, R_PRECISION, recall_key
 from ranklist.evaluation.paired import paired_bootstrap, paired_difference, t_interval
+from ranklist.tuning.tuned_values import tuned_values
 
 METRICS = (MAP_AT_R, recall_key(1), R_PRECISION, NMI)  # MAP@R first (MLRC's primary metric)
 PER_QUERY = (MAP_AT_R, recall_key(1), R_PRECISION)  # NMI is a clustering score, not a mean over queries
@@ -80,6 +81,7 @@ def compare_tuned(
     result = tuned_statistics(study, reference)
     result["bootstrap"] = bootstrap_by_query(study, out.parent, reference, seeds[0], resamples)
     result["recipes"] = {name: str(path) for name, path in recipes.items()}
+    result["tuned_values"] = {name: tuned_values(path.parent) for name, path in recipes.items()}
     atomic_write_text(out / "tuned.json", json.dumps(result, indent=2))
     atomic_write_text(out / "tuned.md", tuned_markdown(result))
     plot_tuned(result, out / "tuned.png")

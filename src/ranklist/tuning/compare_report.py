@@ -80,6 +80,7 @@ def tuned_markdown(result: dict[str, Any]) -> str:
             for c in (row[m] for m in per_query)
         ]
         lines.append("| " + " | ".join([name, *cells]) + " |")
+    lines += _tuned_values_lines(result.get("tuned_values", {}))
     lines += [
         "",
         "![tuned comparison](tuned.png)",
@@ -88,6 +89,30 @@ def tuned_markdown(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _tuned_values_lines(values: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """Per loss, each searched key's tuned value beside the untuned recipe's (the loss's default)."""
+    if not values:
+        return []
+    lines = [
+        "",
+        "## Tuned values",
+        "",
+        "| loss | key | tuned | untuned (recipe or loss default) |",
+        "|---|---|---|---|",
+    ]
+    for name, keys in values.items():
+        for key, pair in keys.items():
+            lines.append(f"| {name} | `{key}` | {_value(pair['tuned'])} | {_value(pair['untuned'])} |")
+    return lines
+
+
+def _value(value: Any) -> str:
+    """A tuned value as a table shows it: floats to 4 significant digits, None as the class default."""
+    if value is None:
+        return "(the class's default)"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def plot_tuned(result: dict[str, Any], path: Path) -> None:
