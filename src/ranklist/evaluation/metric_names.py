@@ -24,6 +24,19 @@ def recall_key(k: int) -> str:
 
 
 RECALL_AT_1 = recall_key(1)  # the headline metric
+VALIDATION_PREFIX = "val/"  # metrics.jsonl's keys of a validation pass: "val/recall@1", ...
+
+
+def validation_key(metric: str) -> str:
+    """The metrics.jsonl key of a validation metric: "recall@1" -> "val/recall@1"."""
+    return f"{VALIDATION_PREFIX}{metric}"
+
+
+def validation_metrics(record: Mapping[str, float]) -> dict[str, float]:
+    """The validation metrics of a metrics.jsonl record, without their prefix."""
+    return {key[len(VALIDATION_PREFIX) :]: value for key, value in record.items() if key.startswith(VALIDATION_PREFIX)}
+
+
 # What a validation split can score per query (NMI scores a clustering): what tuning may maximise.
 QUERY_METRICS = (MAP_AT_R, RECALL_AT_1, R_PRECISION)
 

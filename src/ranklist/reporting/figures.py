@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ranklist.atomic import atomic_write_bytes
-from ranklist.evaluation.metric_names import MAP_AT_R, RECALL_AT_1, VIEW_ORDER, recall_key, recall_ks
+from ranklist.evaluation.metric_names import MAP_AT_R, RECALL_AT_1, VIEW_ORDER, recall_key, recall_ks, validation_key
 
 
 def save_figure(figure: Figure, path: Path) -> None:
@@ -25,7 +25,7 @@ def save_figure(figure: Figure, path: Path) -> None:
 def plot_training_curves(records: list[dict[str, Any]], path: Path, best_step: int | None = None) -> None:
     """Loss and learning rate per iteration; validation Recall@1 / MAP@R with the selected step (a
     run without a validation split gets the loss panel alone)."""
-    val = [r for r in records if f"val/{RECALL_AT_1}" in r]
+    val = [r for r in records if validation_key(RECALL_AT_1) in r]
     figure = Figure(figsize=(10, 3.8) if val else (5.6, 3.8))
     if val:
         loss_ax, val_ax = figure.subplots(1, 2, gridspec_kw={"wspace": 0.6})  # room for the lr axis
@@ -44,7 +44,7 @@ def plot_training_curves(records: list[dict[str, Any]], path: Path, best_step: i
 
 
 def _plot_validation(val_ax, val: list[dict[str, Any]], best_step: int | None) -> None:
-    for key, colour in ((f"val/{RECALL_AT_1}", "tab:green"), (f"val/{MAP_AT_R}", "tab:purple")):
+    for key, colour in ((validation_key(RECALL_AT_1), "tab:green"), (validation_key(MAP_AT_R), "tab:purple")):
         if key in val[0]:
             val_ax.plot([r["step"] for r in val], [100 * r[key] for r in val], marker="o", color=colour, label=key)
     if best_step is not None:

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ranklist.evaluation.metric_names import validation_metrics
+
 TENSORBOARD_DIR = "tensorboard"
 PROJECTOR_POINTS = 2000  # the sprite stays under 2,000 px a side at 32 px thumbnails (TensorBoard's limit is 8,192)
 SPRITE_SIDE = 32
@@ -91,7 +93,7 @@ class RunBoard:
             if key in ("step", "time_s") or not isinstance(value, (int, float)):
                 continue
             self.writer.add_scalar(key if "/" in key else f"train/{key}", value, step)
-        if any(key.startswith("val/") for key in record):
+        if validation_metrics(record):
             self.writer.flush()  # a validation is a moment worth seeing at once
 
     def finish(

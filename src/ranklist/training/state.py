@@ -12,12 +12,12 @@ import torch
 
 from ranklist.collectives import average_gradients, gather_objects
 from ranklist.errors import TrainingDiverged
-from ranklist.evaluation.metric_names import RECALL_AT_1
+from ranklist.evaluation.metric_names import RECALL_AT_1, validation_key
 from ranklist.models import model_checkpoint
 from ranklist.training.config import OptimConfig
 from ranklist.training.run import Run
 
-SELECTION_METRIC = f"val/{RECALL_AT_1}"
+SELECTION_METRIC = validation_key(RECALL_AT_1)
 
 
 @dataclass

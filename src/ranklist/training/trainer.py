@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ranklist.atomic import atomic_torch_save, atomic_write_text
 from ranklist.collectives import barrier, broadcast_state
 from ranklist.evaluation.evaluator import Embedded, show_progress
-from ranklist.evaluation.metric_names import RECALL_AT_1, headline_view
+from ranklist.evaluation.metric_names import RECALL_AT_1, headline_view, validation_key, validation_metrics
 from ranklist.models import evaluation_embedding, load_model, model_checkpoint
 from ranklist.models.checkpoint import read_checkpoint
 from ranklist.reporting import RunSummary, write_run_report, write_run_summary
@@ -221,7 +221,7 @@ class Trainer:
         if not run.lead:
             return
         metrics = run.val_evaluator.score(embedded)
-        record = {"step": state.step, **{f"val/{k}": v for k, v in metrics[headline_view(metrics)].items()}}
+        record = {"step": state.step, **{validation_key(k): v for k, v in metrics[headline_view(metrics)].items()}}
         self._record(record)
         best = state.best
         if record[best.metric] > best.value:
@@ -362,9 +362,7 @@ class Trainer:
             selected = [
                 r for r in _read_jsonl(self.metrics_path) if r["step"] == state.best.step and state.best.metric in r
             ]
-            summary["validation"] = {
-                key[len("val/") :]: value for key, value in selected[-1].items() if key.startswith("val/")
-            }
+            summary["validation"] = validation_metrics(selected[-1])
         summary["time_s"] = self.times.summary()
         summary["wall_time_s"] = round(time.time() - started, 1)
         write_run_summary(self.out, summary)
