@@ -61,6 +61,23 @@ def study_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot_seed_points(
+    ax: Any, positions: Any, runs: list[list[dict[str, Any]]], metric: str, *, legend: bool, markersize: float
+) -> None:
+    """Each seed's value of `metric` (in %) as a black dot over its bar; `runs` holds each bar's runs.
+    `legend`: label the first dot "one seed"."""
+    for position, bar_runs in zip(positions, runs):
+        values = [100 * run[metric] for run in bar_runs if run.get(metric) is not None]
+        ax.plot(
+            [position] * len(values),
+            values,
+            "o",
+            color="black",
+            markersize=markersize,
+            label="one seed" if legend and position == positions[0] else None,
+        )
+
+
 def plot_study(result: dict[str, Any], path: Path) -> None:
     """Plot the study's Recall@1 and MAP@R per variant (bars of the mean +- std, a dot per seed) to `path`."""
     table = result["table"]
@@ -74,16 +91,7 @@ def plot_study(result: dict[str, Any], path: Path) -> None:
         ax.bar(
             x, means, 0.38, yerr=stds, capsize=3, color=colour, label=display_name(metric).replace("R@1", "Recall@1")
         )
-        for position, name in zip(x, names):  # each seed's run
-            values = [100 * run[metric] for run in result["runs"][name] if run.get(metric) is not None]
-            ax.plot(
-                [position] * len(values),
-                values,
-                "o",
-                color="black",
-                markersize=3,
-                label="one seed" if position == x[0] and offset == 0 else None,
-            )
+        plot_seed_points(ax, x, [result["runs"][name] for name in names], metric, legend=offset == 0, markersize=3)
     ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
     ax.set(ylabel="% (test, unseen classes)", title=result["title"])
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: it would cover a bar

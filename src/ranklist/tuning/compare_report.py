@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from ranklist.evaluation.metric_names import MAP_AT_R, display_name, recall_key
 from ranklist.reporting.figures import save_figure
+from ranklist.reporting.study_report import plot_seed_points
 
 
 def _pct(value: float | None, sign: bool = False) -> str:
@@ -137,16 +138,7 @@ def plot_tuned(result: dict[str, Any], path: Path) -> None:
             color=colour,
             label=f"{display_name(metric).replace('R@1', 'Recall@1')} (95 % CI)",
         )
-        for position, name in zip(x, names):
-            seeds = [100 * run[metric] for run in result["runs"][name] if run.get(metric) is not None]
-            left.plot(
-                [position] * len(seeds),
-                seeds,
-                "o",
-                color="black",
-                markersize=2.5,
-                label="one seed" if position == x[0] and offset == 0 else None,
-            )
+        plot_seed_points(left, x, [result["runs"][name] for name in names], metric, legend=offset == 0, markersize=2.5)
     left.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
     left.set(ylabel="% (test, unseen classes)", title="tuned losses")
     left.set_ylim(bottom=0)
