@@ -6,7 +6,8 @@
 # Every loss is tuned in rounds (round-robin, so that a stopped study leaves every loss equally
 # tuned): `ranklist tune` with --trials R for each R in ROUNDS, on the same reduced budget
 # (64 px, 100 iterations, 2 class-disjoint folds of the 797 training classes), then each loss's
-# best.yaml is trained on all training classes with 5 seeds and tested once (`compare-tuned`).
+# best.yaml, and RLL's untuned recipe, are trained on all training classes with 5 seeds and tested
+# once (`compare-tuned`, paired against tuned RLL and against untuned RLL).
 # Re-running continues: finished trials and finished seeds are not run again.
 set -euo pipefail
 out=${1:?usage: tuned_comparison.sh OUT ROUNDS...}
@@ -28,6 +29,18 @@ for trials in "${rounds[@]}"; do
       --space "configs/spaces/$loss.yaml" --trials "$trials" --folds 2 --out "$out/$loss" --no-progress
   done
 done
-folders=()
-for loss in "${losses[@]}"; do folders+=("$out/$loss"); done
+# The untuned reference: the same recipe with RLL at the paper's preset, nothing searched.
+mkdir -p "$out/rll_untuned"
+python - "$out/rll_untuned/best.yaml" "${budget[@]}" <<'PY'
+import sys
+from ranklist.atomic import atomic_write_text
+from ranklist.training.config import config_to_yaml, load_config
+config = load_config("configs/demo.yaml", [*sys.argv[2:], "name=demo-untuned"])
+atomic_write_text(sys.argv[1], "# The untuned reference: the demo recipe at the study budget.\n" + config_to_yaml(config))
+PY
+folders=("$out/rll" "$out/rll_untuned")
+for loss in "${losses[@]:1}"; do folders+=("$out/$loss"); done
 python -m ranklist compare-tuned "${folders[@]}" --seeds 0 1 2 3 4 --out "$out/compare" --no-progress
+# The same runs (reused), each paired against the untuned reference.
+python -m ranklist compare-tuned "${folders[@]}" --seeds 0 1 2 3 4 --reference rll_untuned \
+  --out "$out/compare_untuned_reference" --no-progress

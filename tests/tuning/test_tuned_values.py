@@ -2,7 +2,7 @@
 
 from ranklist.losses.ranked_list import PRESETS
 from ranklist.training.config import load_config
-from ranklist.tuning.tuned_values import untuned_value
+from ranklist.tuning.tuned_values import tuned_values, untuned_value
 
 
 def test_untuned_values_come_from_the_recipe_then_the_loss(tiny_recipe):
@@ -13,3 +13,8 @@ def test_untuned_values_come_from_the_recipe_then_the_loss(tiny_recipe):
     ms = load_config(tiny_recipe, ["loss.name=multi_similarity", "loss.preset=null"])
     assert untuned_value(ms, "loss.params.alpha") == 2  # the registry's default: the MS paper's
     assert untuned_value(ms, "loss.params.miner.epsilon") == 0.1  # the miner's default
+
+
+def test_a_hand_written_recipe_has_no_tuned_values(tmp_path):
+    (tmp_path / "best.yaml").write_text("name: untuned\n")  # compare-tuned takes such a folder as a reference
+    assert tuned_values(tmp_path) == {}

@@ -29,7 +29,10 @@ def untuned_value(config: RunConfig, key: str) -> Any:
 
 
 def tuned_values(folder: Path) -> dict[str, dict[str, Any]]:
-    """{key: {"tuned": best trial's value, "untuned": the recipe's}} of the study in `folder` (its tune.json)."""
+    """{key: {"tuned": best trial's value, "untuned": the recipe's}} of the study in `folder` (its tune.json);
+    empty for a folder holding only a best.yaml written by hand (an untuned reference: nothing was tuned)."""
+    if not (folder / "tune.json").is_file():
+        return {}
     record = json.loads((folder / "tune.json").read_text())
     best, settings = record.get("best"), record["settings"]
     if not best:
