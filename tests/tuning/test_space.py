@@ -1,6 +1,6 @@
 import pytest
 
-from ranklist.tuning.space import load_space, override, overrides
+from ranklist.tuning.space import Param, load_space, override, overrides
 
 
 def write(tmp_path, text: str):
@@ -84,3 +84,36 @@ def test_a_bad_space_is_one_line_naming_the_key_and_value(tmp_path, text, messag
 def test_a_missing_space_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="search space file not found: .*nope.yaml"):
         load_space(tmp_path / "nope.yaml")
+
+
+def test_a_dimension_contains_only_values_it_can_draw():
+    lr = Param("optim.lr", "float", 1e-4, 1e-2, log=True)
+    assert lr.contains(1e-3) and lr.contains(1e-4) and not lr.contains(2e-2) and not lr.contains(None)
+    assert not lr.contains(True) and not lr.contains("0.001")
+    size = Param("data.classes_per_batch", "int", 16, 64, step=8)
+    assert size.contains(32) and not size.contains(33) and not size.contains(32.5)
+    flag = Param("loss.params.weight_gradient", "categorical", choices=(False, True))
+    assert flag.contains(False) and not flag.contains(0)  # False == 0 in Python; not a choice here
+    assert Param("model.embedding_dim", "categorical", choices=(128, 256)).contains(128)
+
+
+def test_a_new_study_runs_the_recipe_first_unless_a_value_is_outside_the_space(tiny_recipe, tmp_path):
+    import optuna
+
+    from ranklist.tuning.objective import TuneSettings
+    from ranklist.tuning.study import RECIPE_ATTR, enqueue_recipe
+
+    def queued(space_text: str) -> tuple[list, list[str]]:
+        (tmp_path / "space.yaml").write_text(space_text)
+        study, lines = optuna.create_study(direction="maximize"), []
+        enqueue_recipe(study, TuneSettings(str(tiny_recipe), [], load_space(tmp_path / "space.yaml"), 2), lines.append)
+        return study.get_trials(), lines
+
+    trials, lines = queued(
+        "optim.lr: {type: float, low: 1e-3, high: 1e-1, log: true}\n"
+        "loss.params.margin: {type: float, low: 0.1, high: 1.0}\n"
+    )
+    assert len(trials) == 1 and trials[0].system_attrs["fixed_params"] == {"optim.lr": 0.05, "loss.params.margin": 0.4}
+    assert trials[0].user_attrs == {RECIPE_ATTR: True} and not lines
+    trials, lines = queued("optim.lr: {type: float, low: 1e-4, high: 1e-2, log: true}\n")
+    assert trials == [] and lines == ["no trial of the recipe as given: outside the space: optim.lr=0.05"]

@@ -24,6 +24,9 @@ def test_a_tiny_study_writes_its_records_a_trainable_best_recipe_and_plots(tiny_
     assert tune(tiny_recipe, tiny_space, out, "--trials", "2", "--folds", "2") == 0
     result = json.loads((out / "tune.json").read_text())
     assert [t["state"] for t in result["trials"]] == ["COMPLETE", "COMPLETE"]
+    recipe_trial = {"optim.lr": 0.05, "loss.params.margin": 0.4, "loss.params.gradient": "query"}
+    assert result["trials"][0]["recipe"] and result["trials"][0]["params"] == recipe_trial  # the recipe as given
+    assert not result["trials"][1]["recipe"] and "(the recipe)" in (out / "tune.md").read_text()
     for trial in result["trials"]:
         assert len(trial["fold_values"]) == 2 and trial["value"] == pytest.approx(sum(trial["fold_values"]) / 2)
         assert (

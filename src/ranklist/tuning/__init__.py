@@ -41,7 +41,7 @@ def tune(
     """Run the study in `out` until it holds `trials` trials; write its reports; return tune.md's path."""
     require_optuna()
     from ranklist.tuning.report import write_records, write_report
-    from ranklist.tuning.study import StudyLock, open_study, redacted, run_trials, storage_url
+    from ranklist.tuning.study import StudyLock, enqueue_recipe, open_study, redacted, run_trials, storage_url
 
     if trials < 1:
         raise ValueError(f"--trials must be >= 1, got {trials}")
@@ -57,6 +57,7 @@ def tune(
         lock.take()  # two processes creating the tables of one new SQLite file at once collide
         try:
             optuna_study = open_study(settings, url, study or Path(space).stem)
+            enqueue_recipe(optuna_study, settings, log)
         finally:
             lock.release()
         run_trials(

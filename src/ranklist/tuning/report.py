@@ -23,6 +23,7 @@ from ranklist.reporting.provenance import hardware, source_commit
 from ranklist.training.config import config_to_yaml, load_config
 from ranklist.tuning.objective import FOLD_VALUES, REASON, TuneSettings
 from ranklist.tuning.space import overrides
+from ranklist.tuning.study import RECIPE_ATTR
 
 
 @dataclass
@@ -37,6 +38,7 @@ class TrialRecord:
     seconds: float | None
     reason: str | None = None  # why it failed or was pruned
     retry_of: int | None = None  # an interrupted trial this one runs again
+    recipe: bool = False  # the trial of the recipe's own values (study.enqueue_recipe)
 
 
 def trial_records(study) -> list[TrialRecord]:
@@ -61,6 +63,7 @@ def trial_records(study) -> list[TrialRecord]:
                 round(seconds, 1) if seconds is not None else None,
                 t.user_attrs.get(REASON),
                 RetryFailedTrialCallback.retried_trial_number(t),
+                bool(t.user_attrs.get(RECIPE_ATTR, False)),
             )
         )
     return records
@@ -190,6 +193,18 @@ def _value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _recipe_line(records: list[TrialRecord], best: TrialRecord, metric: str) -> list[str]:
+    """What tuning gained over the recipe as given (its own trial), when that trial is complete."""
+    recipe = next((r for r in records if r.recipe and r.value is not None), None)
+    if recipe is None:
+        return []
+    return [
+        "",
+        f"The recipe as given (trial {recipe.number}): {metric} {recipe.value:.4f}; "
+        f"the best is {best.value - recipe.value:+.4f} over it (one run per fold: mind the noise).",
+    ]
+
+
 def tune_markdown(name: str, settings: TuneSettings, records: list[TrialRecord], weights: dict[str, float]) -> str:
     """The study's report as Markdown: settings, trial counts, the best trial, importances and every trial."""
     best = best_record(records)
@@ -217,6 +232,7 @@ def tune_markdown(name: str, settings: TuneSettings, records: list[TrialRecord],
             "|---|---|",
         ]
         lines += [f"| {key} | {_value(value)} |" for key, value in best.params.items()]
+        lines += _recipe_line(records, best, settings.metric)
     lines += ["", "![optimisation history](history.png)", ""]
     if weights:
         lines += ["![parameter importance](importance.png)", ""]
@@ -232,7 +248,7 @@ def tune_markdown(name: str, settings: TuneSettings, records: list[TrialRecord],
     for r in records:
         cells = [
             str(r.number),
-            r.state.lower(),
+            r.state.lower() + (" (the recipe)" if r.recipe else ""),
             f"{r.value:.4f}" if r.value is not None else "-",
             " ".join(f"{v:.3f}" for v in r.fold_values) or "-",
             f"{r.seconds:.0f}" if r.seconds is not None else "-",

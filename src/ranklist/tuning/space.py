@@ -42,6 +42,20 @@ class Param:
             return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
         return trial.suggest_categorical(self.key, list(self.choices))
 
+    def contains(self, value: Value) -> bool:
+        """Whether this dimension can take `value` (inside the bounds and on the step, or a choice)."""
+        if self.kind == "categorical":
+            return any(type(choice) is type(value) and choice == value for choice in self.choices)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (self.kind == "int" and value != int(value))
+        ):
+            return False
+        if not self.low <= value <= self.high:
+            return False
+        return self.step is None or math.isclose((value - self.low) / self.step, round((value - self.low) / self.step))
+
     def corners(self) -> list[Value]:
         """Values that test the key against a recipe: the bounds, or every choice."""
         if self.kind == "categorical":

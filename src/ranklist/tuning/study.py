@@ -22,7 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ranklist.evaluation.evaluator import show_progress
+from ranklist.training.config import load_config
 from ranklist.tuning.objective import FOLD_VALUES, INTERRUPTED, REASON, TuneSettings, objective, trial_failures
+from ranklist.tuning.tuned_values import untuned_value
 
 HEARTBEAT_S = 60  # a running trial writes a heartbeat this often ...
 GRACE_S = 300  # ... and is failed and queued again this long after its last one
@@ -30,6 +32,7 @@ MAX_RETRY = 2  # an interrupted trial is queued again at most this often
 OPEN_ATTEMPTS = 3  # opening a new shared database while another process creates its tables
 PRUNER_STARTUP_TRIALS = 5  # no pruning before this many trials have finished
 SETTINGS_ATTR = "ranklist_settings"
+RECIPE_ATTR = "recipe"  # marks the trial that runs the recipe's own values
 HOST, PID = "host", "pid"
 
 
@@ -98,6 +101,21 @@ def open_study(settings: TuneSettings, url: str, name: str):
             f"{', '.join(f'{k}={recorded.get(k)!r}' for k in differ)}); use another --out, --storage or --study"
         )
     return study
+
+
+def enqueue_recipe(study, settings: TuneSettings, log: Callable[[str], None] = print) -> None:
+    """A new study's first trial runs the recipe as given (its own value of each searched key), so the
+    best found is never below the recipe on validation and the gain of tuning is measured; skipped,
+    with a line saying why, when one of those values lies outside the space."""
+    if study.get_trials(deepcopy=False):
+        return
+    config = load_config(settings.recipe, settings.overrides)
+    values = {param.key: untuned_value(config, param.key) for param in settings.space.params}
+    outside = [f"{p.key}={values[p.key]!r}" for p in settings.space.params if not p.contains(values[p.key])]
+    if outside:
+        log(f"no trial of the recipe as given: outside the space: {', '.join(outside)}")
+        return
+    study.enqueue_trial(values, user_attrs={RECIPE_ATTR: True})
 
 
 def _schema_race(error: Exception) -> bool:
