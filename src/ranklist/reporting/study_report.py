@@ -11,6 +11,8 @@ from matplotlib.figure import Figure
 from ranklist.evaluation.metric_names import MAP_AT_R, display_name, recall_key, score_columns
 from ranklist.reporting.figures import save_figure
 
+PAPER_SOP_RECALL_AT_1 = "paper_sop_recall@1"  # study.json: the paper's SOP Recall@1 per variant, for the shape
+
 TIME = "train_time_s"
 
 
@@ -34,7 +36,7 @@ def study_markdown(result: dict[str, Any]) -> str:
     """The study's table as Markdown: per variant each metric's mean +- std over seeds and the train time."""
     table = result["table"]
     metrics = score_columns(table.values())
-    paper = result.get("paper_sop_recall@1") or {}
+    paper = result.get(PAPER_SOP_RECALL_AT_1) or {}
     header = ["variant", *(display_name(m) for m in metrics), "train s", *(["paper: SOP R@1"] if paper else [])]
     lines = [
         f"# {result['title']}",

@@ -22,7 +22,7 @@ from ranklist.atomic import atomic_write_text
 from ranklist.evaluation.metric_names import EXCLUDED, headline_view, score_columns
 from ranklist.losses import LOSS_NAMES, loss_params
 from ranklist.reporting.provenance import hardware, source_commit
-from ranklist.reporting.study_report import mean_std, plot_study, study_markdown
+from ranklist.reporting.study_report import PAPER_SOP_RECALL_AT_1, mean_std, plot_study, study_markdown
 from ranklist.training.config import RunConfig, load_config
 from ranklist.training.trainer import Trainer
 
@@ -124,7 +124,7 @@ def run_study(
         "overrides": overrides or [],
         "seeds": seeds,
         "variants": variants,
-        "paper_sop_recall@1": paper or {},
+        PAPER_SOP_RECALL_AT_1: paper or {},
         "runs": rows,
         "table": table,
         "wall_time_s": round(time.time() - started, 1),
