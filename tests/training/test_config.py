@@ -22,7 +22,8 @@ def test_unknown_keys_list_the_valid_ones(tiny_recipe):
         load_config(tiny_recipe, ["loss.params.temperature=3"])
     with pytest.raises(
         ConfigError,
-        match=r"loss: unknown preset 'paper' for loss 'rll'; presets: \['cvpr2019', 'default', 'tpami2021_code'\]",
+        match=r"loss: unknown preset 'paper' for loss 'rll'; "
+        r"presets: \['cvpr2019', 'default', 'demo', 'tpami2021_code'\]",
     ):
         load_config(tiny_recipe, ["loss.preset=paper"])
 

@@ -61,6 +61,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 # signatures of ranked_list_loss and RankedListLoss read their defaults from here.
 DEFAULTS: dict[str, Any] = {**PRESETS["cvpr2019"], "gradient": "query"}
 PRESETS["default"] = DEFAULTS
+# The demo's (emoji, EfficientNet-Lite0, 380 iterations): the default with m and Tn chosen by
+# `ranklist tune` on validation folds of the training classes (docs/results.md, issue 23 part 4).
+PRESETS["demo"] = {**DEFAULTS, "margin": 0.3982008926023245, "neg_temperature": 5.683675412681165}
 
 
 def _check_number(name: str, value: float, low: float, high: float = math.inf) -> float:

@@ -172,7 +172,7 @@ def plot_history(records: list[TrialRecord], metric: str, path: Path) -> None:
         ax.plot([], [], color="tab:red", alpha=0.3, label="failed trial")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are numbered, not measured
     ax.set(xlabel="trial", ylabel=f"validation {display_name(metric)} (mean over folds)", title="optimisation history")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)  # away from the points (a pruned trial sits low)
     save_figure(figure, path)
 
 
