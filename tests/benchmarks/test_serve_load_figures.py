@@ -38,7 +38,7 @@ def test_targets_are_8_clients_over_1_and_the_lone_p50_shared_over_unshared(serv
         "flat/pytorch/max_batch_1": {"1": row(40, 20), "8": row(36, 200)},
         "flat/pytorch/max_batch_32": {"1": row(38, 22), "8": row(76, 100)},
     }
-    assert serve_load.targets(results, [1, 8]) == {
+    assert serve_load.targets(results) == {
         "flat/pytorch/max_batch_1": {"requests_per_s_8_over_1_client": 0.9},
         "flat/pytorch/max_batch_32": {"requests_per_s_8_over_1_client": 2.0, "lone_p50_over_unshared": 1.1},
     }
