@@ -50,7 +50,7 @@ gpu-check: $(STAMP)
 # Finished runs are reused, so an interrupted `make studies` continues where it stopped.
 STUDY_OVERRIDES := data.image_size=64 data.hflip=true model.freeze_bn=false data.val_fraction=0.2 train.iterations=150 train.val_every=50 train.checkpoint_every=150 optim.milestones=[]
 SEEDS ?= 0 1 2
-ABLATIONS := alpha margin temperature batch level gradient reduction memory
+ABLATIONS := alpha margin temperature batch level gradient reduction reading memory
 
 studies: $(STAMP)
 	$(PY) -m ranklist compare configs/demo.yaml $(STUDY_OVERRIDES) --seeds $(SEEDS) --out runs/studies/compare --no-progress

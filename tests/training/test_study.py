@@ -43,6 +43,7 @@ def test_ablation_names_and_errors(tiny_recipe, tmp_path, capsys):
         "level",
         "gradient",
         "reduction",
+        "reading",
         "memory",
         "backbone",
     }
@@ -152,3 +153,19 @@ def test_the_pretrained_baseline_is_embedded_once_per_study(tiny_recipe, tmp_pat
             ).run()
         )
     assert sum(calls) == 30 and summaries[0]["baseline"] == summaries[1]["baseline"]  # the 30 test images, once
+
+
+def test_reading_ablation_crosses_both_gradients_with_both_weightings_and_adds_pmls_loss(tiny_recipe):
+    from ranklist.losses import loss_params
+    from ranklist.training.config import load_config
+
+    resolved = {}
+    for name, overrides in ABLATIONS["reading"].items():
+        loss = load_config(tiny_recipe, ["loss.preset=default", *overrides]).loss
+        resolved[name] = (loss.name, loss_params(loss.name, loss.preset, loss.params))
+    readings = {(p["gradient"], p["weight_gradient"]) for n, p in resolved.values() if n == "rll"}
+    assert readings == {("query", False), ("full", False), ("query", True), ("full", True)}
+    # the default reading is the plain recipe's loss, so the gradient ablation's run is shared
+    assert resolved["query"] == ("rll", loss_params("rll", "default"))
+    pml_name, pml = resolved["pml_ranked_list"]
+    assert pml_name == "pml_ranked_list" and (pml["margin"], pml["Tn"], pml["alpha"]) == (0.4, 10.0, 1.2)

@@ -22,7 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             study.add_argument("--losses", nargs="+", default=None, help="default: every loss")
         else:
             study.add_argument(
-                "study", help="alpha | margin | temperature | batch | level | gradient | reduction | memory | backbone"
+                "study",
+                help="alpha | margin | temperature | batch | level | gradient | reduction | reading | memory "
+                "| backbone",
             )
         study.add_argument("overrides", nargs="*", help="dotted overrides applied to every variant")
         study.add_argument("--seeds", type=int, nargs="+", default=[0])

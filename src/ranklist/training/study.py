@@ -38,6 +38,16 @@ ABLATIONS: dict[str, dict[str, list[str]]] = {
     },
     "gradient": {g: [f"loss.params.gradient={g}"] for g in ("query", "full")},
     "reduction": {r: [f"loss.params.reduction={r}"] for r in ("mean", "official")},
+    # Which reading of the gradient makes pytorch-metric-learning's RLL differ from ours: both
+    # gradients, with the pair weights constant (the authors' code) or differentiated (pml), and
+    # pml's own loss (full, differentiated, plus its 1e-5 per column) at the paper's values.
+    "reading": {
+        "query": ["loss.params.gradient=query", "loss.params.weight_gradient=false"],
+        "full": ["loss.params.gradient=full", "loss.params.weight_gradient=false"],
+        "query, w differentiated": ["loss.params.gradient=query", "loss.params.weight_gradient=true"],
+        "full, w differentiated": ["loss.params.gradient=full", "loss.params.weight_gradient=true"],
+        "pml_ranked_list": ["loss.name=pml_ranked_list", "loss.preset=null"],
+    },
     "memory": {
         "batch only": [],
         "memory 1024": ["loss.memory_size=1024", "loss.memory_warmup=50"],
