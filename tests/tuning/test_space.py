@@ -117,3 +117,18 @@ def test_a_new_study_runs_the_recipe_first_unless_a_value_is_outside_the_space(t
     assert trials[0].user_attrs == {RECIPE_ATTR: True} and not lines
     trials, lines = queued("optim.lr: {type: float, low: 1e-4, high: 1e-2, log: true}\n")
     assert trials == [] and lines == ["no trial of the recipe as given: outside the space: optim.lr=0.05"]
+
+
+def test_a_study_refuses_to_continue_on_an_edited_recipe_under_the_same_path(tiny_recipe, tiny_space, tmp_path):
+    from ranklist.tuning.objective import TuneSettings
+    from ranklist.tuning.study import open_study
+
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+    settings = TuneSettings(str(tiny_recipe), [], load_space(tiny_space), 2)
+    open_study(settings, url, "s")
+    open_study(settings, url, "s")  # the same recipe continues
+    text = tiny_recipe.read_text()
+    assert "lr: 0.05" in text
+    tiny_recipe.write_text(text.replace("lr: 0.05", "lr: 0.01"))
+    with pytest.raises(ValueError, match=r"other settings \(recipe_config differ: recipe_config='[0-9a-f]{64}'\)"):
+        open_study(settings, url, "s")

@@ -9,11 +9,12 @@ is reported after each fold, so a trial well below the others' median stops earl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ranklist.errors import UserError, one_line
@@ -48,14 +49,23 @@ class TuneSettings:
     trials: int = 10
 
     def fingerprint(self) -> dict:
-        """The settings that decide a trial's value (the trial target may grow between runs)."""
+        """The settings that decide a trial's value (the trial target may grow between runs). The
+        recipe counts by its content too: an edited recipe file under the same path would otherwise
+        continue the study on another base and mix its trials silently."""
         return {
             "recipe": str(self.recipe),
+            "recipe_config": recipe_digest(self.recipe, self.overrides),
             "overrides": list(self.overrides),
             "space": [p.__dict__ for p in self.space.params],
             "folds": self.folds,
             "metric": self.metric,
         }
+
+
+def recipe_digest(recipe: str, recipe_overrides: list[str]) -> str:
+    """SHA-256 of the configuration the recipe and overrides resolve to (its run name aside)."""
+    config = asdict(load_config(recipe, recipe_overrides))
+    return hashlib.sha256(json.dumps({**config, "name": None}, sort_keys=True).encode()).hexdigest()
 
 
 def check_metric(metric: str) -> str:
