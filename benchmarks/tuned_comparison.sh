@@ -9,8 +9,10 @@
 # best.yaml, and RLL's untuned recipe, are trained on all training classes with 5 seeds and tested
 # once (`compare-tuned`, paired against tuned RLL and against untuned RLL).
 # Re-running continues: finished trials and finished seeds are not run again. The base is the demo
-# recipe of the checkout: the first pass (docs/studies/tuned_emoji) was made before the demo was tuned
-# (its heads at 5x the backbone's lr, not 2.1x), so continue it from a checkout of c5f1b7f.
+# recipe of the checkout: the stored study (docs/studies/tuned_emoji) was made, and continued to 20
+# trials, with the code of f4fa8ab, before the demo was tuned (lr 4e-4, heads at 5x); a study now
+# refuses another recipe content, so continue that one from a checkout of f4fa8ab, whose own copy of
+# this script lacks the untuned reference (its two compare-tuned lines below were run by hand).
 set -euo pipefail
 out=${1:?usage: tuned_comparison.sh OUT ROUNDS...}
 shift
