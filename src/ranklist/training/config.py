@@ -8,7 +8,8 @@ range-checked with errors naming them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -273,6 +274,17 @@ def check_config(config: RunConfig) -> None:
         check_loss(loss.name, loss.preset, loss.params)
     except ValueError as error:
         raise ConfigError(f"loss: {error}") from None
+
+
+def comparable_config(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
+    """A config as it trains, as JSON data (a RunConfig, or one stored in a run's summary): its name
+    aside, the loss as its resolved parameters (a preset or a default named explicitly is the same loss)."""
+    from ranklist.losses import loss_params
+
+    data = json.loads(json.dumps(asdict(config) if isinstance(config, RunConfig) else config))
+    loss = data["loss"]
+    params = json.loads(json.dumps(loss_params(loss["name"], loss["preset"], loss["params"])))
+    return {**data, "name": None, "loss": {**loss, "preset": None, "params": params}}
 
 
 def config_to_yaml(config: RunConfig) -> str:

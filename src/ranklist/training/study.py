@@ -14,16 +14,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ranklist.atomic import atomic_write_text
 from ranklist.evaluation.metric_names import EXCLUDED, headline_view, score_columns
-from ranklist.losses import LOSS_NAMES, loss_params
+from ranklist.losses import LOSS_NAMES
 from ranklist.reporting.provenance import hardware, source_commit
 from ranklist.reporting.study_report import PAPER_SOP_RECALL_AT_1, mean_std, plot_study, study_markdown
-from ranklist.training.config import RunConfig, load_config
+from ranklist.training.config import RunConfig, comparable_config, load_config
 from ranklist.training.trainer import Trainer
 
 # The paper's ablations (CVPR 2019 Tables 3-7) and the two readings of the loss: variant -> overrides.
@@ -149,27 +148,15 @@ def run_study(
 
 def finished_run(config: RunConfig, candidates: list[Path]) -> tuple[Path, dict[str, Any]] | None:
     """The first candidate run folder that finished with exactly `config` (its name aside), and its summary."""
-    want = _comparable(json.loads(json.dumps(asdict(config))))
+    want = comparable_config(config)
     for folder in candidates:
         try:
             summary = json.loads((folder / "summary.json").read_text())
-            if _comparable(summary["config"]) == want:
+            if comparable_config(summary["config"]) == want:
                 return folder, summary
         except (OSError, ValueError, KeyError, TypeError):  # not a finished run of this version's shape
             continue
     return None
-
-
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A config as it trains: its name aside, the loss as its resolved parameters (a preset or a
-    default named explicitly is the same loss)."""
-    loss = config["loss"]
-    resolved = {
-        **loss,
-        "preset": None,
-        "params": json.loads(json.dumps(loss_params(loss["name"], loss["preset"], loss["params"]))),
-    }
-    return {**config, "name": None, "loss": resolved}
 
 
 def _slug(text: str) -> str:

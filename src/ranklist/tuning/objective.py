@@ -14,12 +14,12 @@ import json
 import math
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from ranklist.errors import UserError, one_line
 from ranklist.evaluation.metric_names import MAP_AT_R, QUERY_METRICS
-from ranklist.training.config import RunConfig, load_config
+from ranklist.training.config import RunConfig, comparable_config, load_config
 from ranklist.tuning.space import Space, Value, overrides
 
 # What validation scores (Recall@1 only among the Recall@K: the validation evaluator's ks is (1,)).
@@ -63,9 +63,9 @@ class TuneSettings:
 
 
 def recipe_digest(recipe: str, recipe_overrides: list[str]) -> str:
-    """SHA-256 of the configuration the recipe and overrides resolve to (its run name aside)."""
-    config = asdict(load_config(recipe, recipe_overrides))
-    return hashlib.sha256(json.dumps({**config, "name": None}, sort_keys=True).encode()).hexdigest()
+    """SHA-256 of the configuration the recipe and overrides resolve to, as it trains (name aside)."""
+    config = comparable_config(load_config(recipe, recipe_overrides))
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
 def check_metric(metric: str) -> str:
